@@ -1,0 +1,144 @@
+// Convolution as a tiled implicit GEMM on channels-last activations, with the fused epilogue
+// `relu?(conv + bias + residual?)` in the same dispatch.
+//
+// GEMM view:  C[M, N] = A[M, K] · B[K, N]
+//   M = batch·H_out·W_out (output pixels),  N = C_out,  K = kH·kW·C_in
+//   A[m, k] is gathered from the input on the fly (zero outside the padded image),
+//   B is the BN-folded weight, re-laid at load time as (K, C_out) with
+//   k = (ky·kW + kx)·C_in + ci, so a K-slice reads contiguous input channels.
+// Each workgroup computes a TILE_M × TILE_N tile of C, staging TILE_K-deep slices of A and B
+// in workgroup memory; each thread accumulates a THREAD_M × THREAD_N register block.
+// Every load and store is guarded by the GEMM bounds, so the plan can create this module
+// without runtime bounds checks.
+
+override TILE_M: u32 = 64u;     // output pixels per workgroup, multiple of THREAD_M
+override TILE_N: u32 = 64u;     // output channels per workgroup, multiple of THREAD_N
+override TILE_K: u32 = 16u;     // reduction depth staged per step
+override HAS_RESIDUAL: bool = false;
+override RELU: bool = true;
+override INPUT_NCHW: bool = false; // the stem reads the user's NCHW input directly
+override POINTWISE: bool = false;  // 1×1, stride 1, pad 0: A is the input matrix itself
+
+// Register blocking is fixed (WGSL function-scope arrays need constant sizes).
+const THREAD_M: u32 = 4u;
+const THREAD_N: u32 = 4u;
+
+struct Params {
+    batch: u32,
+    in_h: u32,
+    in_w: u32,
+    in_c: u32,
+    out_h: u32,
+    out_w: u32,
+    out_c: u32,
+    kernel: u32,  // kH = kW
+    stride: u32,
+    pad: u32,
+    m: u32,       // batch·out_h·out_w
+    k: u32,       // kernel²·in_c
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> input: array<f32>;        // (N, H, W, C_in), or (N, C_in, H, W) if INPUT_NCHW
+@group(0) @binding(2) var<storage, read> weight: array<f32>;       // (K, C_out)
+@group(0) @binding(3) var<storage, read> bias: array<f32>;         // (C_out)
+@group(0) @binding(4) var<storage, read> residual: array<f32>;     // (N, H_out, W_out, C_out), read only if HAS_RESIDUAL
+@group(0) @binding(5) var<storage, read_write> output: array<f32>; // (N, H_out, W_out, C_out)
+
+var<workgroup> a_tile: array<f32, TILE_K * TILE_M>; // [kk][mm]
+var<workgroup> b_tile: array<f32, TILE_K * TILE_N>; // [kk][nn]
+
+// A[m, k]: one input element, or 0 in the padding and beyond the GEMM edges.
+fn load_a(m: u32, k: u32) -> f32 {
+    if (m >= p.m || k >= p.k) {
+        return 0.0;
+    }
+    if (POINTWISE) {
+        return input[m * p.in_c + k];
+    }
+    let hw = p.out_h * p.out_w;
+    let n = m / hw;
+    let pix = m - n * hw;
+    let oy = pix / p.out_w;
+    let ox = pix - oy * p.out_w;
+    let row = p.kernel * p.in_c;
+    let ky = k / row;
+    let rest = k - ky * row;
+    let kx = rest / p.in_c;
+    let ci = rest - kx * p.in_c;
+    let iy = i32(oy * p.stride + ky) - i32(p.pad);
+    let ix = i32(ox * p.stride + kx) - i32(p.pad);
+    if (iy < 0 || ix < 0 || iy >= i32(p.in_h) || ix >= i32(p.in_w)) {
+        return 0.0;
+    }
+    if (INPUT_NCHW) {
+        return input[((n * p.in_c + ci) * p.in_h + u32(iy)) * p.in_w + u32(ix)];
+    }
+    return input[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + ci];
+}
+
+@compute @workgroup_size(TILE_N / THREAD_N, TILE_M / THREAD_M, 1)
+fn main(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let threads_x = TILE_N / THREAD_N;
+    let threads = threads_x * (TILE_M / THREAD_M);
+    let t = lid.y * threads_x + lid.x;
+    let n0 = wid.x * TILE_N;
+    // M tiles may spill into z when they exceed the 65535 per-dimension dispatch limit.
+    let m0 = (wid.y + wid.z * nwg.y) * TILE_M;
+
+    var acc: array<vec4<f32>, THREAD_M>; // [row] → THREAD_N = 4 output channels
+    for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
+        // Consecutive threads take consecutive k: contiguous channels of one input pixel.
+        for (var i = t; i < TILE_K * TILE_M; i += threads) {
+            let kk = i % TILE_K;
+            let mm = i / TILE_K;
+            a_tile[kk * TILE_M + mm] = load_a(m0 + mm, k0 + kk);
+        }
+        // Consecutive threads take consecutive output channels: contiguous weight rows.
+        for (var i = t; i < TILE_K * TILE_N; i += threads) {
+            let nn = i % TILE_N;
+            let kk = i / TILE_N;
+            let k = k0 + kk;
+            let o = n0 + nn;
+            var v = 0.0;
+            if (k < p.k && o < p.out_c) {
+                v = weight[k * p.out_c + o];
+            }
+            b_tile[kk * TILE_N + nn] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            let bo = kk * TILE_N + lid.x * THREAD_N;
+            let b = vec4<f32>(b_tile[bo], b_tile[bo + 1u], b_tile[bo + 2u], b_tile[bo + 3u]);
+            let ao = kk * TILE_M + lid.y * THREAD_M;
+            for (var r = 0u; r < THREAD_M; r++) {
+                acc[r] = fma(vec4<f32>(a_tile[ao + r]), b, acc[r]);
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var r = 0u; r < THREAD_M; r++) {
+        let m = m0 + lid.y * THREAD_M + r;
+        if (m >= p.m) {
+            continue;
+        }
+        for (var c = 0u; c < THREAD_N; c++) {
+            let o = n0 + lid.x * THREAD_N + c;
+            if (o < p.out_c) {
+                var v = acc[r][c] + bias[o];
+                if (HAS_RESIDUAL) {
+                    v += residual[m * p.out_c + o];
+                }
+                if (RELU) {
+                    v = max(v, 0.0);
+                }
+                output[m * p.out_c + o] = v;
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The library's one error type. Every variant names what the user can act on: the file, the
+//! tensor, the expected and the found value.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // ---- files ----
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid safetensors file: {msg}")]
+    Safetensors { path: PathBuf, msg: String },
+    #[error("{path}: not a valid .npy file: {msg}")]
+    Npy { path: PathBuf, msg: String },
+    #[error("{path}: cannot read image: {msg}")]
+    Image { path: PathBuf, msg: String },
+
+    // ---- weights and architecture ----
+    #[error("tensor `{name}` is missing (expected shape {expected:?})")]
+    MissingTensor { name: String, expected: Vec<usize> },
+    #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    TensorShape {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("tensor `{name}` has dtype {found}, expected one of F32, F16, BF16")]
+    TensorDtype { name: String, found: String },
+    #[error("unexpected tensor `{name}` {shape:?}: not part of the detected architecture ({arch})")]
+    UnexpectedTensor {
+        name: String,
+        shape: Vec<usize>,
+        arch: String,
+    },
+    #[error("not a ResNet checkpoint: {0}")]
+    NotResnet(String),
+
+    // ---- shapes and plans ----
+    #[error("invalid input shape: {0}")]
+    InputShape(String),
+    #[error("{what} needs {needed} bytes, over the adapter limit {limit_name} = {limit}")]
+    AdapterLimit {
+        what: String,
+        needed: u64,
+        limit_name: &'static str,
+        limit: u64,
+    },
+
+    // ---- GPU ----
+    #[error("no GPU adapter found{0}")]
+    NoAdapter(String),
+    #[error("could not create a device on {adapter}: {msg}")]
+    Device { adapter: String, msg: String },
+    #[error("GPU error: {0}")]
+    Gpu(String),
+    #[error("shader `{name}` failed validation: {msg}")]
+    Shader { name: String, msg: String },
+
+    // ---- usage ----
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Whether the error comes from what the user passed (exit code 2) rather than from the
+    /// runtime (exit code 1).
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, Error::NoAdapter(_) | Error::Device { .. } | Error::Gpu(_) | Error::Shader { .. })
+    }
+}

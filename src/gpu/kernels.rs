@@ -1,0 +1,226 @@
+//! The WGSL kernels: sources, bind-group layouts and a pipeline cache keyed by
+//! (kernel, specialisation constants). Shaders are specialised only through `override`
+//! constants, never by editing their text.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// Shader files, compiled into the binary.
+pub const SHADER_FILES: [(&str, &str); 4] = [
+    ("conv.wgsl", include_str!("../../shaders/conv.wgsl")),
+    ("fold_bn.wgsl", include_str!("../../shaders/fold_bn.wgsl")),
+    ("pool.wgsl", include_str!("../../shaders/pool.wgsl")),
+    ("linear.wgsl", include_str!("../../shaders/linear.wgsl")),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kernel {
+    Conv,
+    FoldBn,
+    MaxPool,
+    GlobalAvgPool,
+    Linear,
+}
+
+/// How a binding is used; the layouts are explicit so every binding exists whatever the
+/// specialisation (a disabled residual still has its slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 5] = [Kernel::Conv, Kernel::FoldBn, Kernel::MaxPool, Kernel::GlobalAvgPool, Kernel::Linear];
+
+    pub fn file(self) -> &'static str {
+        match self {
+            Kernel::Conv => "conv.wgsl",
+            Kernel::FoldBn => "fold_bn.wgsl",
+            Kernel::MaxPool | Kernel::GlobalAvgPool => "pool.wgsl",
+            Kernel::Linear => "linear.wgsl",
+        }
+    }
+
+    pub fn source(self) -> &'static str {
+        SHADER_FILES.iter().find(|(f, _)| *f == self.file()).map(|(_, s)| *s).unwrap_or("")
+    }
+
+    pub fn entry(self) -> &'static str {
+        match self {
+            Kernel::MaxPool => "max_pool",
+            Kernel::GlobalAvgPool => "global_avg_pool",
+            _ => "main",
+        }
+    }
+
+    pub fn bindings(self) -> &'static [Binding] {
+        use Binding::*;
+        match self {
+            // params, input, weight, bias, residual, output
+            Kernel::Conv => &[Uniform, Read, Read, Read, Read, ReadWrite],
+            // params, w_raw, gamma, beta, mean, var, w_out, b_out
+            Kernel::FoldBn => &[Uniform, Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
+            // params, input, output
+            Kernel::MaxPool | Kernel::GlobalAvgPool => &[Uniform, Read, ReadWrite],
+            // params, x, weight, bias, y
+            Kernel::Linear => &[Uniform, Read, Read, Read, ReadWrite],
+        }
+    }
+}
+
+/// Specialisation constants, kept sorted so equal specialisations share one pipeline.
+pub type Constants = Vec<(&'static str, f64)>;
+
+type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
+
+/// Shader modules, layouts and pipelines for one device.
+pub struct Kernels {
+    modules: BTreeMap<&'static str, wgpu::ShaderModule>,
+    layouts: BTreeMap<Kernel, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    pipelines: Mutex<BTreeMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+}
+
+impl Kernels {
+    pub fn new(device: &wgpu::Device, checked: bool) -> Result<Self> {
+        let mut modules = BTreeMap::new();
+        for (file, source) in SHADER_FILES {
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some(file),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            };
+            let module = if checked {
+                device.create_shader_module(desc)
+            } else {
+                // SAFETY: every storage access in our kernels is guarded by the sizes in its
+                // params, and the plan checks that each bound buffer holds at least those
+                // sizes (see `executor::check_binding`); loops are bounded by the same params.
+                unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+            };
+            modules.insert(file, module);
+        }
+        let mut layouts = BTreeMap::new();
+        for kernel in Kernel::ALL {
+            let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
+                .bindings()
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+                    binding: i as u32,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: match b {
+                        Binding::Uniform => wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Uniform,
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        Binding::Read | Binding::ReadWrite => wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage {
+                                read_only: *b == Binding::Read,
+                            },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                    },
+                    count: None,
+                })
+                .collect();
+            let label = format!("{kernel:?}");
+            let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(&label),
+                entries: &entries,
+            });
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&label),
+                bind_group_layouts: &[Some(&bgl)],
+                immediate_size: 0,
+            });
+            layouts.insert(kernel, (bgl, pl));
+        }
+        Ok(Kernels {
+            modules,
+            layouts,
+            pipelines: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn bind_group_layout(&self, kernel: Kernel) -> &wgpu::BindGroupLayout {
+        &self.layouts[&kernel].0
+    }
+
+    /// The pipeline for `kernel` with `constants`, created on first use.
+    pub fn pipeline(&self, device: &wgpu::Device, kernel: Kernel, mut constants: Constants) -> Result<Arc<wgpu::ComputePipeline>> {
+        constants.sort_by(|a, b| a.0.cmp(b.0));
+        let key = (kernel, constants.iter().map(|(k, v)| (*k, v.to_bits())).collect::<Vec<_>>());
+        let mut cache = self.pipelines.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
+        if let Some(p) = cache.get(&key) {
+            return Ok(p.clone());
+        }
+        let label = format!("{kernel:?}{constants:?}");
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&self.layouts[&kernel].1),
+            module: &self.modules[kernel.file()],
+            entry_point: Some(kernel.entry()),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                // Every kernel writes workgroup memory before reading it.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Shader { name: label, msg: e.to_string() });
+        }
+        let pipeline = Arc::new(pipeline);
+        cache.insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+}
+
+/// Tile configuration of one conv dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTiles {
+    pub tile_m: u32,
+    pub tile_n: u32,
+    pub tile_k: u32,
+}
+
+impl ConvTiles {
+    /// Heuristic default: narrow output-channel tiles for narrow layers so fewer threads idle.
+    pub fn for_shape(_m: usize, out_channels: usize) -> Self {
+        let tile_n = if out_channels >= 64 {
+            64
+        } else if out_channels >= 32 {
+            32
+        } else {
+            16
+        };
+        ConvTiles { tile_m: 64, tile_n, tile_k: 16 }
+    }
+
+    pub fn threads(&self) -> u32 {
+        (self.tile_m / 4) * (self.tile_n / 4)
+    }
+
+    pub fn workgroup_bytes(&self) -> u32 {
+        self.tile_k * (self.tile_m + self.tile_n) * 4
+    }
+}
+
+/// Specialisation of the conv kernel.
+pub fn conv_constants(tiles: ConvTiles, residual: bool, relu: bool, input_nchw: bool, pointwise: bool) -> Constants {
+    vec![
+        ("TILE_M", tiles.tile_m as f64),
+        ("TILE_N", tiles.tile_n as f64),
+        ("TILE_K", tiles.tile_k as f64),
+        ("HAS_RESIDUAL", residual as u32 as f64),
+        ("RELU", relu as u32 as f64),
+        ("INPUT_NCHW", input_nchw as u32 as f64),
+        ("POINTWISE", pointwise as u32 as f64),
+    ]
+}

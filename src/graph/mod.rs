@@ -1,0 +1,183 @@
+//! The network as pure data: an ops enum with shape inference. No wgpu types here, so the
+//! graph and the plan built from it are unit-tested on the CPU.
+//!
+//! Activations are channels-last, `(N, H, W, C)`; only the graph input is NCHW, as users
+//! hand it over, and the stem convolution reads it in that layout directly.
+
+pub mod plan;
+
+use crate::error::{Error, Result};
+
+pub type ValueId = usize;
+
+/// Shape of one activation, always reported as `(n, h, w, c)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Shape {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl Shape {
+    pub fn numel(&self) -> usize {
+        self.n * self.h * self.w * self.c
+    }
+    pub fn bytes(&self) -> u64 {
+        self.numel() as u64 * 4
+    }
+}
+
+/// A convolution with its BatchNorm folded in, and the fused epilogue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv {
+    /// Tensor name of the weight, `[C_out, C_in/groups, kH, kW]`.
+    pub weight: String,
+    /// Prefix of the BatchNorm that follows (`layer1.0.bn1`), folded at load time.
+    pub bn: String,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad: usize,
+    /// `relu(conv + bias [+ residual])`.
+    pub relu: bool,
+    /// The graph input arrives NCHW; only the stem conv reads it.
+    pub input_nchw: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// inputs: `[x]` or `[x, residual]` (residual shaped like the output).
+    Conv(Conv),
+    /// Max pool, implicit −∞ padding.
+    MaxPool { kernel: usize, stride: usize, pad: usize },
+    /// Mean over H×W → `(N, 1, 1, C)`.
+    GlobalAvgPool,
+    /// `y = x·Wᵀ + b` on `(N, 1, 1, C_in)` → `(N, 1, 1, C_out)`.
+    Linear {
+        weight: String,
+        bias: String,
+        in_features: usize,
+        out_features: usize,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// Torchvision module path, e.g. `layer3.1.conv2`; labels every GPU object.
+    pub name: String,
+    pub op: Op,
+    pub inputs: Vec<ValueId>,
+    pub output: ValueId,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    pub nodes: Vec<Node>,
+    pub num_values: usize,
+    pub input: ValueId,
+    pub output: ValueId,
+    /// Value the head reads (pooled features, `(N, 1, 1, C)`), for embeddings.
+    pub features: ValueId,
+    /// Channels of the graph input (3 for images).
+    pub input_channels: usize,
+}
+
+fn out_size(input: usize, kernel: usize, stride: usize, pad: usize) -> Option<usize> {
+    (input + 2 * pad).checked_sub(kernel).map(|span| span / stride + 1)
+}
+
+impl Op {
+    /// Output shape from input shapes, or an error that says which layer cannot run.
+    pub fn output_shape(&self, name: &str, inputs: &[Shape]) -> Result<Shape> {
+        let x = inputs[0];
+        let too_small = || {
+            Error::InputShape(format!(
+                "{name}: input {}×{} is too small for this network",
+                x.h, x.w
+            ))
+        };
+        match self {
+            Op::Conv(c) => {
+                if x.c != c.in_channels {
+                    return Err(Error::InputShape(format!(
+                        "{name}: expects {} channels, got {}",
+                        c.in_channels, x.c
+                    )));
+                }
+                let h = out_size(x.h, c.kernel, c.stride, c.pad).ok_or_else(too_small)?;
+                let w = out_size(x.w, c.kernel, c.stride, c.pad).ok_or_else(too_small)?;
+                let out = Shape { n: x.n, h, w, c: c.out_channels };
+                if let Some(r) = inputs.get(1) {
+                    if *r != out {
+                        return Err(Error::InputShape(format!(
+                            "{name}: residual {r:?} does not match output {out:?}"
+                        )));
+                    }
+                }
+                Ok(out)
+            }
+            Op::MaxPool { kernel, stride, pad } => {
+                let h = out_size(x.h, *kernel, *stride, *pad).ok_or_else(too_small)?;
+                let w = out_size(x.w, *kernel, *stride, *pad).ok_or_else(too_small)?;
+                Ok(Shape { h, w, ..x })
+            }
+            Op::GlobalAvgPool => Ok(Shape { h: 1, w: 1, ..x }),
+            Op::Linear { in_features, out_features, .. } => {
+                if x.h * x.w * x.c != *in_features {
+                    return Err(Error::InputShape(format!(
+                        "{name}: expects {in_features} features, got {}",
+                        x.h * x.w * x.c
+                    )));
+                }
+                Ok(Shape { n: x.n, h: 1, w: 1, c: *out_features })
+            }
+        }
+    }
+
+    /// Multiply-adds ×2 for this op at the given output shape.
+    pub fn flops(&self, out: &Shape) -> u64 {
+        match self {
+            Op::Conv(c) => 2 * (out.numel() * c.in_channels * c.kernel * c.kernel) as u64,
+            Op::Linear { in_features, .. } => 2 * (out.numel() * in_features) as u64,
+            _ => 0,
+        }
+    }
+}
+
+impl Graph {
+    pub fn new_value(&mut self) -> ValueId {
+        self.num_values += 1;
+        self.num_values - 1
+    }
+
+    pub fn push(&mut self, name: impl Into<String>, op: Op, inputs: Vec<ValueId>) -> ValueId {
+        let output = self.new_value();
+        self.nodes.push(Node {
+            name: name.into(),
+            op,
+            inputs,
+            output,
+        });
+        output
+    }
+
+    /// Shapes of every value for an NCHW input `(n, 3, h, w)`.
+    pub fn infer_shapes(&self, n: usize, h: usize, w: usize) -> Result<Vec<Shape>> {
+        if n == 0 || h == 0 || w == 0 {
+            return Err(Error::InputShape(format!("input ({n}, {}, {h}, {w}) has an empty dimension", self.input_channels)));
+        }
+        let mut shapes = vec![Shape { n: 0, h: 0, w: 0, c: 0 }; self.num_values];
+        shapes[self.input] = Shape { n, h, w, c: self.input_channels };
+        for node in &self.nodes {
+            let ins: Vec<Shape> = node.inputs.iter().map(|&v| shapes[v]).collect();
+            shapes[node.output] = node.op.output_shape(&node.name, &ins)?;
+        }
+        Ok(shapes)
+    }
+
+    pub fn conv_count(&self) -> usize {
+        self.nodes.iter().filter(|n| matches!(n.op, Op::Conv(_))).count()
+    }
+}

@@ -1,0 +1,18 @@
+//! resnet-wgpu: the ResNet family on any GPU through WebGPU, matching PyTorch.
+//!
+//! Pipeline: safetensors ([`weights`]) → architecture and graph ([`model`], [`graph`]) →
+//! static plan ([`graph::plan`]) → executor on the device ([`gpu`]) running the WGSL kernels
+//! in `shaders/`. [`reference`] is the plain CPU implementation every kernel is tested against.
+
+pub mod error;
+pub mod gpu;
+pub mod graph;
+pub mod model;
+pub mod npy;
+pub mod reference;
+pub mod weights;
+
+pub use error::{Error, Result};
+pub use gpu::context::{AdapterChoice, GpuContext, GpuOptions};
+pub use gpu::executor::{Engine, Output};
+pub use weights::WeightsFile;

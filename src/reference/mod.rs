@@ -1,0 +1,269 @@
+//! Plain CPU implementation of every op, the oracle for kernel tests and for `--verify`.
+//! Written for clarity, not speed: f64 accumulation, channels-last like the GPU path.
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Op, Shape};
+use crate::weights::WeightsFile;
+
+pub const BN_EPS: f64 = 1e-5;
+
+/// Folds BatchNorm into conv weights in f64, exactly as `torch.nn.utils.fusion` does:
+/// `W' = W·γ/√(var+ε)`, `b' = β − mean·γ/√(var+ε)`. `w` is OIHW; returns (OIHW, bias).
+pub fn fold_bn(w: &[f32], gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let cout = gamma.len();
+    let per_out = w.len() / cout;
+    let mut wf = vec![0f32; w.len()];
+    let mut bias = vec![0f32; cout];
+    for o in 0..cout {
+        let s = gamma[o] as f64 / (var[o] as f64 + BN_EPS).sqrt();
+        for i in 0..per_out {
+            wf[o * per_out + i] = (w[o * per_out + i] as f64 * s) as f32;
+        }
+        bias[o] = (beta[o] as f64 - mean[o] as f64 * s) as f32;
+    }
+    (wf, bias)
+}
+
+/// Parameters of one convolution for the reference.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvParams {
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub relu: bool,
+    /// Input stored NCHW instead of NHWC (the graph input).
+    pub input_nchw: bool,
+}
+
+/// `relu?(conv(x, w) + bias + residual?)`. `x` is NHWC (or NCHW if `p.input_nchw`), `w` is
+/// OIHW, the result NHWC.
+pub fn conv2d(x: &[f32], xs: Shape, w: &[f32], bias: &[f32], residual: Option<&[f32]>, p: ConvParams) -> (Vec<f32>, Shape) {
+    let (k, s, pad) = (p.kernel, p.stride, p.pad);
+    let oh = (xs.h + 2 * pad - k) / s + 1;
+    let ow = (xs.w + 2 * pad - k) / s + 1;
+    let os = Shape { n: xs.n, h: oh, w: ow, c: p.out_channels };
+    let cin = xs.c;
+    // Weights as [o][ky][kx][ci] so the innermost loop walks contiguous channels.
+    let mut wr = vec![0f32; w.len()];
+    for o in 0..p.out_channels {
+        for ci in 0..cin {
+            for ky in 0..k {
+                for kx in 0..k {
+                    wr[((o * k + ky) * k + kx) * cin + ci] = w[((o * cin + ci) * k + ky) * k + kx];
+                }
+            }
+        }
+    }
+    // Input as NHWC.
+    let xin: Vec<f32> = if p.input_nchw { nchw_to_nhwc(x, xs) } else { x.to_vec() };
+    let mut out = vec![0f32; os.numel()];
+    let rows = xs.n * oh;
+    let row_len = ow * p.out_channels;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(rows.max(1));
+    let chunk_rows = rows.div_ceil(workers);
+    std::thread::scope(|scope| {
+        for (chunk_index, chunk) in out.chunks_mut(chunk_rows * row_len).enumerate() {
+            let (xin, wr) = (&xin, &wr);
+            scope.spawn(move || {
+                for (r, row) in chunk.chunks_mut(row_len).enumerate() {
+                    let row_index = chunk_index * chunk_rows + r;
+                    let (n, oy) = (row_index / oh, row_index % oh);
+                    for ox in 0..ow {
+                        for o in 0..p.out_channels {
+                            let mut acc = 0f64;
+                            for ky in 0..k {
+                                let iy = (oy * s + ky) as isize - pad as isize;
+                                if iy < 0 || iy >= xs.h as isize {
+                                    continue;
+                                }
+                                for kx in 0..k {
+                                    let ix = (ox * s + kx) as isize - pad as isize;
+                                    if ix < 0 || ix >= xs.w as isize {
+                                        continue;
+                                    }
+                                    let xb = ((n * xs.h + iy as usize) * xs.w + ix as usize) * cin;
+                                    let wb = ((o * k + ky) * k + kx) * cin;
+                                    for ci in 0..cin {
+                                        acc += xin[xb + ci] as f64 * wr[wb + ci] as f64;
+                                    }
+                                }
+                            }
+                            row[ox * p.out_channels + o] = acc as f32;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    for (i, v) in out.iter_mut().enumerate() {
+        let mut y = *v as f64 + bias[i % p.out_channels] as f64;
+        if let Some(r) = residual {
+            y += r[i] as f64;
+        }
+        *v = if p.relu { y.max(0.0) as f32 } else { y as f32 };
+    }
+    (out, os)
+}
+
+pub fn nchw_to_nhwc(x: &[f32], s: Shape) -> Vec<f32> {
+    let mut out = vec![0f32; s.numel()];
+    for n in 0..s.n {
+        for c in 0..s.c {
+            for y in 0..s.h {
+                for xx in 0..s.w {
+                    out[((n * s.h + y) * s.w + xx) * s.c + c] = x[((n * s.c + c) * s.h + y) * s.w + xx];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Max pool on NHWC with implicit −∞ padding (padding never wins).
+pub fn max_pool(x: &[f32], xs: Shape, kernel: usize, stride: usize, pad: usize) -> (Vec<f32>, Shape) {
+    let oh = (xs.h + 2 * pad - kernel) / stride + 1;
+    let ow = (xs.w + 2 * pad - kernel) / stride + 1;
+    let os = Shape { h: oh, w: ow, ..xs };
+    let mut out = vec![f32::NEG_INFINITY; os.numel()];
+    for n in 0..xs.n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for c in 0..xs.c {
+                    let mut m = f32::NEG_INFINITY;
+                    for ky in 0..kernel {
+                        for kx in 0..kernel {
+                            let iy = (oy * stride + ky) as isize - pad as isize;
+                            let ix = (ox * stride + kx) as isize - pad as isize;
+                            if iy >= 0 && ix >= 0 && (iy as usize) < xs.h && (ix as usize) < xs.w {
+                                m = m.max(x[((n * xs.h + iy as usize) * xs.w + ix as usize) * xs.c + c]);
+                            }
+                        }
+                    }
+                    out[((n * oh + oy) * ow + ox) * xs.c + c] = m;
+                }
+            }
+        }
+    }
+    (out, os)
+}
+
+/// Mean over H×W, NHWC → `(N, 1, 1, C)`.
+pub fn global_avg_pool(x: &[f32], xs: Shape) -> (Vec<f32>, Shape) {
+    let os = Shape { h: 1, w: 1, ..xs };
+    let hw = xs.h * xs.w;
+    let mut out = vec![0f32; os.numel()];
+    for n in 0..xs.n {
+        for c in 0..xs.c {
+            let sum: f64 = (0..hw).map(|p| x[(n * hw + p) * xs.c + c] as f64).sum();
+            out[n * xs.c + c] = (sum / hw as f64) as f32;
+        }
+    }
+    (out, os)
+}
+
+/// `y = x·Wᵀ + b`, `W` is `[out, in]`.
+pub fn linear(x: &[f32], n: usize, w: &[f32], b: &[f32]) -> Vec<f32> {
+    let out_f = b.len();
+    let in_f = w.len() / out_f;
+    let mut y = vec![0f32; n * out_f];
+    for i in 0..n {
+        for o in 0..out_f {
+            let dot: f64 = (0..in_f).map(|k| x[i * in_f + k] as f64 * w[o * in_f + k] as f64).sum();
+            y[i * out_f + o] = (dot + b[o] as f64) as f32;
+        }
+    }
+    y
+}
+
+fn tensor(w: &WeightsFile, name: &str) -> Result<Vec<f32>> {
+    w.to_f32(name).ok_or_else(|| Error::MissingTensor {
+        name: name.into(),
+        expected: vec![],
+    })
+}
+
+/// Runs the whole graph on the CPU. `input` is NCHW `(n, 3, h, w)`; returns the graph
+/// output `(n, classes)` and the pooled features `(n, C)`.
+pub fn run_graph(graph: &Graph, weights: &WeightsFile, input: &[f32], n: usize, h: usize, w: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    let shapes = graph.infer_shapes(n, h, w)?;
+    let mut values: Vec<Option<Vec<f32>>> = vec![None; graph.num_values];
+    values[graph.input] = Some(input.to_vec());
+    for node in &graph.nodes {
+        let x = values[node.inputs[0]].as_deref().expect("topological order");
+        let xs = shapes[node.inputs[0]];
+        let out = match &node.op {
+            Op::Conv(c) => {
+                let bn = |p: &str| tensor(weights, &format!("{}.{p}", c.bn));
+                let (wf, bias) = fold_bn(&tensor(weights, &c.weight)?, &bn("weight")?, &bn("bias")?, &bn("running_mean")?, &bn("running_var")?);
+                let residual = node.inputs.get(1).map(|&r| values[r].as_deref().expect("topological order"));
+                let p = ConvParams {
+                    out_channels: c.out_channels,
+                    kernel: c.kernel,
+                    stride: c.stride,
+                    pad: c.pad,
+                    relu: c.relu,
+                    input_nchw: c.input_nchw,
+                };
+                conv2d(x, xs, &wf, &bias, residual, p).0
+            }
+            Op::MaxPool { kernel, stride, pad } => max_pool(x, xs, *kernel, *stride, *pad).0,
+            Op::GlobalAvgPool => global_avg_pool(x, xs).0,
+            Op::Linear { weight, bias, .. } => linear(x, xs.n, &tensor(weights, weight)?, &tensor(weights, bias)?),
+        };
+        values[node.output] = Some(out);
+    }
+    let take = |v: usize| values[v].clone().unwrap_or_default();
+    Ok((take(graph.output), take(graph.features)))
+}
+
+/// `max|got − want| / max|want|`; NaN anywhere gives infinity, so it never passes.
+pub fn relative_error(got: &[f32], want: &[f32]) -> f64 {
+    if got.len() != want.len() {
+        return f64::INFINITY;
+    }
+    let mut max_diff = 0f64;
+    let mut max_want = 0f64;
+    for (&g, &w) in got.iter().zip(want) {
+        if !g.is_finite() || !w.is_finite() {
+            return f64::INFINITY;
+        }
+        max_diff = max_diff.max((g as f64 - w as f64).abs());
+        max_want = max_want.max((w as f64).abs());
+    }
+    if max_want == 0.0 {
+        if max_diff == 0.0 { 0.0 } else { f64::INFINITY }
+    } else {
+        max_diff / max_want
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_matches_hand_computed_values() {
+        // 1×3×3×1 input, 3×3 all-ones kernel, pad 1: each output sums its neighbourhood.
+        let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        let xs = Shape { n: 1, h: 3, w: 3, c: 1 };
+        let p = ConvParams { out_channels: 1, kernel: 3, stride: 1, pad: 1, relu: false, input_nchw: false };
+        let (y, ys) = conv2d(&x, xs, &[1.0; 9], &[0.5], None, p);
+        assert_eq!((ys.h, ys.w), (3, 3));
+        assert_eq!(y[0], 1.0 + 2.0 + 4.0 + 5.0 + 0.5);
+        assert_eq!(y[4], 45.0 + 0.5);
+    }
+
+    #[test]
+    fn max_pool_padding_never_wins() {
+        let x = vec![-5.0f32; 4];
+        let (y, _) = max_pool(&x, Shape { n: 1, h: 2, w: 2, c: 1 }, 3, 2, 1);
+        assert_eq!(y, vec![-5.0]);
+    }
+
+    #[test]
+    fn relative_error_rejects_nan() {
+        assert!(relative_error(&[f32::NAN], &[1.0]) > 1.0);
+        assert_eq!(relative_error(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
+    }
+}

@@ -1,0 +1,60 @@
+//! Shared test set-up: one device per shader mode for the whole test binary, and the
+//! golden fixtures.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use resnet_wgpu::{GpuContext, GpuOptions};
+
+/// Both shader modes the suite runs in: runtime bounds checks off (production) and on.
+pub const MODES: [bool; 2] = [false, true];
+
+/// The device for `checked` shaders. Without an adapter the test is skipped on a developer
+/// machine but FAILS under CI (`CI` set), so CI can never pass by skipping.
+pub fn gpu(checked: bool) -> Option<Arc<GpuContext>> {
+    static CTX: [OnceLock<Option<Arc<GpuContext>>>; 2] = [OnceLock::new(), OnceLock::new()];
+    CTX[checked as usize]
+        .get_or_init(|| match GpuContext::new(&GpuOptions::with_checks(checked)) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                if std::env::var_os("CI").is_some() {
+                    panic!("no GPU adapter under CI: {e}");
+                }
+                eprintln!("skipping GPU test: {e}");
+                None
+            }
+        })
+        .clone()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// Deterministic pseudo-random numbers (xorshift), so tests need no extra crate.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+    }
+    pub fn range(&mut self, lo: usize, hi_inclusive: usize) -> usize {
+        lo + (self.next_u64() % (hi_inclusive - lo + 1) as u64) as usize
+    }
+    pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(lo, hi)).collect()
+    }
+}

@@ -1,0 +1,72 @@
+//! End to end against PyTorch golden fixtures (made by scripts/make_fixtures.py), in both
+//! shader modes.
+
+mod common;
+
+use common::{fixture, gpu, MODES};
+use resnet_wgpu::npy::read_f32;
+use resnet_wgpu::reference::relative_error;
+use resnet_wgpu::{Engine, Output, WeightsFile};
+
+#[derive(serde::Deserialize)]
+struct Case {
+    name: String,
+    file: String,
+    input: String,
+    logits: String,
+    classes: usize,
+    batch: usize,
+    height: usize,
+    width: usize,
+}
+
+fn cases() -> Vec<Case> {
+    let text = std::fs::read_to_string(fixture("manifest.json")).expect("manifest");
+    serde_json::from_str(&text).expect("manifest JSON")
+}
+
+/// Worst relative error of our logits against PyTorch's float64 logits, per fixture.
+fn check(name: &str, checked: bool) {
+    let Some(ctx) = gpu(checked) else { return };
+    let case = cases().into_iter().find(|c| c.name == name).expect("case in manifest");
+    let weights = WeightsFile::open(fixture(&case.file)).unwrap();
+    let engine = Engine::load_on(ctx, &weights).unwrap();
+    let input = read_f32(&fixture(&case.input)).unwrap();
+    let want = read_f32(&fixture(&case.logits)).unwrap();
+    assert_eq!(input.shape, vec![case.batch, 3, case.height, case.width]);
+    let got = engine.run(&input.data, case.batch, case.height, case.width, Output::Logits).unwrap();
+    assert_eq!(got.len(), case.batch * case.classes);
+    let err = relative_error(&got, &want.data);
+    eprintln!("{name} (checked shaders: {checked}): relative error {err:.3e}");
+    // The bar: f32 end to end within 1e-4 of PyTorch (computed in f64).
+    assert!(err <= 1e-4, "{name}: relative error {err:.3e} > 1e-4");
+    // Same top-1 for every sample.
+    for n in 0..case.batch {
+        let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+        let row = n * case.classes..(n + 1) * case.classes;
+        assert_eq!(argmax(&got[row.clone()]), argmax(&want.data[row]), "{name}: top-1 differs for sample {n}");
+    }
+}
+
+macro_rules! fixture_tests {
+    ($($test:ident => $name:literal),* $(,)?) => {$(
+        #[test]
+        fn $test() {
+            for checked in MODES {
+                check($name, checked);
+            }
+        }
+    )*};
+}
+
+fixture_tests! {
+    tiny => "tiny",
+    resnet18 => "resnet18",
+    resnet34 => "resnet34",
+    resnet50 => "resnet50",
+    resnet101 => "resnet101",
+    resnet152 => "resnet152",
+    resnet18_f16 => "resnet18_f16",
+    resnet50_bf16 => "resnet50_bf16",
+    resnet18_224 => "resnet18_224",
+}
