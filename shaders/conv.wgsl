@@ -45,29 +45,18 @@ struct Params {
 @group(0) @binding(4) var<storage, read> residual: array<f32>;     // (N, H_out, W_out, C_out), read only if HAS_RESIDUAL
 @group(0) @binding(5) var<storage, read_write> output: array<f32>; // (N, H_out, W_out, C_out)
 
-var<workgroup> a_tile: array<f32, TILE_K * TILE_M>; // [kk][mm]
-var<workgroup> b_tile: array<f32, TILE_K * TILE_N>; // [kk][nn]
+// Stored as vec4 so each thread reads its THREAD_M rows and THREAD_N columns in one load.
+var<workgroup> a_tile: array<vec4<f32>, TILE_K * TILE_M / 4u>; // [kk][mm / 4][mm % 4]
+var<workgroup> b_tile: array<vec4<f32>, TILE_K * TILE_N / 4u>; // [kk][nn / 4][nn % 4]
 
-// A[m, k]: one input element, or 0 in the padding and beyond the GEMM edges.
-fn load_a(m: u32, k: u32) -> f32 {
-    if (m >= p.m || k >= p.k) {
-        return 0.0;
-    }
-    if (POINTWISE) {
-        return input[m * p.in_c + k];
-    }
-    let hw = p.out_h * p.out_w;
-    let n = m / hw;
-    let pix = m - n * hw;
-    let oy = pix / p.out_w;
-    let ox = pix - oy * p.out_w;
-    let row = p.kernel * p.in_c;
-    let ky = k / row;
-    let rest = k - ky * row;
-    let kx = rest / p.in_c;
-    let ci = rest - kx * p.in_c;
-    let iy = i32(oy * p.stride + ky) - i32(p.pad);
-    let ix = i32(ox * p.stride + kx) - i32(p.pad);
+// Per-thread A loads per K step: TILE_K·TILE_M / threads (at most A_LOADS_MAX). Each thread
+// always loads the same column kk = t % TILE_K of the A tile (the plan keeps threads a
+// multiple of TILE_K), so its output pixels are decoded once, before the K loop, and its k
+// once per K step: no divisions in the inner loads.
+const A_LOADS_MAX: u32 = 32u;
+
+// Input element (n, iy, ix, ci), or 0 in the zero padding.
+fn load_input(n: u32, iy: i32, ix: i32, ci: u32) -> f32 {
     if (iy < 0 || ix < 0 || iy >= i32(p.in_h) || ix >= i32(p.in_w)) {
         return 0.0;
     }
@@ -90,13 +79,51 @@ fn main(
     // M tiles may spill into z when they exceed the 65535 per-dimension dispatch limit.
     let m0 = (wid.y + wid.z * nwg.y) * TILE_M;
 
+    let a_loads = TILE_K * TILE_M / threads;
+    let kk_a = t % TILE_K;
+    let mm_a = t / TILE_K;
+    let mm_step = threads / TILE_K;
+    // Decoded output pixels of this thread's A loads: image, top-left input row and column.
+    var img: array<u32, A_LOADS_MAX>;
+    var iy0: array<i32, A_LOADS_MAX>;
+    var ix0: array<i32, A_LOADS_MAX>;
+    let hw = p.out_h * p.out_w;
+    for (var j = 0u; j < a_loads; j++) {
+        let m = m0 + mm_a + j * mm_step;
+        let n = m / hw;
+        let pix = m - n * hw;
+        let oy = pix / p.out_w;
+        let ox = pix - oy * p.out_w;
+        img[j] = n;
+        iy0[j] = i32(oy * p.stride) - i32(p.pad);
+        // Rows past the end of M read as padding: an input row that can never be in range.
+        iy0[j] = select(-i32(p.in_h) - i32(p.kernel), iy0[j], m < p.m);
+        ix0[j] = i32(ox * p.stride) - i32(p.pad);
+    }
+
     var acc: array<vec4<f32>, THREAD_M>; // [row] → THREAD_N = 4 output channels
     for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
         // Consecutive threads take consecutive k: contiguous channels of one input pixel.
-        for (var i = t; i < TILE_K * TILE_M; i += threads) {
-            let kk = i % TILE_K;
-            let mm = i / TILE_K;
-            a_tile[kk * TILE_M + mm] = load_a(m0 + mm, k0 + kk);
+        let k = k0 + kk_a;
+        let row = p.kernel * p.in_c;
+        let ky = k / row;
+        let rest = k - ky * row;
+        let kx = rest / p.in_c;
+        let ci = rest - kx * p.in_c;
+        for (var j = 0u; j < a_loads; j++) {
+            let mm = mm_a + j * mm_step;
+            var v = 0.0;
+            if (k < p.k) {
+                if (POINTWISE) {
+                    let m = m0 + mm;
+                    if (m < p.m) {
+                        v = input[m * p.in_c + k];
+                    }
+                } else {
+                    v = load_input(img[j], iy0[j] + i32(ky), ix0[j] + i32(kx), ci);
+                }
+            }
+            a_tile[(kk_a * TILE_M + mm) / 4u][mm % 4u] = v;
         }
         // Consecutive threads take consecutive output channels: contiguous weight rows.
         for (var i = t; i < TILE_K * TILE_N; i += threads) {
@@ -108,16 +135,16 @@ fn main(
             if (k < p.k && o < p.out_c) {
                 v = weight[k * p.out_c + o];
             }
-            b_tile[kk * TILE_N + nn] = v;
+            b_tile[(kk * TILE_N + nn) / 4u][nn % 4u] = v;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk++) {
-            let bo = kk * TILE_N + lid.x * THREAD_N;
-            let b = vec4<f32>(b_tile[bo], b_tile[bo + 1u], b_tile[bo + 2u], b_tile[bo + 3u]);
-            let ao = kk * TILE_M + lid.y * THREAD_M;
-            for (var r = 0u; r < THREAD_M; r++) {
-                acc[r] = fma(vec4<f32>(a_tile[ao + r]), b, acc[r]);
-            }
+            let b = b_tile[kk * (TILE_N / 4u) + lid.x];
+            let a = a_tile[kk * (TILE_M / 4u) + lid.y];
+            acc[0] = fma(vec4<f32>(a.x), b, acc[0]);
+            acc[1] = fma(vec4<f32>(a.y), b, acc[1]);
+            acc[2] = fma(vec4<f32>(a.z), b, acc[2]);
+            acc[3] = fma(vec4<f32>(a.w), b, acc[3]);
         }
         workgroupBarrier();
     }

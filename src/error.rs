@@ -32,7 +32,9 @@ pub enum Error {
     },
     #[error("tensor `{name}` has dtype {found}, expected one of F32, F16, BF16")]
     TensorDtype { name: String, found: String },
-    #[error("unexpected tensor `{name}` {shape:?}: not part of the detected architecture ({arch})")]
+    #[error(
+        "unexpected tensor `{name}` {shape:?}: not part of the detected architecture ({arch})"
+    )]
     UnexpectedTensor {
         name: String,
         shape: Vec<usize>,
@@ -78,6 +80,9 @@ impl Error {
     /// Whether the error comes from what the user passed (exit code 2) rather than from the
     /// runtime (exit code 1).
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::NoAdapter(_) | Error::Device { .. } | Error::Gpu(_) | Error::Shader { .. })
+        !matches!(
+            self,
+            Error::NoAdapter(_) | Error::Device { .. } | Error::Gpu(_) | Error::Shader { .. }
+        )
     }
 }

@@ -7,8 +7,11 @@
 pub mod error;
 pub mod gpu;
 pub mod graph;
+pub mod imagenet;
+pub mod metadata;
 pub mod model;
 pub mod npy;
+pub mod preprocess;
 pub mod reference;
 pub mod weights;
 

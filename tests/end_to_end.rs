@@ -28,13 +28,24 @@ fn cases() -> Vec<Case> {
 /// Worst relative error of our logits against PyTorch's float64 logits, per fixture.
 fn check(name: &str, checked: bool) {
     let Some(ctx) = gpu(checked) else { return };
-    let case = cases().into_iter().find(|c| c.name == name).expect("case in manifest");
+    let case = cases()
+        .into_iter()
+        .find(|c| c.name == name)
+        .expect("case in manifest");
     let weights = WeightsFile::open(fixture(&case.file)).unwrap();
     let engine = Engine::load_on(ctx, &weights).unwrap();
     let input = read_f32(&fixture(&case.input)).unwrap();
     let want = read_f32(&fixture(&case.logits)).unwrap();
     assert_eq!(input.shape, vec![case.batch, 3, case.height, case.width]);
-    let got = engine.run(&input.data, case.batch, case.height, case.width, Output::Logits).unwrap();
+    let got = engine
+        .run(
+            &input.data,
+            case.batch,
+            case.height,
+            case.width,
+            Output::Logits,
+        )
+        .unwrap();
     assert_eq!(got.len(), case.batch * case.classes);
     let err = relative_error(&got, &want.data);
     eprintln!("{name} (checked shaders: {checked}): relative error {err:.3e}");
@@ -42,9 +53,18 @@ fn check(name: &str, checked: bool) {
     assert!(err <= 1e-4, "{name}: relative error {err:.3e} > 1e-4");
     // Same top-1 for every sample.
     for n in 0..case.batch {
-        let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+        let argmax = |v: &[f32]| {
+            v.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i)
+        };
         let row = n * case.classes..(n + 1) * case.classes;
-        assert_eq!(argmax(&got[row.clone()]), argmax(&want.data[row]), "{name}: top-1 differs for sample {n}");
+        assert_eq!(
+            argmax(&got[row.clone()]),
+            argmax(&want.data[row]),
+            "{name}: top-1 differs for sample {n}"
+        );
     }
 }
 

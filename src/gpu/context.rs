@@ -50,7 +50,11 @@ impl AdapterSummary {
 
 impl std::fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}, {}, {} {})", self.name, self.backend, self.device_type, self.driver, self.driver_info)
+        write!(
+            f,
+            "{} ({}, {}, {} {})",
+            self.name, self.backend, self.device_type, self.driver, self.driver_info
+        )
     }
 }
 
@@ -60,7 +64,9 @@ pub fn parse_backend(name: &str) -> Result<wgpu::Backends> {
         "metal" | "mtl" => Ok(wgpu::Backends::METAL),
         "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
         "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
-        other => Err(Error::Usage(format!("unknown backend `{other}` (use vulkan, metal, dx12 or gl)"))),
+        other => Err(Error::Usage(format!(
+            "unknown backend `{other}` (use vulkan, metal, dx12 or gl)"
+        ))),
     }
 }
 
@@ -71,9 +77,23 @@ fn instance(backends: wgpu::Backends) -> wgpu::Instance {
 }
 
 fn resolve(choice: &AdapterChoice) -> Result<(Option<String>, wgpu::Backends)> {
-    let name = choice.name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).filter(|s| !s.is_empty());
-    let backends = match choice.backend.clone().or_else(|| std::env::var("WGPU_BACKEND").ok()).filter(|s| !s.is_empty()) {
-        Some(b) => b.split(',').map(|s| parse_backend(s.trim())).collect::<Result<Vec<_>>>()?.into_iter().fold(wgpu::Backends::empty(), |a, b| a | b),
+    let name = choice
+        .name
+        .clone()
+        .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+        .filter(|s| !s.is_empty());
+    let backends = match choice
+        .backend
+        .clone()
+        .or_else(|| std::env::var("WGPU_BACKEND").ok())
+        .filter(|s| !s.is_empty())
+    {
+        Some(b) => b
+            .split(',')
+            .map(|s| parse_backend(s.trim()))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .fold(wgpu::Backends::empty(), |a, b| a | b),
         None => wgpu::Backends::all(),
     };
     Ok((name, backends))
@@ -83,7 +103,10 @@ fn resolve(choice: &AdapterChoice) -> Result<(Option<String>, wgpu::Backends)> {
 pub fn list_adapters(choice: &AdapterChoice) -> Result<Vec<AdapterSummary>> {
     let (_, backends) = resolve(choice)?;
     let adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
-    Ok(adapters.iter().map(|a| AdapterSummary::of(&a.get_info())).collect())
+    Ok(adapters
+        .iter()
+        .map(|a| AdapterSummary::of(&a.get_info()))
+        .collect())
 }
 
 fn rank(t: wgpu::DeviceType) -> u8 {
@@ -122,8 +145,16 @@ impl GpuContext {
         });
         let adapter = adapters.into_iter().next().ok_or_else(|| {
             Error::NoAdapter(match &name {
-                Some(n) => format!(" matching `{n}` (available: {})", if available.is_empty() { "none".to_string() } else { available.join(", ") }),
-                None => " (on Linux without a GPU, install Mesa's lavapipe: scripts/setup.sh)".to_string(),
+                Some(n) => format!(
+                    " matching `{n}` (available: {})",
+                    if available.is_empty() {
+                        "none".to_string()
+                    } else {
+                        available.join(", ")
+                    }
+                ),
+                None => " (on Linux without a GPU, install Mesa's lavapipe: scripts/setup.sh)"
+                    .to_string(),
             })
         })?;
         let info = AdapterSummary::of(&adapter.get_info());

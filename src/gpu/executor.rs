@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use super::context::{GpuContext, GpuOptions};
+use super::flat_dispatch;
 use super::kernels::{conv_constants, ConvTiles, Kernel, Kernels};
 use super::weights::{bind, check_size, prepare, LayerWeights};
-use super::flat_dispatch;
 use crate::error::{Error, Result};
 use crate::graph::plan::MemoryPlan;
 use crate::graph::{Graph, Op, Shape};
@@ -120,7 +120,15 @@ struct LinearParams {
 
 fn u32_of(what: &str, v: usize) -> Result<u32> {
     // Kernels index with u32: every element count must fit, with room for the last index.
-    u32::try_from(v).ok().filter(|&x| x < u32::MAX / 2).ok_or_else(|| Error::AdapterLimit { what: what.into(), needed: v as u64, limit_name: "u32 indexing (elements)", limit: (u32::MAX / 2) as u64 })
+    u32::try_from(v)
+        .ok()
+        .filter(|&x| x < u32::MAX / 2)
+        .ok_or_else(|| Error::AdapterLimit {
+            what: what.into(),
+            needed: v as u64,
+            limit_name: "u32 indexing (elements)",
+            limit: (u32::MAX / 2) as u64,
+        })
 }
 
 impl Engine {
@@ -143,18 +151,42 @@ impl Engine {
     pub fn from_graph(ctx: Arc<GpuContext>, graph: Graph, weights: &WeightsFile) -> Result<Self> {
         let kernels = Kernels::new(&ctx.device, ctx.checked_shaders)?;
         let layers = prepare(&ctx, &kernels, &graph, weights)?;
-        let weight_bytes = layers.values().map(|l| l.weight.size() + l.bias.size()).sum();
-        Ok(Engine { ctx, kernels, arch: None, graph, layers, weight_bytes, plans: Mutex::new(HashMap::new()) })
+        let weight_bytes = layers
+            .values()
+            .map(|l| l.weight.size() + l.bias.size())
+            .sum();
+        Ok(Engine {
+            ctx,
+            kernels,
+            arch: None,
+            graph,
+            layers,
+            weight_bytes,
+            plans: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Runs one inference on an NCHW input `(n, C_in, h, w)` and returns the requested output,
     /// row-major `(n, features)`.
-    pub fn run(&self, input: &[f32], n: usize, h: usize, w: usize, output: Output) -> Result<Vec<f32>> {
+    pub fn run(
+        &self,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: Output,
+    ) -> Result<Vec<f32>> {
         let plan = self.plan(n, h, w)?;
-        let plan = plan.lock().map_err(|_| Error::Gpu("plan lock poisoned by an earlier panic".into()))?;
+        let plan = plan
+            .lock()
+            .map_err(|_| Error::Gpu("plan lock poisoned by an earlier panic".into()))?;
         let expected = plan.shapes[self.graph.input].numel();
         if input.len() != expected {
-            return Err(Error::InputShape(format!("input has {} values, expected {expected} for ({n}, {}, {h}, {w})", input.len(), self.graph.input_channels)));
+            return Err(Error::InputShape(format!(
+                "input has {} values, expected {expected} for ({n}, {}, {h}, {w})",
+                input.len(),
+                self.graph.input_channels
+            )));
         }
         let value = match output {
             Output::Logits => self.graph.output,
@@ -162,10 +194,18 @@ impl Engine {
         };
         let bytes = plan.shapes[value].bytes();
         let ctx = &self.ctx;
-        ctx.queue.write_buffer(&plan.slots[plan.input_slot], 0, bytemuck::cast_slice(input));
-        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("inference") });
+        ctx.queue
+            .write_buffer(&plan.slots[plan.input_slot], 0, bytemuck::cast_slice(input));
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("inference"),
+            });
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("network"), timestamp_writes: None });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("network"),
+                timestamp_writes: None,
+            });
             for step in &plan.steps {
                 pass.set_pipeline(&step.pipeline);
                 pass.set_bind_group(0, &step.bind_group, &[]);
@@ -173,14 +213,23 @@ impl Engine {
                 pass.dispatch_workgroups(x, y, z);
             }
         }
-        encoder.copy_buffer_to_buffer(&plan.slots[plan.memory.slot_of[value]], 0, &plan.readback, 0, bytes);
+        encoder.copy_buffer_to_buffer(
+            &plan.slots[plan.memory.slot_of[value]],
+            0,
+            &plan.readback,
+            0,
+            bytes,
+        );
         ctx.queue.submit([encoder.finish()]);
         read_buffer(ctx, &plan.readback, bytes)
     }
 
     /// The plan for `(n, h, w)`, built on first use.
     pub fn plan(&self, n: usize, h: usize, w: usize) -> Result<Arc<Mutex<GpuPlan>>> {
-        let mut plans = self.plans.lock().map_err(|_| Error::Gpu("plan cache poisoned".into()))?;
+        let mut plans = self
+            .plans
+            .lock()
+            .map_err(|_| Error::Gpu("plan cache poisoned".into()))?;
         if let Some(p) = plans.get(&(n, h, w)) {
             return Ok(p.clone());
         }
@@ -191,7 +240,9 @@ impl Engine {
 
     pub fn stats(&self, n: usize, h: usize, w: usize) -> Result<PlanStats> {
         let plan = self.plan(n, h, w)?;
-        let plan = plan.lock().map_err(|_| Error::Gpu("plan lock poisoned".into()))?;
+        let plan = plan
+            .lock()
+            .map_err(|_| Error::Gpu("plan lock poisoned".into()))?;
         Ok(PlanStats {
             batch: n,
             height: h,
@@ -206,8 +257,14 @@ impl Engine {
 
     /// The prepared (folded, re-laid) weight and bias of a node, read back for tests.
     pub fn layer_weights(&self, node: &str) -> Result<(Vec<f32>, Vec<f32>)> {
-        let l = self.layers.get(node).ok_or_else(|| Error::Usage(format!("no layer `{node}`")))?;
-        Ok((copy_out(&self.ctx, &l.weight)?, copy_out(&self.ctx, &l.bias)?))
+        let l = self
+            .layers
+            .get(node)
+            .ok_or_else(|| Error::Usage(format!("no layer `{node}`")))?;
+        Ok((
+            copy_out(&self.ctx, &l.weight)?,
+            copy_out(&self.ctx, &l.bias)?,
+        ))
     }
 
     fn build_plan(&self, n: usize, h: usize, w: usize) -> Result<GpuPlan> {
@@ -216,7 +273,11 @@ impl Engine {
         let shapes = graph.infer_shapes(n, h, w)?;
         let memory = MemoryPlan::new(graph, &shapes, true);
         for (i, &bytes) in memory.slot_bytes.iter().enumerate() {
-            check_size(ctx, &format!("activation buffer {i} for batch {n} at {h}×{w}"), bytes)?;
+            check_size(
+                ctx,
+                &format!("activation buffer {i} for batch {n} at {h}×{w}"),
+                bytes,
+            )?;
         }
         for s in &shapes {
             u32_of("activation", s.numel())?;
@@ -229,12 +290,16 @@ impl Engine {
                 ctx.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(&format!("activations slot {i}")),
                     size: bytes.max(4).div_ceil(4) * 4,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_DST
+                        | wgpu::BufferUsages::COPY_SRC,
                     mapped_at_creation: false,
                 })
             })
             .collect();
-        let readback_bytes = shapes[graph.output].bytes().max(shapes[graph.features].bytes());
+        let readback_bytes = shapes[graph.output]
+            .bytes()
+            .max(shapes[graph.features].bytes());
         let readback = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: readback_bytes.max(4),
@@ -242,7 +307,12 @@ impl Engine {
             mapped_at_creation: false,
         });
         // Bound where a kernel's layout has a slot the specialisation never reads.
-        let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("unused binding"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
+        let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("unused binding"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         let mut steps = Vec::new();
         let mut uniforms = Vec::new();
         ctx.scoped("building the plan", || -> Result<()> {
@@ -250,16 +320,46 @@ impl Engine {
                 let x = shapes[node.inputs[0]];
                 let y = shapes[node.output];
                 let slot = |v: usize| &slots[memory.slot_of[v]];
-                let uniform = |bytes: &[u8]| ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(&node.name), contents: bytes, usage: wgpu::BufferUsages::UNIFORM });
-                let (kernel, config, pipeline, params, buffers, workgroups): (Kernel, String, _, wgpu::Buffer, Vec<&wgpu::Buffer>, [u32; 3]) = match &node.op {
+                let uniform = |bytes: &[u8]| {
+                    ctx.device
+                        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                            label: Some(&node.name),
+                            contents: bytes,
+                            usage: wgpu::BufferUsages::UNIFORM,
+                        })
+                };
+                let (kernel, config, pipeline, params, buffers, workgroups): (
+                    Kernel,
+                    String,
+                    _,
+                    wgpu::Buffer,
+                    Vec<&wgpu::Buffer>,
+                    [u32; 3],
+                ) = match &node.op {
                     Op::Conv(c) => {
                         let l = &self.layers[&node.name];
                         let m = y.n * y.h * y.w;
                         let k = c.kernel * c.kernel * c.in_channels;
                         let tiles = ConvTiles::for_shape(m, c.out_channels);
-                        let pointwise = c.kernel == 1 && c.stride == 1 && c.pad == 0 && !c.input_nchw;
+                        if !tiles.is_valid()
+                            || tiles.workgroup_bytes()
+                                > ctx.limits.max_compute_workgroup_storage_size
+                        {
+                            return Err(Error::Gpu(format!(
+                                "{}: conv tile configuration {tiles:?} does not fit this adapter",
+                                node.name
+                            )));
+                        }
+                        let pointwise =
+                            c.kernel == 1 && c.stride == 1 && c.pad == 0 && !c.input_nchw;
                         let residual = node.inputs.get(1).map(|&r| slot(r));
-                        let constants = conv_constants(tiles, residual.is_some(), c.relu, c.input_nchw, pointwise);
+                        let constants = conv_constants(
+                            tiles,
+                            residual.is_some(),
+                            c.relu,
+                            c.input_nchw,
+                            pointwise,
+                        );
                         let p = ConvParams {
                             batch: n as u32,
                             in_h: x.h as u32,
@@ -279,55 +379,151 @@ impl Engine {
                         let wy = tiles_m.min(max);
                         let wz = tiles_m.div_ceil(wy);
                         if wz > max {
-                            return Err(Error::AdapterLimit { what: format!("{} workgroups", node.name), needed: tiles_m, limit_name: "max_compute_workgroups_per_dimension²", limit: max * max });
+                            return Err(Error::AdapterLimit {
+                                what: format!("{} workgroups", node.name),
+                                needed: tiles_m,
+                                limit_name: "max_compute_workgroups_per_dimension²",
+                                limit: max * max,
+                            });
                         }
                         let config = format!(
                             "conv {0}x{0}/s{1}{2}{3} tile {4}x{5}x{6}",
-                            c.kernel, c.stride,
+                            c.kernel,
+                            c.stride,
                             if residual.is_some() { " +res" } else { "" },
                             if c.relu { " relu" } else { "" },
-                            tiles.tile_m, tiles.tile_n, tiles.tile_k
+                            tiles.tile_m,
+                            tiles.tile_n,
+                            tiles.tile_k
                         );
-                        let pipeline = self.kernels.pipeline(&ctx.device, Kernel::Conv, constants)?;
+                        let pipeline =
+                            self.kernels
+                                .pipeline(&ctx.device, Kernel::Conv, constants)?;
                         let params = uniform(bytemuck::bytes_of(&p));
-                        let buffers = vec![slot(node.inputs[0]), &l.weight, &l.bias, residual.unwrap_or(&dummy), slot(node.output)];
-                        (Kernel::Conv, config, pipeline, params, buffers, [y.c.div_ceil(tiles.tile_n as usize) as u32, wy as u32, wz as u32])
+                        let buffers = vec![
+                            slot(node.inputs[0]),
+                            &l.weight,
+                            &l.bias,
+                            residual.unwrap_or(&dummy),
+                            slot(node.output),
+                        ];
+                        (
+                            Kernel::Conv,
+                            config,
+                            pipeline,
+                            params,
+                            buffers,
+                            [
+                                y.c.div_ceil(tiles.tile_n as usize) as u32,
+                                wy as u32,
+                                wz as u32,
+                            ],
+                        )
                     }
                     Op::MaxPool { .. } | Op::GlobalAvgPool => {
                         let (kern, (k, s, p)) = match &node.op {
-                            Op::MaxPool { kernel, stride, pad } => (Kernel::MaxPool, (*kernel, *stride, *pad)),
+                            Op::MaxPool {
+                                kernel,
+                                stride,
+                                pad,
+                            } => (Kernel::MaxPool, (*kernel, *stride, *pad)),
                             _ => (Kernel::GlobalAvgPool, (0, 1, 0)),
                         };
                         if kern == Kernel::MaxPool && p >= k {
-                            return Err(Error::InputShape(format!("{}: padding {p} must be smaller than the window {k}", node.name)));
+                            return Err(Error::InputShape(format!(
+                                "{}: padding {p} must be smaller than the window {k}",
+                                node.name
+                            )));
                         }
                         let total = y.numel();
-                        let params = PoolParams { batch: n as u32, in_h: x.h as u32, in_w: x.w as u32, channels: x.c as u32, out_h: y.h as u32, out_w: y.w as u32, kernel: k as u32, stride: s as u32, pad: p as u32, total: u32_of(&node.name, total)?, _pad: [0; 2] };
+                        let params = PoolParams {
+                            batch: n as u32,
+                            in_h: x.h as u32,
+                            in_w: x.w as u32,
+                            channels: x.c as u32,
+                            out_h: y.h as u32,
+                            out_w: y.w as u32,
+                            kernel: k as u32,
+                            stride: s as u32,
+                            pad: p as u32,
+                            total: u32_of(&node.name, total)?,
+                            _pad: [0; 2],
+                        };
                         let pipeline = self.kernels.pipeline(&ctx.device, kern, vec![])?;
-                        let config = if kern == Kernel::MaxPool { format!("max pool {k}x{k}/s{s}/p{p}") } else { "global avg pool".to_string() };
-                        (kern, config, pipeline, uniform(bytemuck::bytes_of(&params)), vec![slot(node.inputs[0]), slot(node.output)], flat_dispatch(total as u64, 256, &ctx.limits)?)
+                        let config = if kern == Kernel::MaxPool {
+                            format!("max pool {k}x{k}/s{s}/p{p}")
+                        } else {
+                            "global avg pool".to_string()
+                        };
+                        (
+                            kern,
+                            config,
+                            pipeline,
+                            uniform(bytemuck::bytes_of(&params)),
+                            vec![slot(node.inputs[0]), slot(node.output)],
+                            flat_dispatch(total as u64, 256, &ctx.limits)?,
+                        )
                     }
-                    Op::Linear { in_features, out_features, .. } => {
+                    Op::Linear {
+                        in_features,
+                        out_features,
+                        ..
+                    } => {
                         let l = &self.layers[&node.name];
-                        let params = LinearParams { batch: n as u32, in_features: *in_features as u32, out_features: *out_features as u32, _pad: 0 };
+                        let params = LinearParams {
+                            batch: n as u32,
+                            in_features: *in_features as u32,
+                            out_features: *out_features as u32,
+                            _pad: 0,
+                        };
                         if n as u64 > ctx.limits.max_compute_workgroups_per_dimension as u64 {
-                            return Err(Error::AdapterLimit { what: "batch for the head".into(), needed: n as u64, limit_name: "max_compute_workgroups_per_dimension", limit: ctx.limits.max_compute_workgroups_per_dimension as u64 });
+                            return Err(Error::AdapterLimit {
+                                what: "batch for the head".into(),
+                                needed: n as u64,
+                                limit_name: "max_compute_workgroups_per_dimension",
+                                limit: ctx.limits.max_compute_workgroups_per_dimension as u64,
+                            });
                         }
-                        let pipeline = self.kernels.pipeline(&ctx.device, Kernel::Linear, vec![])?;
+                        let pipeline =
+                            self.kernels.pipeline(&ctx.device, Kernel::Linear, vec![])?;
                         let config = format!("linear {in_features}→{out_features}");
-                        (Kernel::Linear, config, pipeline, uniform(bytemuck::bytes_of(&params)), vec![slot(node.inputs[0]), &l.weight, &l.bias, slot(node.output)], [out_features.div_ceil(256) as u32, n as u32, 1])
+                        (
+                            Kernel::Linear,
+                            config,
+                            pipeline,
+                            uniform(bytemuck::bytes_of(&params)),
+                            vec![slot(node.inputs[0]), &l.weight, &l.bias, slot(node.output)],
+                            [out_features.div_ceil(256) as u32, n as u32, 1],
+                        )
                     }
                 };
                 let mut all = vec![&params];
                 all.extend(buffers);
                 let bind_group = bind(ctx, &self.kernels, kernel, &node.name, &all);
-                steps.push(Step { name: node.name.clone(), kernel, config, output_shape: y, flops: node.op.flops(&y), pipeline, bind_group, workgroups });
+                steps.push(Step {
+                    name: node.name.clone(),
+                    kernel,
+                    config,
+                    output_shape: y,
+                    flops: node.op.flops(&y),
+                    pipeline,
+                    bind_group,
+                    workgroups,
+                });
                 uniforms.push(params);
             }
             Ok(())
         })??;
         let input_slot = memory.slot_of[graph.input];
-        Ok(GpuPlan { shapes, memory, steps, slots, readback, input_slot, _uniforms: uniforms })
+        Ok(GpuPlan {
+            shapes,
+            memory,
+            steps,
+            slots,
+            readback,
+            input_slot,
+            _uniforms: uniforms,
+        })
     }
 }
 
@@ -342,7 +538,9 @@ fn read_buffer(ctx: &GpuContext, buffer: &wgpu::Buffer, bytes: u64) -> Result<Ve
     rx.recv_timeout(super::context::GPU_TIMEOUT)
         .map_err(|_| Error::Gpu("the GPU did not finish in time".into()))?
         .map_err(|e| Error::Gpu(format!("reading results back: {e}")))?;
-    let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading results back: {e}")))?;
+    let view = slice
+        .get_mapped_range()
+        .map_err(|e| Error::Gpu(format!("reading results back: {e}")))?;
     let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
     drop(view);
     buffer.unmap();
@@ -351,8 +549,17 @@ fn read_buffer(ctx: &GpuContext, buffer: &wgpu::Buffer, bytes: u64) -> Result<Ve
 
 /// Copies a whole storage buffer (COPY_SRC) back to the host.
 fn copy_out(ctx: &GpuContext, src: &wgpu::Buffer) -> Result<Vec<f32>> {
-    let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some("staging"), size: src.size(), usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
-    let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("copy out") });
+    let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("staging"),
+        size: src.size(),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("copy out"),
+        });
     encoder.copy_buffer_to_buffer(src, 0, &staging, 0, src.size());
     ctx.queue.submit([encoder.finish()]);
     read_buffer(ctx, &staging, src.size())
@@ -361,6 +568,9 @@ fn copy_out(ctx: &GpuContext, src: &wgpu::Buffer) -> Result<Vec<f32>> {
 impl GpuOptions {
     /// Convenience for tests and the CLI: the default adapter with checks as given.
     pub fn with_checks(checked_shaders: bool) -> Self {
-        GpuOptions { checked_shaders, ..Default::default() }
+        GpuOptions {
+            checked_shaders,
+            ..Default::default()
+        }
     }
 }

@@ -34,7 +34,13 @@ pub enum Binding {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 5] = [Kernel::Conv, Kernel::FoldBn, Kernel::MaxPool, Kernel::GlobalAvgPool, Kernel::Linear];
+    pub const ALL: [Kernel; 5] = [
+        Kernel::Conv,
+        Kernel::FoldBn,
+        Kernel::MaxPool,
+        Kernel::GlobalAvgPool,
+        Kernel::Linear,
+    ];
 
     pub fn file(self) -> &'static str {
         match self {
@@ -46,7 +52,11 @@ impl Kernel {
     }
 
     pub fn source(self) -> &'static str {
-        SHADER_FILES.iter().find(|(f, _)| *f == self.file()).map(|(_, s)| *s).unwrap_or("")
+        SHADER_FILES
+            .iter()
+            .find(|(f, _)| *f == self.file())
+            .map(|(_, s)| *s)
+            .unwrap_or("")
     }
 
     pub fn entry(self) -> &'static str {
@@ -98,7 +108,10 @@ impl Kernels {
                 // SAFETY: every storage access in our kernels is guarded by the sizes in its
                 // params, and the plan checks that each bound buffer holds at least those
                 // sizes (see `executor::check_binding`); loops are bounded by the same params.
-                unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+                unsafe {
+                    device
+                        .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+                }
             };
             modules.insert(file, module);
         }
@@ -152,10 +165,24 @@ impl Kernels {
     }
 
     /// The pipeline for `kernel` with `constants`, created on first use.
-    pub fn pipeline(&self, device: &wgpu::Device, kernel: Kernel, mut constants: Constants) -> Result<Arc<wgpu::ComputePipeline>> {
+    pub fn pipeline(
+        &self,
+        device: &wgpu::Device,
+        kernel: Kernel,
+        mut constants: Constants,
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
         constants.sort_by(|a, b| a.0.cmp(b.0));
-        let key = (kernel, constants.iter().map(|(k, v)| (*k, v.to_bits())).collect::<Vec<_>>());
-        let mut cache = self.pipelines.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
+        let key = (
+            kernel,
+            constants
+                .iter()
+                .map(|(k, v)| (*k, v.to_bits()))
+                .collect::<Vec<_>>(),
+        );
+        let mut cache = self
+            .pipelines
+            .lock()
+            .map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
         if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
         }
@@ -174,7 +201,10 @@ impl Kernels {
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Shader { name: label, msg: e.to_string() });
+            return Err(Error::Shader {
+                name: label,
+                msg: e.to_string(),
+            });
         }
         let pipeline = Arc::new(pipeline);
         cache.insert(key, pipeline.clone());
@@ -200,7 +230,26 @@ impl ConvTiles {
         } else {
             16
         };
-        ConvTiles { tile_m: 64, tile_n, tile_k: 16 }
+        ConvTiles {
+            tile_m: 64,
+            tile_n,
+            tile_k: 32,
+        }
+    }
+
+    /// Whether the conv kernel can run this configuration: register blocks of 4×4, every
+    /// thread loading a fixed column of the A tile (threads a multiple of TILE_K), at most
+    /// `A_LOADS_MAX` (32) A loads per thread, and at most 256 threads.
+    pub fn is_valid(&self) -> bool {
+        let t = self.threads();
+        self.tile_m % 4 == 0
+            && self.tile_n % 4 == 0
+            && self.tile_m % 4 == 0
+            && (1..=256).contains(&t)
+            && self.tile_k > 0
+            && t % self.tile_k == 0
+            && self.tile_k * self.tile_m / t <= 32
+            && (self.tile_k * self.tile_m) % t == 0
     }
 
     pub fn threads(&self) -> u32 {
@@ -213,7 +262,13 @@ impl ConvTiles {
 }
 
 /// Specialisation of the conv kernel.
-pub fn conv_constants(tiles: ConvTiles, residual: bool, relu: bool, input_nchw: bool, pointwise: bool) -> Constants {
+pub fn conv_constants(
+    tiles: ConvTiles,
+    residual: bool,
+    relu: bool,
+    input_nchw: bool,
+    pointwise: bool,
+) -> Constants {
     vec![
         ("TILE_M", tiles.tile_m as f64),
         ("TILE_N", tiles.tile_n as f64),

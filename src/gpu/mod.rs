@@ -16,7 +16,12 @@ pub fn flat_dispatch(threads: u64, size: u64, limits: &wgpu::Limits) -> Result<[
     let x = groups.min(max);
     let y = groups.div_ceil(x);
     if y > max {
-        return Err(Error::AdapterLimit { what: "a dispatch".into(), needed: groups, limit_name: "max_compute_workgroups_per_dimension²", limit: max * max });
+        return Err(Error::AdapterLimit {
+            what: "a dispatch".into(),
+            needed: groups,
+            limit_name: "max_compute_workgroups_per_dimension²",
+            limit: max * max,
+        });
     }
     Ok([x as u32, y as u32, 1])
 }

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use wgpu::util::DeviceExt;
 
 use super::context::GpuContext;
-use super::kernels::{Kernel, Kernels};
 use super::flat_dispatch;
+use super::kernels::{Kernel, Kernels};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op};
 use crate::reference::BN_EPS;
@@ -33,19 +33,31 @@ struct FoldParams {
     _pad: [u32; 3],
 }
 
-fn raw_buffer(ctx: &GpuContext, weights: &WeightsFile, name: &str) -> Result<(wgpu::Buffer, StoredDtype)> {
-    let entry = weights.get(name).ok_or_else(|| Error::MissingTensor { name: name.into(), expected: vec![] })?;
-    let dtype = entry.dtype.ok_or_else(|| Error::TensorDtype { name: name.into(), found: entry.dtype_name.clone() })?;
+fn raw_buffer(
+    ctx: &GpuContext,
+    weights: &WeightsFile,
+    name: &str,
+) -> Result<(wgpu::Buffer, StoredDtype)> {
+    let entry = weights.get(name).ok_or_else(|| Error::MissingTensor {
+        name: name.into(),
+        expected: vec![],
+    })?;
+    let dtype = entry.dtype.ok_or_else(|| Error::TensorDtype {
+        name: name.into(),
+        found: entry.dtype_name.clone(),
+    })?;
     let raw = weights.raw(name).unwrap_or(&[]);
     check_size(ctx, name, raw.len() as u64)?;
     // Storage bindings must be a multiple of 4 bytes: pad odd-length F16/BF16 tensors.
     let mut bytes = raw.to_vec();
     bytes.resize(raw.len().div_ceil(4).max(1) * 4, 0);
-    let buffer = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(name),
-        contents: &bytes,
-        usage: wgpu::BufferUsages::STORAGE,
-    });
+    let buffer = ctx
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(name),
+            contents: &bytes,
+            usage: wgpu::BufferUsages::STORAGE,
+        });
     Ok((buffer, dtype))
 }
 
@@ -53,26 +65,64 @@ fn raw_buffer(ctx: &GpuContext, weights: &WeightsFile, name: &str) -> Result<(wg
 pub fn check_size(ctx: &GpuContext, what: &str, bytes: u64) -> Result<()> {
     let binding = ctx.limits.max_storage_buffer_binding_size;
     if bytes > binding {
-        return Err(Error::AdapterLimit { what: what.into(), needed: bytes, limit_name: "max_storage_buffer_binding_size", limit: binding });
+        return Err(Error::AdapterLimit {
+            what: what.into(),
+            needed: bytes,
+            limit_name: "max_storage_buffer_binding_size",
+            limit: binding,
+        });
     }
     if bytes > ctx.limits.max_buffer_size {
-        return Err(Error::AdapterLimit { what: what.into(), needed: bytes, limit_name: "max_buffer_size", limit: ctx.limits.max_buffer_size });
+        return Err(Error::AdapterLimit {
+            what: what.into(),
+            needed: bytes,
+            limit_name: "max_buffer_size",
+            limit: ctx.limits.max_buffer_size,
+        });
     }
     Ok(())
 }
 
 /// Uploads and prepares the weights of every conv and linear node of `graph`, in one
 /// command buffer.
-pub fn prepare(ctx: &GpuContext, kernels: &Kernels, graph: &Graph, weights: &WeightsFile) -> Result<BTreeMap<String, LayerWeights>> {
+pub fn prepare(
+    ctx: &GpuContext,
+    kernels: &Kernels,
+    graph: &Graph,
+    weights: &WeightsFile,
+) -> Result<BTreeMap<String, LayerWeights>> {
     let mut prepared = BTreeMap::new();
-    let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("fold weights") });
+    let mut encoder = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("fold weights"),
+        });
     // Raw uploads must outlive the submission.
     let mut keep_alive = Vec::new();
     ctx.scoped("preparing weights", || -> Result<()> {
         for node in &graph.nodes {
             let (w_name, bias_or_bn, has_bn, out_c, in_c, area) = match &node.op {
-                Op::Conv(c) => (c.weight.clone(), c.bn.clone(), true, c.out_channels, c.in_channels, c.kernel * c.kernel),
-                Op::Linear { weight, bias, in_features, out_features } => (weight.clone(), bias.clone(), false, *out_features, *in_features, 1),
+                Op::Conv(c) => (
+                    c.weight.clone(),
+                    c.bn.clone(),
+                    true,
+                    c.out_channels,
+                    c.in_channels,
+                    c.kernel * c.kernel,
+                ),
+                Op::Linear {
+                    weight,
+                    bias,
+                    in_features,
+                    out_features,
+                } => (
+                    weight.clone(),
+                    bias.clone(),
+                    false,
+                    *out_features,
+                    *in_features,
+                    1,
+                ),
                 _ => continue,
             };
             let total = out_c * in_c * area;
@@ -87,7 +137,12 @@ pub fn prepare(ctx: &GpuContext, kernels: &Kernels, graph: &Graph, weights: &Wei
                 // Without BN only the `beta` slot (the bias) is read; the others are bound
                 // to the same buffer to satisfy the layout.
                 let b = raw_buffer(ctx, weights, &bias_or_bn)?;
-                vec![(b.0.clone(), b.1), (b.0.clone(), b.1), (b.0.clone(), b.1), b]
+                vec![
+                    (b.0.clone(), b.1),
+                    (b.0.clone(), b.1),
+                    (b.0.clone(), b.1),
+                    b,
+                ]
             };
             let w_out = ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&format!("{} weight (K, C_out)", node.name)),
@@ -101,12 +156,21 @@ pub fn prepare(ctx: &GpuContext, kernels: &Kernels, graph: &Graph, weights: &Wei
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             });
-            let params = FoldParams { out_c: out_c as u32, in_c: in_c as u32, area: area as u32, total: total as u32, eps: BN_EPS as f32, _pad: [0; 3] };
-            let uniform = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("fold params"),
-                contents: bytemuck::bytes_of(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+            let params = FoldParams {
+                out_c: out_c as u32,
+                in_c: in_c as u32,
+                area: area as u32,
+                total: total as u32,
+                eps: BN_EPS as f32,
+                _pad: [0; 3],
+            };
+            let uniform = ctx
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("fold params"),
+                    contents: bytemuck::bytes_of(&params),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
             let dtype = |d: StoredDtype| d as u32 as f64;
             let pipeline = kernels.pipeline(
                 &ctx.device,
@@ -120,16 +184,34 @@ pub fn prepare(ctx: &GpuContext, kernels: &Kernels, graph: &Graph, weights: &Wei
                     ("HAS_BN", has_bn as u32 as f64),
                 ],
             )?;
-            let buffers = [&uniform, &w_raw, &params_raw[0].0, &params_raw[1].0, &params_raw[2].0, &params_raw[3].0, &w_out, &b_out];
+            let buffers = [
+                &uniform,
+                &w_raw,
+                &params_raw[0].0,
+                &params_raw[1].0,
+                &params_raw[2].0,
+                &params_raw[3].0,
+                &w_out,
+                &b_out,
+            ];
             let bind_group = bind(ctx, kernels, Kernel::FoldBn, &node.name, &buffers);
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&node.name), timestamp_writes: None });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(&node.name),
+                timestamp_writes: None,
+            });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             let [x, y, z] = flat_dispatch(total as u64, 256, &ctx.limits)?;
             pass.dispatch_workgroups(x, y, z);
             drop(pass);
             keep_alive.push((uniform, w_raw, params_raw));
-            prepared.insert(node.name.clone(), LayerWeights { weight: w_out, bias: b_out });
+            prepared.insert(
+                node.name.clone(),
+                LayerWeights {
+                    weight: w_out,
+                    bias: b_out,
+                },
+            );
         }
         Ok(())
     })??;
@@ -140,11 +222,24 @@ pub fn prepare(ctx: &GpuContext, kernels: &Kernels, graph: &Graph, weights: &Wei
 }
 
 /// A bind group with the buffers of `kernel`'s layout, in binding order.
-pub fn bind(ctx: &GpuContext, kernels: &Kernels, kernel: Kernel, label: &str, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+pub fn bind(
+    ctx: &GpuContext,
+    kernels: &Kernels,
+    kernel: Kernel,
+    label: &str,
+    buffers: &[&wgpu::Buffer],
+) -> wgpu::BindGroup {
     let entries: Vec<wgpu::BindGroupEntry> = buffers
         .iter()
         .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
         .collect();
-    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout: kernels.bind_group_layout(kernel), entries: &entries })
+    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: kernels.bind_group_layout(kernel),
+        entries: &entries,
+    })
 }

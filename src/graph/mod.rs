@@ -51,7 +51,11 @@ pub enum Op {
     /// inputs: `[x]` or `[x, residual]` (residual shaped like the output).
     Conv(Conv),
     /// Max pool, implicit −∞ padding.
-    MaxPool { kernel: usize, stride: usize, pad: usize },
+    MaxPool {
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+    },
     /// Mean over H×W → `(N, 1, 1, C)`.
     GlobalAvgPool,
     /// `y = x·Wᵀ + b` on `(N, 1, 1, C_in)` → `(N, 1, 1, C_out)`.
@@ -85,7 +89,9 @@ pub struct Graph {
 }
 
 fn out_size(input: usize, kernel: usize, stride: usize, pad: usize) -> Option<usize> {
-    (input + 2 * pad).checked_sub(kernel).map(|span| span / stride + 1)
+    (input + 2 * pad)
+        .checked_sub(kernel)
+        .map(|span| span / stride + 1)
 }
 
 impl Op {
@@ -108,7 +114,12 @@ impl Op {
                 }
                 let h = out_size(x.h, c.kernel, c.stride, c.pad).ok_or_else(too_small)?;
                 let w = out_size(x.w, c.kernel, c.stride, c.pad).ok_or_else(too_small)?;
-                let out = Shape { n: x.n, h, w, c: c.out_channels };
+                let out = Shape {
+                    n: x.n,
+                    h,
+                    w,
+                    c: c.out_channels,
+                };
                 if let Some(r) = inputs.get(1) {
                     if *r != out {
                         return Err(Error::InputShape(format!(
@@ -118,20 +129,33 @@ impl Op {
                 }
                 Ok(out)
             }
-            Op::MaxPool { kernel, stride, pad } => {
+            Op::MaxPool {
+                kernel,
+                stride,
+                pad,
+            } => {
                 let h = out_size(x.h, *kernel, *stride, *pad).ok_or_else(too_small)?;
                 let w = out_size(x.w, *kernel, *stride, *pad).ok_or_else(too_small)?;
                 Ok(Shape { h, w, ..x })
             }
             Op::GlobalAvgPool => Ok(Shape { h: 1, w: 1, ..x }),
-            Op::Linear { in_features, out_features, .. } => {
+            Op::Linear {
+                in_features,
+                out_features,
+                ..
+            } => {
                 if x.h * x.w * x.c != *in_features {
                     return Err(Error::InputShape(format!(
                         "{name}: expects {in_features} features, got {}",
                         x.h * x.w * x.c
                     )));
                 }
-                Ok(Shape { n: x.n, h: 1, w: 1, c: *out_features })
+                Ok(Shape {
+                    n: x.n,
+                    h: 1,
+                    w: 1,
+                    c: *out_features,
+                })
             }
         }
     }
@@ -166,10 +190,26 @@ impl Graph {
     /// Shapes of every value for an NCHW input `(n, 3, h, w)`.
     pub fn infer_shapes(&self, n: usize, h: usize, w: usize) -> Result<Vec<Shape>> {
         if n == 0 || h == 0 || w == 0 {
-            return Err(Error::InputShape(format!("input ({n}, {}, {h}, {w}) has an empty dimension", self.input_channels)));
+            return Err(Error::InputShape(format!(
+                "input ({n}, {}, {h}, {w}) has an empty dimension",
+                self.input_channels
+            )));
         }
-        let mut shapes = vec![Shape { n: 0, h: 0, w: 0, c: 0 }; self.num_values];
-        shapes[self.input] = Shape { n, h, w, c: self.input_channels };
+        let mut shapes = vec![
+            Shape {
+                n: 0,
+                h: 0,
+                w: 0,
+                c: 0
+            };
+            self.num_values
+        ];
+        shapes[self.input] = Shape {
+            n,
+            h,
+            w,
+            c: self.input_channels,
+        };
         for node in &self.nodes {
             let ins: Vec<Shape> = node.inputs.iter().map(|&v| shapes[v]).collect();
             shapes[node.output] = node.op.output_shape(&node.name, &ins)?;
@@ -177,7 +217,22 @@ impl Graph {
         Ok(shapes)
     }
 
+    /// Bytes of the prepared f32 weights and biases (what the GPU holds after folding).
+    pub fn folded_weight_bytes(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|n| match &n.op {
+                Op::Conv(c) => (c.kernel * c.kernel * c.in_channels + 1) * c.out_channels,
+                Op::Linear { in_features, out_features, .. } => (in_features + 1) * out_features,
+                _ => 0,
+            } as u64 * 4)
+            .sum()
+    }
+
     pub fn conv_count(&self) -> usize {
-        self.nodes.iter().filter(|n| matches!(n.op, Op::Conv(_))).count()
+        self.nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::Conv(_)))
+            .count()
     }
 }

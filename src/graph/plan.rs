@@ -94,7 +94,13 @@ impl MemoryPlan {
 
     /// Whether two values' live ranges overlap (the input counts as live from the start).
     pub fn overlap(&self, a: ValueId, b: ValueId) -> bool {
-        let start = |v: ValueId| if self.live[v].0 == usize::MAX { 0 } else { self.live[v].0 };
+        let start = |v: ValueId| {
+            if self.live[v].0 == usize::MAX {
+                0
+            } else {
+                self.live[v].0
+            }
+        };
         let (sa, ea) = (start(a), self.live[a].1);
         let (sb, eb) = (start(b), self.live[b].1);
         sa <= eb && sb <= ea
@@ -118,23 +124,37 @@ mod tests {
 
     fn check(graph: &Graph, shapes: &[Shape], plan: &MemoryPlan) {
         for a in 0..graph.num_values {
-            assert!(plan.slot_bytes[plan.slot_of[a]] >= shapes[a].bytes(), "slot too small for {a}");
+            assert!(
+                plan.slot_bytes[plan.slot_of[a]] >= shapes[a].bytes(),
+                "slot too small for {a}"
+            );
             for b in a + 1..graph.num_values {
                 if plan.slot_of[a] == plan.slot_of[b] {
-                    assert!(!plan.overlap(a, b), "values {a} and {b} share a slot while both live");
+                    assert!(
+                        !plan.overlap(a, b),
+                        "values {a} and {b} share a slot while both live"
+                    );
                 }
             }
         }
         for node in &graph.nodes {
             for &i in &node.inputs {
-                assert_ne!(plan.slot_of[i], plan.slot_of[node.output], "{} aliases its input", node.name);
+                assert_ne!(
+                    plan.slot_of[i], plan.slot_of[node.output],
+                    "{} aliases its input",
+                    node.name
+                );
             }
         }
     }
 
     #[test]
     fn no_two_live_values_share_a_slot() {
-        for (name, n, h, w) in [("resnet18", 2, 97, 131), ("resnet50", 1, 224, 224), ("resnet152", 3, 33, 47)] {
+        for (name, n, h, w) in [
+            ("resnet18", 2, 97, 131),
+            ("resnet50", 1, 224, 224),
+            ("resnet152", 3, 33, 47),
+        ] {
             let g = build_graph(&arch::standard(name, 10).unwrap());
             let shapes = g.infer_shapes(n, h, w).unwrap();
             let plan = MemoryPlan::new(&g, &shapes, true);
@@ -143,8 +163,15 @@ mod tests {
             check(&g, &shapes, &naive);
             assert_eq!(naive.slot_bytes.len(), g.num_values);
             // Reuse keeps a ResNet to a handful of buffers whatever its depth.
-            assert!(plan.slot_bytes.len() <= 6, "{name}: {} slots", plan.slot_bytes.len());
-            assert!(plan.peak_bytes() * 5 < naive.peak_bytes(), "{name}: reuse saved too little");
+            assert!(
+                plan.slot_bytes.len() <= 6,
+                "{name}: {} slots",
+                plan.slot_bytes.len()
+            );
+            assert!(
+                plan.peak_bytes() * 5 < naive.peak_bytes(),
+                "{name}: reuse saved too little"
+            );
         }
     }
 

@@ -47,7 +47,9 @@ impl Arch {
     }
 
     pub fn features(&self) -> usize {
-        self.stages.last().map_or(self.stem_width, |s| s.out_channels)
+        self.stages
+            .last()
+            .map_or(self.stem_width, |s| s.out_channels)
     }
 
     pub fn depths(&self) -> Vec<usize> {
@@ -68,7 +70,9 @@ impl Arch {
         let base = format!("resnet{}", self.depth());
         let standard = self.stem_width == 64
             && self.stages.iter().enumerate().all(|(i, s)| {
-                s.inner_width == 64 << i && s.out_channels == (64 << i) * self.expansion() && s.groups == 1
+                s.inner_width == 64 << i
+                    && s.out_channels == (64 << i) * self.expansion()
+                    && s.groups == 1
             });
         if standard {
             base
@@ -76,7 +80,10 @@ impl Arch {
             format!(
                 "{base} (custom widths: stem {}, stages {:?})",
                 self.stem_width,
-                self.stages.iter().map(|s| s.out_channels).collect::<Vec<_>>()
+                self.stages
+                    .iter()
+                    .map(|s| s.out_channels)
+                    .collect::<Vec<_>>()
             )
         }
     }
@@ -190,7 +197,11 @@ pub fn detect(w: &WeightsFile) -> Result<Arch> {
             BlockKind::Bottleneck => {
                 let c2 = require(w, &format!("{p}.conv2.weight"), 4)?;
                 let c3 = require(w, &format!("{p}.conv3.weight"), 4)?;
-                let groups = if c2[1] == 0 || c2[0] % c2[1] != 0 { 1 } else { c2[0] / c2[1] };
+                let groups = if c2[1] == 0 || c2[0] % c2[1] != 0 {
+                    1
+                } else {
+                    c2[0] / c2[1]
+                };
                 (c2[0], c3[0], groups)
             }
         };
@@ -204,7 +215,10 @@ pub fn detect(w: &WeightsFile) -> Result<Arch> {
         });
     }
     if stages.is_empty() {
-        return Err(Error::NotResnet(format!("{}: no `layer1.0.conv1.weight`", w.path.display())));
+        return Err(Error::NotResnet(format!(
+            "{}: no `layer1.0.conv1.weight`",
+            w.path.display()
+        )));
     }
     if stages.iter().any(|s| s.groups != 1) {
         return Err(Error::NotResnet(format!(
@@ -305,17 +319,37 @@ mod tests {
     #[test]
     fn standard_parameter_counts_match_torchvision() {
         // Published torchvision num_params.
-        assert_eq!(standard("resnet18", 1000).unwrap().parameter_count(), 11_689_512);
-        assert_eq!(standard("resnet34", 1000).unwrap().parameter_count(), 21_797_672);
-        assert_eq!(standard("resnet50", 1000).unwrap().parameter_count(), 25_557_032);
-        assert_eq!(standard("resnet101", 1000).unwrap().parameter_count(), 44_549_160);
-        assert_eq!(standard("resnet152", 1000).unwrap().parameter_count(), 60_192_808);
+        assert_eq!(
+            standard("resnet18", 1000).unwrap().parameter_count(),
+            11_689_512
+        );
+        assert_eq!(
+            standard("resnet34", 1000).unwrap().parameter_count(),
+            21_797_672
+        );
+        assert_eq!(
+            standard("resnet50", 1000).unwrap().parameter_count(),
+            25_557_032
+        );
+        assert_eq!(
+            standard("resnet101", 1000).unwrap().parameter_count(),
+            44_549_160
+        );
+        assert_eq!(
+            standard("resnet152", 1000).unwrap().parameter_count(),
+            60_192_808
+        );
     }
 
     #[test]
     fn state_dict_tensor_counts_match_torchvision() {
         // torchvision state_dict sizes minus one num_batches_tracked per BatchNorm.
-        let bns = |a: &Arch| a.expected_tensors().iter().filter(|(n, _)| n.ends_with("running_var")).count();
+        let bns = |a: &Arch| {
+            a.expected_tensors()
+                .iter()
+                .filter(|(n, _)| n.ends_with("running_var"))
+                .count()
+        };
         for (name, total) in [("resnet18", 122), ("resnet50", 320), ("resnet152", 932)] {
             let a = standard(name, 1000).unwrap();
             assert_eq!(a.expected_tensors().len() + bns(&a), total, "{name}");

@@ -1,6 +1,7 @@
 //! From weights to a graph: architecture detection and the one graph builder for all depths.
 
 pub mod arch;
+pub mod synthetic;
 
 use crate::graph::{Conv, Graph, Op, ValueId};
 pub use arch::{Arch, BlockKind, Stage};
@@ -44,7 +45,15 @@ pub fn build_graph(arch: &Arch) -> Graph {
             let stride = if b == 0 { st.stride } else { 1 };
             let (w, o) = (st.inner_width, st.out_channels);
             let shortcut: ValueId = if b == 0 && (stride != 1 || cin != o) {
-                let c = conv(&format!("{p}.downsample.0"), &format!("{p}.downsample.1"), cin, o, 1, stride, false);
+                let c = conv(
+                    &format!("{p}.downsample.0"),
+                    &format!("{p}.downsample.1"),
+                    cin,
+                    o,
+                    1,
+                    stride,
+                    false,
+                );
                 g.push(format!("{p}.downsample"), Op::Conv(c), vec![x])
             } else {
                 x
@@ -54,16 +63,32 @@ pub fn build_graph(arch: &Arch) -> Graph {
                 BlockKind::Basic => {
                     let (c1, b1) = n(1);
                     let (c2, b2) = n(2);
-                    let y = g.push(&c1, Op::Conv(conv(&c1, &b1, cin, o, 3, stride, true)), vec![x]);
-                    g.push(&c2, Op::Conv(conv(&c2, &b2, o, o, 3, 1, true)), vec![y, shortcut])
+                    let y = g.push(
+                        &c1,
+                        Op::Conv(conv(&c1, &b1, cin, o, 3, stride, true)),
+                        vec![x],
+                    );
+                    g.push(
+                        &c2,
+                        Op::Conv(conv(&c2, &b2, o, o, 3, 1, true)),
+                        vec![y, shortcut],
+                    )
                 }
                 BlockKind::Bottleneck => {
                     let (c1, b1) = n(1);
                     let (c2, b2) = n(2);
                     let (c3, b3) = n(3);
                     let y = g.push(&c1, Op::Conv(conv(&c1, &b1, cin, w, 1, 1, true)), vec![x]);
-                    let y = g.push(&c2, Op::Conv(conv(&c2, &b2, w, w, 3, stride, true)), vec![y]);
-                    g.push(&c3, Op::Conv(conv(&c3, &b3, w, o, 1, 1, true)), vec![y, shortcut])
+                    let y = g.push(
+                        &c2,
+                        Op::Conv(conv(&c2, &b2, w, w, 3, stride, true)),
+                        vec![y],
+                    );
+                    g.push(
+                        &c3,
+                        Op::Conv(conv(&c3, &b3, w, o, 1, 1, true)),
+                        vec![y, shortcut],
+                    )
                 }
             };
             cin = o;
@@ -107,7 +132,12 @@ mod tests {
         let s = g.infer_shapes(1, 225, 97).unwrap();
         // 225 → 113 → 57 → 57 → 29 → 15 → 8; 97 → 49 → 25 → 25 → 13 → 7 → 4.
         assert_eq!((s[g.features].h, s[g.features].w), (1, 1));
-        let last_conv = g.nodes.iter().rev().find(|n| matches!(n.op, Op::Conv(_))).unwrap();
+        let last_conv = g
+            .nodes
+            .iter()
+            .rev()
+            .find(|n| matches!(n.op, Op::Conv(_)))
+            .unwrap();
         assert_eq!((s[last_conv.output].h, s[last_conv.output].w), (8, 4));
         assert!(g.infer_shapes(1, 0, 5).is_err());
     }

@@ -9,7 +9,13 @@ pub const BN_EPS: f64 = 1e-5;
 
 /// Folds BatchNorm into conv weights in f64, exactly as `torch.nn.utils.fusion` does:
 /// `W' = W·γ/√(var+ε)`, `b' = β − mean·γ/√(var+ε)`. `w` is OIHW; returns (OIHW, bias).
-pub fn fold_bn(w: &[f32], gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32]) -> (Vec<f32>, Vec<f32>) {
+pub fn fold_bn(
+    w: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
     let cout = gamma.len();
     let per_out = w.len() / cout;
     let mut wf = vec![0f32; w.len()];
@@ -38,11 +44,23 @@ pub struct ConvParams {
 
 /// `relu?(conv(x, w) + bias + residual?)`. `x` is NHWC (or NCHW if `p.input_nchw`), `w` is
 /// OIHW, the result NHWC.
-pub fn conv2d(x: &[f32], xs: Shape, w: &[f32], bias: &[f32], residual: Option<&[f32]>, p: ConvParams) -> (Vec<f32>, Shape) {
+pub fn conv2d(
+    x: &[f32],
+    xs: Shape,
+    w: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    p: ConvParams,
+) -> (Vec<f32>, Shape) {
     let (k, s, pad) = (p.kernel, p.stride, p.pad);
     let oh = (xs.h + 2 * pad - k) / s + 1;
     let ow = (xs.w + 2 * pad - k) / s + 1;
-    let os = Shape { n: xs.n, h: oh, w: ow, c: p.out_channels };
+    let os = Shape {
+        n: xs.n,
+        h: oh,
+        w: ow,
+        c: p.out_channels,
+    };
     let cin = xs.c;
     // Weights as [o][ky][kx][ci] so the innermost loop walks contiguous channels.
     let mut wr = vec![0f32; w.len()];
@@ -56,11 +74,17 @@ pub fn conv2d(x: &[f32], xs: Shape, w: &[f32], bias: &[f32], residual: Option<&[
         }
     }
     // Input as NHWC.
-    let xin: Vec<f32> = if p.input_nchw { nchw_to_nhwc(x, xs) } else { x.to_vec() };
+    let xin: Vec<f32> = if p.input_nchw {
+        nchw_to_nhwc(x, xs)
+    } else {
+        x.to_vec()
+    };
     let mut out = vec![0f32; os.numel()];
     let rows = xs.n * oh;
     let row_len = ow * p.out_channels;
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(rows.max(1));
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(rows.max(1));
     let chunk_rows = rows.div_ceil(workers);
     std::thread::scope(|scope| {
         for (chunk_index, chunk) in out.chunks_mut(chunk_rows * row_len).enumerate() {
@@ -112,7 +136,8 @@ pub fn nchw_to_nhwc(x: &[f32], s: Shape) -> Vec<f32> {
         for c in 0..s.c {
             for y in 0..s.h {
                 for xx in 0..s.w {
-                    out[((n * s.h + y) * s.w + xx) * s.c + c] = x[((n * s.c + c) * s.h + y) * s.w + xx];
+                    out[((n * s.h + y) * s.w + xx) * s.c + c] =
+                        x[((n * s.c + c) * s.h + y) * s.w + xx];
                 }
             }
         }
@@ -121,7 +146,13 @@ pub fn nchw_to_nhwc(x: &[f32], s: Shape) -> Vec<f32> {
 }
 
 /// Max pool on NHWC with implicit −∞ padding (padding never wins).
-pub fn max_pool(x: &[f32], xs: Shape, kernel: usize, stride: usize, pad: usize) -> (Vec<f32>, Shape) {
+pub fn max_pool(
+    x: &[f32],
+    xs: Shape,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+) -> (Vec<f32>, Shape) {
     let oh = (xs.h + 2 * pad - kernel) / stride + 1;
     let ow = (xs.w + 2 * pad - kernel) / stride + 1;
     let os = Shape { h: oh, w: ow, ..xs };
@@ -136,7 +167,9 @@ pub fn max_pool(x: &[f32], xs: Shape, kernel: usize, stride: usize, pad: usize) 
                             let iy = (oy * stride + ky) as isize - pad as isize;
                             let ix = (ox * stride + kx) as isize - pad as isize;
                             if iy >= 0 && ix >= 0 && (iy as usize) < xs.h && (ix as usize) < xs.w {
-                                m = m.max(x[((n * xs.h + iy as usize) * xs.w + ix as usize) * xs.c + c]);
+                                m = m.max(
+                                    x[((n * xs.h + iy as usize) * xs.w + ix as usize) * xs.c + c],
+                                );
                             }
                         }
                     }
@@ -169,7 +202,9 @@ pub fn linear(x: &[f32], n: usize, w: &[f32], b: &[f32]) -> Vec<f32> {
     let mut y = vec![0f32; n * out_f];
     for i in 0..n {
         for o in 0..out_f {
-            let dot: f64 = (0..in_f).map(|k| x[i * in_f + k] as f64 * w[o * in_f + k] as f64).sum();
+            let dot: f64 = (0..in_f)
+                .map(|k| x[i * in_f + k] as f64 * w[o * in_f + k] as f64)
+                .sum();
             y[i * out_f + o] = (dot + b[o] as f64) as f32;
         }
     }
@@ -185,18 +220,36 @@ fn tensor(w: &WeightsFile, name: &str) -> Result<Vec<f32>> {
 
 /// Runs the whole graph on the CPU. `input` is NCHW `(n, 3, h, w)`; returns the graph
 /// output `(n, classes)` and the pooled features `(n, C)`.
-pub fn run_graph(graph: &Graph, weights: &WeightsFile, input: &[f32], n: usize, h: usize, w: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+pub fn run_graph(
+    graph: &Graph,
+    weights: &WeightsFile,
+    input: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+) -> Result<(Vec<f32>, Vec<f32>)> {
     let shapes = graph.infer_shapes(n, h, w)?;
     let mut values: Vec<Option<Vec<f32>>> = vec![None; graph.num_values];
     values[graph.input] = Some(input.to_vec());
     for node in &graph.nodes {
-        let x = values[node.inputs[0]].as_deref().expect("topological order");
+        let x = values[node.inputs[0]]
+            .as_deref()
+            .expect("topological order");
         let xs = shapes[node.inputs[0]];
         let out = match &node.op {
             Op::Conv(c) => {
                 let bn = |p: &str| tensor(weights, &format!("{}.{p}", c.bn));
-                let (wf, bias) = fold_bn(&tensor(weights, &c.weight)?, &bn("weight")?, &bn("bias")?, &bn("running_mean")?, &bn("running_var")?);
-                let residual = node.inputs.get(1).map(|&r| values[r].as_deref().expect("topological order"));
+                let (wf, bias) = fold_bn(
+                    &tensor(weights, &c.weight)?,
+                    &bn("weight")?,
+                    &bn("bias")?,
+                    &bn("running_mean")?,
+                    &bn("running_var")?,
+                );
+                let residual = node
+                    .inputs
+                    .get(1)
+                    .map(|&r| values[r].as_deref().expect("topological order"));
                 let p = ConvParams {
                     out_channels: c.out_channels,
                     kernel: c.kernel,
@@ -207,9 +260,15 @@ pub fn run_graph(graph: &Graph, weights: &WeightsFile, input: &[f32], n: usize, 
                 };
                 conv2d(x, xs, &wf, &bias, residual, p).0
             }
-            Op::MaxPool { kernel, stride, pad } => max_pool(x, xs, *kernel, *stride, *pad).0,
+            Op::MaxPool {
+                kernel,
+                stride,
+                pad,
+            } => max_pool(x, xs, *kernel, *stride, *pad).0,
             Op::GlobalAvgPool => global_avg_pool(x, xs).0,
-            Op::Linear { weight, bias, .. } => linear(x, xs.n, &tensor(weights, weight)?, &tensor(weights, bias)?),
+            Op::Linear { weight, bias, .. } => {
+                linear(x, xs.n, &tensor(weights, weight)?, &tensor(weights, bias)?)
+            }
         };
         values[node.output] = Some(out);
     }
@@ -232,7 +291,11 @@ pub fn relative_error(got: &[f32], want: &[f32]) -> f64 {
         max_want = max_want.max((w as f64).abs());
     }
     if max_want == 0.0 {
-        if max_diff == 0.0 { 0.0 } else { f64::INFINITY }
+        if max_diff == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        }
     } else {
         max_diff / max_want
     }
@@ -246,8 +309,20 @@ mod tests {
     fn conv_matches_hand_computed_values() {
         // 1×3×3×1 input, 3×3 all-ones kernel, pad 1: each output sums its neighbourhood.
         let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
-        let xs = Shape { n: 1, h: 3, w: 3, c: 1 };
-        let p = ConvParams { out_channels: 1, kernel: 3, stride: 1, pad: 1, relu: false, input_nchw: false };
+        let xs = Shape {
+            n: 1,
+            h: 3,
+            w: 3,
+            c: 1,
+        };
+        let p = ConvParams {
+            out_channels: 1,
+            kernel: 3,
+            stride: 1,
+            pad: 1,
+            relu: false,
+            input_nchw: false,
+        };
         let (y, ys) = conv2d(&x, xs, &[1.0; 9], &[0.5], None, p);
         assert_eq!((ys.h, ys.w), (3, 3));
         assert_eq!(y[0], 1.0 + 2.0 + 4.0 + 5.0 + 0.5);
@@ -257,7 +332,18 @@ mod tests {
     #[test]
     fn max_pool_padding_never_wins() {
         let x = vec![-5.0f32; 4];
-        let (y, _) = max_pool(&x, Shape { n: 1, h: 2, w: 2, c: 1 }, 3, 2, 1);
+        let (y, _) = max_pool(
+            &x,
+            Shape {
+                n: 1,
+                h: 2,
+                w: 2,
+                c: 1,
+            },
+            3,
+            2,
+            1,
+        );
         assert_eq!(y, vec![-5.0]);
     }
 

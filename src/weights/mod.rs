@@ -117,11 +117,14 @@ impl WeightsFile {
         };
         let (header_len, meta) =
             SafeTensors::read_metadata(bytes).map_err(|e| bad(describe_safetensors_error(&e)))?;
-        let st = SafeTensors::deserialize(bytes).map_err(|e| bad(describe_safetensors_error(&e)))?;
+        let st =
+            SafeTensors::deserialize(bytes).map_err(|e| bad(describe_safetensors_error(&e)))?;
         let data_start = 8 + header_len;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.iter() {
-            let info = meta.info(name).ok_or_else(|| bad(format!("tensor `{name}` vanished")))?;
+            let info = meta
+                .info(name)
+                .ok_or_else(|| bad(format!("tensor `{name}` vanished")))?;
             let (s, e) = info.data_offsets;
             let dtype = match view.dtype() {
                 Dtype::F32 => Some(StoredDtype::F32),
@@ -163,7 +166,9 @@ impl WeightsFile {
 
     /// The tensor's bytes exactly as stored (little endian).
     pub fn raw(&self, name: &str) -> Option<&[u8]> {
-        self.tensors.get(name).map(|t| &self.bytes_all()[t.start..t.end])
+        self.tensors
+            .get(name)
+            .map(|t| &self.bytes_all()[t.start..t.end])
     }
 
     /// The tensor converted to f32 on the CPU (for the reference path and for tests).
@@ -209,9 +214,13 @@ fn describe_safetensors_error(e: &safetensors::SafeTensorError) -> String {
         E::InvalidHeaderLength => "header length runs past the end of the file (truncated?)".into(),
         E::InvalidHeader(_) => "header is not UTF-8".into(),
         E::InvalidHeaderDeserialization(m) => format!("header is not valid safetensors JSON ({m})"),
-        E::InvalidOffset(n) => format!("tensor `{n}` has overlapping, gapped or out-of-range offsets"),
+        E::InvalidOffset(n) => {
+            format!("tensor `{n}` has overlapping, gapped or out-of-range offsets")
+        }
         E::TensorInvalidInfo => "a tensor's byte range does not match its shape and dtype".into(),
-        E::MetadataIncompleteBuffer => "data section length does not match the header (truncated or trailing bytes)".into(),
+        E::MetadataIncompleteBuffer => {
+            "data section length does not match the header (truncated or trailing bytes)".into()
+        }
         E::ValidationOverflow => "tensor sizes overflow".into(),
         other => other.to_string(),
     }

@@ -15,21 +15,28 @@ pub const MODES: [bool; 2] = [false, true];
 pub fn gpu(checked: bool) -> Option<Arc<GpuContext>> {
     static CTX: [OnceLock<Option<Arc<GpuContext>>>; 2] = [OnceLock::new(), OnceLock::new()];
     CTX[checked as usize]
-        .get_or_init(|| match GpuContext::new(&GpuOptions::with_checks(checked)) {
-            Ok(c) => Some(Arc::new(c)),
-            Err(e) => {
-                if std::env::var_os("CI").is_some() {
-                    panic!("no GPU adapter under CI: {e}");
+        .get_or_init(
+            || match GpuContext::new(&GpuOptions::with_checks(checked)) {
+                Ok(c) => {
+                    eprintln!("GPU tests on {} (checked shaders: {checked})", c.info);
+                    Some(Arc::new(c))
                 }
-                eprintln!("skipping GPU test: {e}");
-                None
-            }
-        })
+                Err(e) => {
+                    if std::env::var_os("CI").is_some() {
+                        panic!("no GPU adapter under CI: {e}");
+                    }
+                    eprintln!("skipping GPU test: {e}");
+                    None
+                }
+            },
+        )
         .clone()
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// Deterministic pseudo-random numbers (xorshift), so tests need no extra crate.
@@ -57,4 +64,38 @@ impl Rng {
     pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
         (0..n).map(|_| self.uniform(lo, hi)).collect()
     }
+}
+
+/// Safetensors bytes for `(name, shape, values, dtype)` with F32, F16 or BF16 storage; values
+/// are rounded to the dtype (read them back with `WeightsFile::to_f32` for the exact stored
+/// values).
+pub fn encode_tensors(tensors: &[(String, Vec<usize>, Vec<f32>, safetensors::Dtype)]) -> Vec<u8> {
+    use safetensors::tensor::TensorView;
+    use safetensors::Dtype;
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(name, _, v, dtype)| match dtype {
+            Dtype::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Dtype::F16 => v
+                .iter()
+                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                .collect(),
+            Dtype::BF16 => v
+                .iter()
+                .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+                .collect(),
+            other => panic!("{name}: unsupported test dtype {other:?}"),
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _, dtype), b)| {
+            (
+                name.clone(),
+                TensorView::new(*dtype, shape.clone(), b).expect("tensor view"),
+            )
+        })
+        .collect();
+    safetensors::tensor::serialize(views, None).expect("serialize")
 }

@@ -1,0 +1,291 @@
+//! `resnet classify`: images (files and folders) → top-k classes, as a table, JSON or CSV,
+//! or pooled features as .npy.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::bail;
+use indicatif::{ProgressBar, ProgressStyle};
+use resnet_wgpu::metadata::{class_names, preprocess_for};
+use resnet_wgpu::preprocess::load_and_preprocess;
+use resnet_wgpu::{npy, Engine, Error, GpuOptions, Output};
+
+use crate::open_weights;
+
+const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "webp", "bmp", "jfif"];
+
+#[derive(clap::Args)]
+pub struct ClassifyArgs {
+    /// Image files or folders (searched recursively for png, jpg, webp, bmp).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// safetensors weights; without it, the embedded default model (handwritten digits).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// How many classes to show per image.
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    /// Images per GPU batch.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Class names: one per line, or a JSON array/object; overrides the file's own.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Print one JSON array of {image, top: [{class, label, prob}]}.
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    /// Print CSV: image,rank,class,label,prob.
+    #[arg(long)]
+    csv: bool,
+    /// Write the pooled penultimate features (N, C) to this .npy instead of class scores.
+    #[arg(long)]
+    features: Option<PathBuf>,
+}
+
+/// One image's result.
+#[derive(serde::Serialize)]
+struct Prediction {
+    image: String,
+    top: Vec<Scored>,
+}
+
+#[derive(serde::Serialize)]
+struct Scored {
+    class: usize,
+    label: String,
+    prob: f32,
+}
+
+/// Expands folders (recursively, sorted) into image files; explicit files are kept as given.
+pub fn collect_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut images = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let before = images.len();
+            walk(input, &mut images)?;
+            if images.len() == before {
+                bail!(Error::Usage(format!(
+                    "{}: no images (png, jpg, webp, bmp) in this folder",
+                    input.display()
+                )));
+            }
+        } else if input.exists() {
+            images.push(input.clone());
+        } else {
+            bail!(Error::io(
+                input,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")
+            ));
+        }
+    }
+    Ok(images)
+}
+
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f64> = logits.iter().map(|&v| ((v - max) as f64).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.iter().map(|&e| (e / sum) as f32).collect()
+}
+
+pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> {
+    if args.batch == 0 {
+        bail!(Error::Usage("--batch must be at least 1".into()));
+    }
+    if args.top_k == 0 {
+        bail!(Error::Usage("--top-k must be at least 1".into()));
+    }
+    if let Some(parent) = args
+        .features
+        .as_deref()
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        if !parent.is_dir() {
+            bail!(Error::Usage(format!(
+                "{}: the output folder does not exist",
+                parent.display()
+            )));
+        }
+    }
+    let images = collect_images(&args.inputs)?;
+    let weights = open_weights(args.weights.as_deref())?;
+    let pre = preprocess_for(&weights)?;
+    let spinner = ProgressBar::new_spinner().with_message(format!(
+        "uploading weights ({:.1} MiB)",
+        weights.float_bytes() as f64 / (1 << 20) as f64
+    ));
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let engine = Engine::load(&weights, options)?;
+    spinner.finish_and_clear();
+    let classes = engine.arch.as_ref().map_or(0, |a| a.num_classes);
+    let (labels, _) = class_names(&weights, classes, args.labels.as_deref())?;
+    let (h, w) = (pre.crop_h as usize, pre.crop_w as usize);
+    let which = if args.features.is_some() {
+        Output::Features
+    } else {
+        Output::Logits
+    };
+
+    let bar = if images.len() > args.batch {
+        ProgressBar::new(images.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images {elapsed} (eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut outputs: Vec<f32> = Vec::new();
+    let mut width = 0;
+    for chunk in images.chunks(args.batch) {
+        // Decode and resize on all cores; the GPU then takes the whole batch at once.
+        let tensors: Vec<resnet_wgpu::Result<Vec<f32>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|p| s.spawn(|| load_and_preprocess(p, &pre)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Usage("image decoder panicked".into())))
+                })
+                .collect()
+        });
+        let mut batch = Vec::with_capacity(chunk.len() * 3 * h * w);
+        for t in tensors {
+            batch.extend(t?);
+        }
+        let y = engine.run(&batch, chunk.len(), h, w, which)?;
+        width = y.len() / chunk.len();
+        outputs.extend(y);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+
+    if let Some(path) = &args.features {
+        npy::write_f32(path, &[images.len(), width], &outputs)?;
+        eprintln!(
+            "wrote features ({}, {width}) for {} images to {}",
+            images.len(),
+            images.len(),
+            path.display()
+        );
+        for (i, p) in images.iter().enumerate() {
+            println!("{i}\t{}", p.display());
+        }
+        return Ok(());
+    }
+    let k = args.top_k.min(classes);
+    let predictions: Vec<Prediction> = images
+        .iter()
+        .zip(outputs.chunks(classes.max(1)))
+        .map(|(path, logits)| {
+            let probs = softmax(logits);
+            let mut order: Vec<usize> = (0..probs.len()).collect();
+            order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+            Prediction {
+                image: path.display().to_string(),
+                top: order[..k]
+                    .iter()
+                    .map(|&c| Scored {
+                        class: c,
+                        label: labels[c].clone(),
+                        prob: probs[c],
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    print_predictions(&predictions, args.json, args.csv)
+}
+
+fn print_predictions(predictions: &[Prediction], json: bool, csv: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(predictions)?);
+        return Ok(());
+    }
+    if csv {
+        println!("image,rank,class,label,prob");
+        let quote = |s: &str| {
+            if s.contains([',', '"', '\n']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
+        };
+        for p in predictions {
+            for (rank, s) in p.top.iter().enumerate() {
+                println!(
+                    "{},{},{},{},{:.6}",
+                    quote(&p.image),
+                    rank + 1,
+                    s.class,
+                    quote(&s.label),
+                    s.prob
+                );
+            }
+        }
+        return Ok(());
+    }
+    // Human table: one row per image, the top-k as "label prob%" columns.
+    let cells: Vec<Vec<String>> = predictions
+        .iter()
+        .map(|p| {
+            p.top
+                .iter()
+                .map(|s| format!("{} {:.1}%", s.label, 100.0 * s.prob))
+                .collect()
+        })
+        .collect();
+    let image_w = predictions
+        .iter()
+        .map(|p| p.image.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let k = cells.first().map_or(0, Vec::len);
+    let col_w: Vec<usize> = (0..k)
+        .map(|i| {
+            cells
+                .iter()
+                .map(|c| c[i].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(6)
+        })
+        .collect();
+    let mut header = format!("{:image_w$}", "IMAGE");
+    for (i, wd) in col_w.iter().enumerate() {
+        header.push_str(&format!("  {:wd$}", format!("TOP-{}", i + 1)));
+    }
+    println!("{}", header.trim_end());
+    for (p, c) in predictions.iter().zip(&cells) {
+        let mut line = format!("{:image_w$}", p.image);
+        for (cell, wd) in c.iter().zip(&col_w) {
+            line.push_str(&format!("  {cell:wd$}"));
+        }
+        println!("{}", line.trim_end());
+    }
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! What a weights file says about itself in its safetensors metadata: class names and
+//! preprocessing. Keys written by our exporters (`resnet.labels`, `resnet.preprocess`).
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::preprocess::{Interp, Preprocess};
+use crate::weights::WeightsFile;
+
+pub const LABELS_KEY: &str = "resnet.labels";
+pub const PREPROCESS_KEY: &str = "resnet.preprocess";
+
+/// Where class names came from, for `--json` and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelSource {
+    File,
+    Metadata,
+    ImageNet,
+    Indices,
+}
+
+/// Class names for a head with `classes` outputs: `--labels FILE` (one per line, or a JSON
+/// array / `{index: name}` object), then the file's metadata, then ImageNet's names when the
+/// head has 1000 classes, else the indices.
+pub fn class_names(
+    weights: &WeightsFile,
+    classes: usize,
+    labels_file: Option<&Path>,
+) -> Result<(Vec<String>, LabelSource)> {
+    if let Some(path) = labels_file {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let names = parse_labels(&text)
+            .map_err(|msg| Error::Usage(format!("{}: {msg}", path.display())))?;
+        return check_count(names, classes, path.display().to_string())
+            .map(|n| (n, LabelSource::File));
+    }
+    if let Some(text) = weights.metadata.get(LABELS_KEY) {
+        let names = parse_labels(text).map_err(|msg| Error::Safetensors {
+            path: weights.path.clone(),
+            msg: format!("metadata `{LABELS_KEY}`: {msg}"),
+        })?;
+        return check_count(
+            names,
+            classes,
+            format!("{} metadata", weights.path.display()),
+        )
+        .map(|n| (n, LabelSource::Metadata));
+    }
+    if classes == 1000 {
+        return Ok((
+            crate::imagenet::imagenet_classes()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            LabelSource::ImageNet,
+        ));
+    }
+    Ok((
+        (0..classes).map(|i| i.to_string()).collect(),
+        LabelSource::Indices,
+    ))
+}
+
+fn check_count(names: Vec<String>, classes: usize, what: String) -> Result<Vec<String>> {
+    if names.len() != classes {
+        return Err(Error::Usage(format!(
+            "{what}: {} class names for a head with {classes} classes",
+            names.len()
+        )));
+    }
+    Ok(names)
+}
+
+/// A JSON array of names, a JSON object `{"0": "cat", …}`, or plain text with one name per line.
+pub fn parse_labels(text: &str) -> std::result::Result<Vec<String>, String> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') || trimmed.starts_with('{') {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+        return match value {
+            serde_json::Value::Array(items) => items
+                .into_iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(String::from)
+                        .ok_or_else(|| "labels must be strings".to_string())
+                })
+                .collect(),
+            serde_json::Value::Object(map) => {
+                let mut pairs: Vec<(usize, String)> = map
+                    .into_iter()
+                    .map(|(k, v)| {
+                        Ok((
+                            k.parse::<usize>()
+                                .map_err(|_| format!("key `{k}` is not a class index"))?,
+                            v.as_str().ok_or("labels must be strings")?.to_string(),
+                        ))
+                    })
+                    .collect::<std::result::Result<_, String>>()?;
+                pairs.sort();
+                if pairs.iter().enumerate().any(|(i, (k, _))| i != *k) {
+                    return Err("class indices must run 0, 1, 2 … without gaps".into());
+                }
+                Ok(pairs.into_iter().map(|(_, v)| v).collect())
+            }
+            _ => Err("expected an array or an object".into()),
+        };
+    }
+    Ok(text
+        .lines()
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
+/// The preprocessing stored in the file's metadata, else torchvision's V1 preset
+/// (resize 256, center crop 224, bilinear, ImageNet mean/std).
+pub fn preprocess_for(weights: &WeightsFile) -> Result<Preprocess> {
+    let Some(text) = weights.metadata.get(PREPROCESS_KEY) else {
+        return Ok(Preprocess::torchvision_v1());
+    };
+    let bad = |msg: String| Error::Safetensors {
+        path: weights.path.clone(),
+        msg: format!("metadata `{PREPROCESS_KEY}`: {msg}"),
+    };
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let mut p = Preprocess::torchvision_v1();
+    let size = |key: &str| {
+        v.get(key)
+            .and_then(|x| x.as_u64())
+            .filter(|&x| x > 0 && x <= 1 << 14)
+            .map(|x| x as u32)
+    };
+    if let Some(r) = size("resize") {
+        p.resize = r;
+    }
+    if let Some(c) = size("crop") {
+        p.crop_h = c;
+        p.crop_w = c;
+    }
+    if let Some(i) = v.get("interp").and_then(|x| x.as_str()) {
+        p.interp = match i {
+            "bilinear" => Interp::Bilinear,
+            "bicubic" => Interp::Bicubic,
+            other => return Err(bad(format!("unknown interpolation `{other}`"))),
+        };
+    }
+    let triple = |key: &str| -> Result<Option<[f32; 3]>> {
+        match v.get(key) {
+            None => Ok(None),
+            Some(x) => {
+                let a: Vec<f32> = x
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|e| e.as_f64())
+                            .map(|e| e as f32)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if a.len() != 3 {
+                    return Err(bad(format!("`{key}` must be 3 numbers")));
+                }
+                Ok(Some([a[0], a[1], a[2]]))
+            }
+        }
+    };
+    if let Some(m) = triple("mean")? {
+        p.mean = m;
+    }
+    if let Some(s) = triple("std")? {
+        if s.iter().any(|&x| x <= 0.0) {
+            return Err(bad("`std` must be positive".into()));
+        }
+        p.std = s;
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_in_three_formats() {
+        assert_eq!(parse_labels("cat\ndog\n").unwrap(), vec!["cat", "dog"]);
+        assert_eq!(
+            parse_labels(r#"["cat", "dog"]"#).unwrap(),
+            vec!["cat", "dog"]
+        );
+        assert_eq!(
+            parse_labels(r#"{"1": "dog", "0": "cat"}"#).unwrap(),
+            vec!["cat", "dog"]
+        );
+        assert!(parse_labels(r#"{"0": "cat", "2": "dog"}"#).is_err());
+    }
+}
