@@ -204,3 +204,51 @@ fn errors_are_one_line_with_exit_code_2() {
         assert!(!err.contains("panicked"), "{what}: {err}");
     }
 }
+
+#[test]
+fn classify_walks_nested_folders_in_sorted_order() {
+    if !have_gpu() {
+        return;
+    }
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let root = tmp("nested");
+    std::fs::create_dir_all(root.join("b/deeper")).unwrap();
+    std::fs::copy(samples.join("3_0045.png"), root.join("b/deeper/3_0045.png")).unwrap();
+    std::fs::copy(samples.join("8_0038.png"), root.join("a_8.png")).unwrap();
+    std::fs::write(root.join("notes.txt"), "not an image").unwrap();
+    let o = resnet(&[
+        "classify",
+        root.to_str().unwrap(),
+        "--json",
+        "--top-k",
+        "1",
+        "--batch",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let got: Vec<(String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["image"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+                i["top"][0]["label"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a_8.png".to_string(), "8".to_string()),
+            ("3_0045.png".to_string(), "3".to_string())
+        ]
+    );
+}
