@@ -64,6 +64,9 @@ pub struct GpuPlan {
     _uniforms: Vec<wgpu::Buffer>,
 }
 
+/// (batch, height, width) of a plan.
+type PlanKey = (usize, usize, usize);
+
 /// A loaded network on one device. Shareable across threads: plans are built once per
 /// input size and each runs under its own lock.
 pub struct Engine {
@@ -73,7 +76,7 @@ pub struct Engine {
     pub graph: Graph,
     layers: BTreeMap<String, LayerWeights>,
     weight_bytes: u64,
-    plans: Mutex<HashMap<(usize, usize, usize), Arc<Mutex<GpuPlan>>>>,
+    plans: Mutex<HashMap<PlanKey, Arc<Mutex<GpuPlan>>>>,
 }
 
 #[repr(C)]

@@ -244,7 +244,6 @@ impl ConvTiles {
         let t = self.threads();
         self.tile_m % 4 == 0
             && self.tile_n % 4 == 0
-            && self.tile_m % 4 == 0
             && (1..=256).contains(&t)
             && self.tile_k > 0
             && t % self.tile_k == 0

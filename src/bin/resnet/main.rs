@@ -158,7 +158,7 @@ fn main() -> ExitCode {
             let user = e
                 .chain()
                 .find_map(|c| c.downcast_ref::<Error>())
-                .map_or(true, Error::is_user_error);
+                .is_none_or(Error::is_user_error);
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::from(if user { 2 } else { 1 })
         }
