@@ -34,9 +34,11 @@ pub struct Step {
     pub config: String,
     pub output_shape: Shape,
     pub flops: u64,
-    pipeline: Arc<wgpu::ComputePipeline>,
-    bind_group: wgpu::BindGroup,
-    workgroups: [u32; 3],
+    /// Bytes the dispatch reads and writes (activations, weights, residual), for GB/s.
+    pub bytes: u64,
+    pub(crate) pipeline: Arc<wgpu::ComputePipeline>,
+    pub(crate) bind_group: wgpu::BindGroup,
+    pub(crate) workgroups: [u32; 3],
 }
 
 /// Statistics of a plan, for `resnet info` and logs.
@@ -57,9 +59,9 @@ pub struct GpuPlan {
     pub shapes: Vec<Shape>,
     pub memory: MemoryPlan,
     pub steps: Vec<Step>,
-    slots: Vec<wgpu::Buffer>,
+    pub(crate) slots: Vec<wgpu::Buffer>,
     readback: wgpu::Buffer,
-    input_slot: usize,
+    pub(crate) input_slot: usize,
     // Keeps the per-step uniform buffers alive as long as the bind groups.
     _uniforms: Vec<wgpu::Buffer>,
 }
@@ -503,12 +505,14 @@ impl Engine {
                 let mut all = vec![&params];
                 all.extend(buffers);
                 let bind_group = bind(ctx, &self.kernels, kernel, &node.name, &all);
+                let weight_bytes = self.layers.get(&node.name).map_or(0, |l| l.weight.size() + l.bias.size());
                 steps.push(Step {
                     name: node.name.clone(),
                     kernel,
                     config,
                     output_shape: y,
                     flops: node.op.flops(&y),
+                    bytes: node.inputs.iter().map(|&v| shapes[v].bytes()).sum::<u64>() + y.bytes() + weight_bytes,
                     pipeline,
                     bind_group,
                     workgroups,

@@ -1,0 +1,353 @@
+//! Every WGSL kernel, in every specialisation the engine can create, through naga alone (no
+//! GPU): parse, validate, apply the override constants, re-validate and emit SPIR-V. A shader
+//! error therefore fails here on any machine, before a device is ever opened.
+
+use naga::back::PipelineConstants;
+use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
+use naga::{AddressSpace, Module, ShaderStage, StorageAccess};
+use resnet_wgpu::gpu::kernels::{
+    conv_constants, Binding, Constants, ConvTiles, Kernel, SHADER_FILES,
+};
+
+fn validator() -> Validator {
+    Validator::new(ValidationFlags::all(), Capabilities::all())
+}
+
+fn parse(file: &str) -> (Module, ModuleInfo) {
+    let source = SHADER_FILES
+        .iter()
+        .find(|(f, _)| *f == file)
+        .unwrap_or_else(|| panic!("{file} not in SHADER_FILES"))
+        .1;
+    let module = naga::front::wgsl::parse_str(source)
+        .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
+    let info = validator()
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
+    (module, info)
+}
+
+/// Applies `constants` for `kernel`'s entry point, re-validates, emits SPIR-V, and returns
+/// the workgroup size and the workgroup memory (bytes) of the specialised entry point.
+fn specialise(kernel: Kernel, constants: &Constants) -> ([u32; 3], u32) {
+    let (module, info) = parse(kernel.file());
+    let mut map = PipelineConstants::default();
+    for (name, value) in constants {
+        map.insert(name.to_string(), *value);
+    }
+    let what = format!("{kernel:?} {constants:?}");
+    let (processed, _) = naga::back::pipeline_constants::process_overrides(
+        &module,
+        &info,
+        Some((ShaderStage::Compute, kernel.entry())),
+        &map,
+    )
+    .unwrap_or_else(|e| panic!("{what}: overrides: {e:?}"));
+    // naga keeps the overrides, each now holding its resolved value.
+    for (_, o) in processed.overrides.iter() {
+        assert!(
+            o.init.is_some(),
+            "{what}: override {:?} left unresolved",
+            o.name
+        );
+    }
+    let processed_info = validator()
+        .validate(&processed)
+        .unwrap_or_else(|e| panic!("{what}: re-validation: {e:?}"));
+    let options = naga::back::spv::Options {
+        lang_version: (1, 3),
+        ..Default::default()
+    };
+    let pipeline = naga::back::spv::PipelineOptions {
+        shader_stage: ShaderStage::Compute,
+        entry_point: kernel.entry().to_string(),
+    };
+    let words = naga::back::spv::write_vec(&processed, &processed_info, &options, Some(&pipeline))
+        .unwrap_or_else(|e| panic!("{what}: SPIR-V: {e:?}"));
+    assert_eq!(
+        words.first(),
+        Some(&0x0723_0203),
+        "{what}: SPIR-V magic number"
+    );
+    let ep = processed
+        .entry_points
+        .iter()
+        .find(|e| e.name == kernel.entry())
+        .unwrap_or_else(|| panic!("{what}: entry point gone"));
+    assert!(
+        ep.workgroup_size_overrides.is_none(),
+        "{what}: workgroup size still overridable"
+    );
+    // The processed module is compacted to this entry point: every workgroup variable left
+    // is one it uses, now with a constant size.
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(processed.to_ctx()).expect("layout");
+    let shared = processed
+        .global_variables
+        .iter()
+        .filter(|(_, v)| v.space == AddressSpace::WorkGroup)
+        .map(|(_, v)| layouter[v.ty].size)
+        .sum();
+    (ep.workgroup_size, shared)
+}
+
+/// Every tile configuration `ConvTiles::for_shape` can return, found by sweeping its inputs.
+fn all_conv_tiles() -> Vec<ConvTiles> {
+    let mut tiles = Vec::new();
+    for out_c in 1..=4096 {
+        for m in [1, 63, 64, 65, 4096, 1 << 20] {
+            let t = ConvTiles::for_shape(m, out_c);
+            if !tiles.contains(&t) {
+                tiles.push(t);
+            }
+        }
+    }
+    tiles
+}
+
+#[test]
+fn every_shader_file_parses_and_validates() {
+    assert_eq!(SHADER_FILES.len(), 4);
+    for (file, _) in SHADER_FILES {
+        let (module, _) = parse(file);
+        assert!(!module.entry_points.is_empty(), "{file}: no entry point");
+        for ep in &module.entry_points {
+            assert_eq!(
+                ep.stage,
+                ShaderStage::Compute,
+                "{file}: {} is not a compute entry point",
+                ep.name
+            );
+        }
+    }
+    // Every file is used by some kernel, and every kernel's file exists.
+    for (file, _) in SHADER_FILES {
+        assert!(
+            Kernel::ALL.iter().any(|k| k.file() == file),
+            "{file} is used by no kernel"
+        );
+    }
+    for kernel in Kernel::ALL {
+        assert!(
+            !kernel.source().is_empty(),
+            "{kernel:?}: {} not compiled in",
+            kernel.file()
+        );
+    }
+}
+
+#[test]
+fn entry_points_and_bindings_match_the_layouts() {
+    for kernel in Kernel::ALL {
+        let (module, info) = parse(kernel.file());
+        let index = module
+            .entry_points
+            .iter()
+            .position(|e| e.name == kernel.entry() && e.stage == ShaderStage::Compute)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{kernel:?}: no compute entry point `{}` in {}",
+                    kernel.entry(),
+                    kernel.file()
+                )
+            });
+        let layout = kernel.bindings();
+        // Declared resources: group 0, bindings exactly 0..len, each of the declared kind.
+        let mut declared: Vec<(u32, Binding)> = Vec::new();
+        for (handle, var) in module.global_variables.iter() {
+            let Some(rb) = &var.binding else { continue };
+            assert_eq!(rb.group, 0, "{kernel:?}: {:?} is not in group 0", var.name);
+            let kind = match var.space {
+                AddressSpace::Uniform => Binding::Uniform,
+                AddressSpace::Storage { access } if access.contains(StorageAccess::STORE) => {
+                    Binding::ReadWrite
+                }
+                AddressSpace::Storage { .. } => Binding::Read,
+                other => panic!("{kernel:?}: {:?} in unexpected space {other:?}", var.name),
+            };
+            declared.push((rb.binding, kind));
+            // The entry point may use only resources the layout has.
+            let used = !info.get_entry_point(index)[handle].is_empty();
+            if used {
+                assert!(
+                    (rb.binding as usize) < layout.len(),
+                    "{kernel:?} uses binding {} outside its layout",
+                    rb.binding
+                );
+            }
+        }
+        declared.sort_by_key(|d| d.0);
+        assert_eq!(
+            declared.len(),
+            layout.len(),
+            "{kernel:?}: {} bindings in {}, layout has {}",
+            declared.len(),
+            kernel.file(),
+            layout.len()
+        );
+        for (i, (binding, kind)) in declared.iter().enumerate() {
+            assert_eq!(
+                *binding as usize,
+                i,
+                "{kernel:?}: bindings are not 0..{}",
+                layout.len()
+            );
+            assert_eq!(
+                *kind, layout[i],
+                "{kernel:?}: binding {i} is {kind:?} in WGSL, {:?} in the layout",
+                layout[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn conv_tile_configs_fit_webgpu_defaults() {
+    let tiles = all_conv_tiles();
+    eprintln!("conv tile configurations: {tiles:?}");
+    let mut widths: Vec<u32> = tiles.iter().map(|t| t.tile_n).collect();
+    widths.sort();
+    assert_eq!(widths, vec![16, 32, 64], "tile widths {tiles:?}");
+    for t in &tiles {
+        assert_eq!(t.tile_m, 64, "{t:?}");
+        // The conv kernel's own constraints (4×4 register blocks, A-load pattern, threads).
+        assert!(
+            t.is_valid(),
+            "{t:?}: for_shape returned a configuration the kernel rejects"
+        );
+        // The default WebGPU limits: 16 KiB of workgroup memory, 256 invocations.
+        let bytes = t.workgroup_bytes();
+        assert!(
+            bytes <= 16 * 1024,
+            "{t:?}: {bytes} bytes of workgroup memory"
+        );
+        assert!(
+            (1..=256).contains(&t.threads()),
+            "{t:?}: {} threads",
+            t.threads()
+        );
+    }
+}
+
+#[test]
+fn conv_every_specialisation_compiles() {
+    let mut count = 0;
+    for tiles in all_conv_tiles() {
+        for bits in 0..16u32 {
+            let [residual, relu, nchw, pointwise] = [0, 1, 2, 3].map(|b| bits & (1 << b) != 0);
+            let constants = conv_constants(tiles, residual, relu, nchw, pointwise);
+            let (size, shared) = specialise(Kernel::Conv, &constants);
+            assert_eq!(
+                size,
+                [tiles.tile_n / 4, tiles.tile_m / 4, 1],
+                "{tiles:?}: workgroup size"
+            );
+            assert_eq!(
+                size[0] * size[1] * size[2],
+                tiles.threads(),
+                "{tiles:?}: threads"
+            );
+            // What the shader really declares is what the plan budgets, within WebGPU's 16 KiB.
+            assert_eq!(
+                shared,
+                tiles.workgroup_bytes(),
+                "{tiles:?}: workgroup memory"
+            );
+            assert!(
+                shared <= 16 * 1024,
+                "{tiles:?}: {shared} bytes of workgroup memory"
+            );
+            count += 1;
+        }
+    }
+    assert_eq!(count, 3 * 16);
+}
+
+#[test]
+fn conv_constants_name_every_override() {
+    // Every constant the engine sets exists in the shader (process_overrides rejects unknown
+    // names, but check the full list once by name as well).
+    let (module, _) = parse("conv.wgsl");
+    let names: Vec<&str> = module
+        .overrides
+        .iter()
+        .filter_map(|(_, o)| o.name.as_deref())
+        .collect();
+    let constants = conv_constants(ConvTiles::for_shape(1, 1), true, true, true, true);
+    for (name, _) in &constants {
+        assert!(names.contains(name), "conv.wgsl has no override {name}");
+    }
+    assert_eq!(
+        constants.len(),
+        names.len(),
+        "overrides {names:?} vs constants {constants:?}"
+    );
+}
+
+fn fold_constants(w: u32, gamma: u32, beta: u32, mean: u32, var: u32, has_bn: bool) -> Constants {
+    vec![
+        ("W_DTYPE", w as f64),
+        ("GAMMA_DTYPE", gamma as f64),
+        ("BETA_DTYPE", beta as f64),
+        ("MEAN_DTYPE", mean as f64),
+        ("VAR_DTYPE", var as f64),
+        ("HAS_BN", has_bn as u32 as f64),
+    ]
+}
+
+#[test]
+fn fold_bn_every_dtype_combination_compiles() {
+    // All 3⁵ dtype assignments × HAS_BN: 486 specialisations, a few ms each.
+    let mut count = 0;
+    for code in 0..3u32.pow(5) {
+        let d = [0, 1, 2, 3, 4].map(|i| (code / 3u32.pow(i)) % 3);
+        for has_bn in [false, true] {
+            let constants = fold_constants(d[0], d[1], d[2], d[3], d[4], has_bn);
+            assert_eq!(specialise(Kernel::FoldBn, &constants), ([256, 1, 1], 0));
+            count += 1;
+        }
+    }
+    assert_eq!(count, 486);
+    // The names the engine passes are the shader's overrides, and nothing else.
+    let (module, _) = parse("fold_bn.wgsl");
+    let mut names: Vec<&str> = module
+        .overrides
+        .iter()
+        .filter_map(|(_, o)| o.name.as_deref())
+        .collect();
+    names.sort();
+    let mut want: Vec<&str> = fold_constants(0, 0, 0, 0, 0, true)
+        .iter()
+        .map(|c| c.0)
+        .collect();
+    want.sort();
+    assert_eq!(names, want);
+}
+
+#[test]
+fn pool_and_linear_compile_with_defaults() {
+    for kernel in [Kernel::MaxPool, Kernel::GlobalAvgPool, Kernel::Linear] {
+        // The engine passes no constants to these kernels.
+        let (size, shared) = specialise(kernel, &vec![]);
+        assert_eq!(size, [256, 1, 1], "{kernel:?}");
+        assert!(
+            shared <= 16 * 1024,
+            "{kernel:?}: {shared} bytes of workgroup memory"
+        );
+    }
+}
+
+#[test]
+fn unknown_constants_are_rejected() {
+    // Guards the helper itself: a misspelt constant must not silently pass.
+    let (module, info) = parse("conv.wgsl");
+    let mut map = PipelineConstants::default();
+    map.insert("TILE_Q".to_string(), 1.0);
+    assert!(naga::back::pipeline_constants::process_overrides(
+        &module,
+        &info,
+        Some((ShaderStage::Compute, "main")),
+        &map
+    )
+    .is_err());
+}
