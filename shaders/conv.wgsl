@@ -169,3 +169,92 @@ fn main(
         }
     }
 }
+
+// Register-only variant: no workgroup memory and no barriers. Each invocation computes a
+// THREAD_M × THREAD_N block straight from global memory, walking K as (ky, kx, ci) loops so
+// no index is ever divided. CPU adapters (lavapipe, WARP) run this far faster than the
+// tiled kernel: their barriers are expensive and their caches serve the reuse that
+// workgroup memory provides on a GPU.
+// Grid: x = channel groups of 4 (16 per workgroup), y (+ z overflow) = row blocks of 4.
+@compute @workgroup_size(16, 4, 1)
+fn direct(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let o0 = (wid.x * 16u + lid.x) * THREAD_N;
+    let m0 = ((wid.y + wid.z * nwg.y) * 4u + lid.y) * THREAD_M;
+    if (o0 >= p.out_c || m0 >= p.m) {
+        return;
+    }
+    let hw = p.out_h * p.out_w;
+    var img: array<u32, THREAD_M>;
+    var iy0: array<i32, THREAD_M>;
+    var ix0: array<i32, THREAD_M>;
+    for (var r = 0u; r < THREAD_M; r++) {
+        let m = min(m0 + r, p.m - 1u); // rows past M recompute the last row; never stored
+        let n = m / hw;
+        let pix = m - n * hw;
+        let oy = pix / p.out_w;
+        img[r] = n;
+        iy0[r] = i32(oy * p.stride) - i32(p.pad);
+        ix0[r] = i32((pix - oy * p.out_w) * p.stride) - i32(p.pad);
+    }
+    let cols = min(THREAD_N, p.out_c - o0);
+    // Distance between consecutive input channels of one pixel.
+    let ci_stride = select(1u, p.in_h * p.in_w, INPUT_NCHW);
+    var acc: array<vec4<f32>, THREAD_M>;
+    var wrow = o0; // weight row k = (ky·kW + kx)·C_in + ci, column o0
+    for (var ky = 0u; ky < p.kernel; ky++) {
+        for (var kx = 0u; kx < p.kernel; kx++) {
+            // Per row: where channel 0 of its input pixel is, or that it lies in the padding
+            // (then it reads element 0, always in range, and uses 0 instead).
+            var base: array<u32, THREAD_M>;
+            var keep: array<bool, THREAD_M>;
+            for (var r = 0u; r < THREAD_M; r++) {
+                let iy = iy0[r] + i32(ky);
+                let ix = ix0[r] + i32(kx);
+                let inside = iy >= 0 && ix >= 0 && iy < i32(p.in_h) && ix < i32(p.in_w);
+                var b0 = ((img[r] * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c;
+                if (INPUT_NCHW) {
+                    b0 = (img[r] * p.in_c * p.in_h + u32(iy)) * p.in_w + u32(ix);
+                }
+                base[r] = select(0u, b0, inside);
+                keep[r] = inside;
+            }
+            for (var ci = 0u; ci < p.in_c; ci++) {
+                var b = vec4<f32>(0.0);
+                if (cols == THREAD_N) {
+                    b = vec4<f32>(weight[wrow], weight[wrow + 1u], weight[wrow + 2u], weight[wrow + 3u]);
+                } else {
+                    for (var c = 0u; c < cols; c++) {
+                        b[c] = weight[wrow + c];
+                    }
+                }
+                let off = ci * ci_stride;
+                for (var r = 0u; r < THREAD_M; r++) {
+                    let a = select(0.0, input[select(0u, base[r] + off, keep[r])], keep[r]);
+                    acc[r] = fma(vec4<f32>(a), b, acc[r]);
+                }
+                wrow += p.out_c;
+            }
+        }
+    }
+    for (var r = 0u; r < THREAD_M; r++) {
+        let m = m0 + r;
+        if (m >= p.m) {
+            continue;
+        }
+        for (var c = 0u; c < cols; c++) {
+            let o = o0 + c;
+            var v = acc[r][c] + bias[o];
+            if (HAS_RESIDUAL) {
+                v += residual[m * p.out_c + o];
+            }
+            if (RELU) {
+                v = max(v, 0.0);
+            }
+            output[m * p.out_c + o] = v;
+        }
+    }
+}

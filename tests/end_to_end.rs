@@ -1,9 +1,9 @@
-//! End to end against PyTorch golden fixtures (made by scripts/make_fixtures.py), in both
-//! shader modes.
+//! End to end against PyTorch golden fixtures (made by scripts/make_fixtures.py), with both
+//! conv kernels, shader bounds checks on and off.
 
 mod common;
 
-use common::{fixture, gpu, MODES};
+use common::{fixture, gpu_mode, Mode, ALL_MODES};
 use resnet_wgpu::npy::read_f32;
 use resnet_wgpu::reference::relative_error;
 use resnet_wgpu::{Engine, Output, WeightsFile};
@@ -26,8 +26,8 @@ fn cases() -> Vec<Case> {
 }
 
 /// Worst relative error of our logits against PyTorch's float64 logits, per fixture.
-fn check(name: &str, checked: bool) {
-    let Some(ctx) = gpu(checked) else { return };
+fn check(name: &str, mode: Mode) {
+    let Some(ctx) = gpu_mode(mode) else { return };
     let case = cases()
         .into_iter()
         .find(|c| c.name == name)
@@ -48,7 +48,7 @@ fn check(name: &str, checked: bool) {
         .unwrap();
     assert_eq!(got.len(), case.batch * case.classes);
     let err = relative_error(&got, &want.data);
-    eprintln!("{name} (checked shaders: {checked}): relative error {err:.3e}");
+    eprintln!("{name} ({mode:?}): relative error {err:.3e}");
     // The bar: f32 end to end within 1e-4 of PyTorch (computed in f64).
     assert!(err <= 1e-4, "{name}: relative error {err:.3e} > 1e-4");
     // Same top-1 for every sample.
@@ -72,8 +72,8 @@ macro_rules! fixture_tests {
     ($($test:ident => $name:literal),* $(,)?) => {$(
         #[test]
         fn $test() {
-            for checked in MODES {
-                check($name, checked);
+            for mode in ALL_MODES {
+                check($name, mode);
             }
         }
     )*};

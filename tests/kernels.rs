@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{encode_tensors, gpu, Rng, MODES};
+use common::{encode_tensors, gpu, gpu_mode, Rng, ALL_MODES, MODES};
 use resnet_wgpu::graph::{Conv, Graph, Op, Shape};
 use resnet_wgpu::reference::{self, relative_error, ConvParams};
 use resnet_wgpu::weights::serialize_f32;
@@ -162,19 +162,20 @@ fn conv_error(ctx: &Arc<GpuContext>, r: &Row, seed: u64) -> f64 {
 }
 
 fn check_convs(rows: &[Row], seed: u64) {
-    for checked in MODES {
-        let Some(ctx) = gpu(checked) else { return };
+    // Both conv kernels (tiled and register-only), checks on and off.
+    for checked in ALL_MODES {
+        let Some(ctx) = gpu_mode(checked) else { return };
         let mut worst = 0f64;
         for (i, r) in rows.iter().enumerate() {
             let err = conv_error(&ctx, r, seed + i as u64);
             assert!(
                 err <= TOL,
-                "conv {r:?} (checked {checked}): relative error {err:.3e}"
+                "conv {r:?} ({checked:?}): relative error {err:.3e}"
             );
             worst = worst.max(err);
         }
         let n = rows.len();
-        eprintln!("{n} conv cases (checked shaders: {checked}): worst relative error {worst:.2e}");
+        eprintln!("{n} conv cases ({checked:?}): worst relative error {worst:.2e}");
     }
 }
 
@@ -305,8 +306,8 @@ fn conv_tile_edges() {
 #[test]
 fn conv_identity_shortcut_from_graph_input() {
     // A residual that is the graph input itself (NHWC, shaped like the output).
-    for checked in MODES {
-        let Some(ctx) = gpu(checked) else { return };
+    for checked in ALL_MODES {
+        let Some(ctx) = gpu_mode(checked) else { return };
         let mut rng = Rng::new(7000);
         let r = [2, 9, 7, 24, 24, 3, 1, 1, 1, 0, 0];
         let t = conv_tensors(&mut rng, "b", 24, 24, 3);
@@ -318,7 +319,7 @@ fn conv_identity_shortcut_from_graph_input() {
             &got,
             &want,
             TOL,
-            &format!("identity shortcut (checked {checked})"),
+            &format!("identity shortcut ({checked:?})"),
         );
     }
 }

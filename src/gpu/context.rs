@@ -24,6 +24,9 @@ pub struct GpuOptions {
     /// Create every shader with wgpu's runtime bounds checks (slow on NVIDIA; a safety net
     /// and a second test configuration). Off by default: the plan proves indices in range.
     pub checked_shaders: bool,
+    /// Force the register-only conv kernel (`Some(true)`) or the tiled one (`Some(false)`);
+    /// `None` picks by adapter type (register-only on CPU adapters).
+    pub register_kernels: Option<bool>,
 }
 
 /// One line about an adapter, for `resnet adapters` and logs.
@@ -127,6 +130,9 @@ pub struct GpuContext {
     pub info: AdapterSummary,
     pub limits: wgpu::Limits,
     pub checked_shaders: bool,
+    /// CPU adapters (lavapipe, WARP) run the register-only conv kernel: their workgroup
+    /// barriers are costly and their caches make workgroup-memory tiles pointless.
+    pub prefer_register_kernels: bool,
 }
 
 impl GpuContext {
@@ -161,7 +167,11 @@ impl GpuContext {
         // Ask for everything the adapter offers: large networks and batches need the big
         // binding sizes; the plan checks each buffer against these limits.
         let limits = adapter.limits();
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // Timestamps for the profiler, where the adapter has them.
+        let features = adapter.features()
+            & (wgpu::Features::TIMESTAMP_QUERY
+                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("resnet-wgpu"),
             required_features: features,
@@ -180,6 +190,9 @@ impl GpuContext {
             }
         });
         log::info!("adapter: {info}");
+        let prefer_register_kernels = options
+            .register_kernels
+            .unwrap_or(adapter.get_info().device_type == wgpu::DeviceType::Cpu);
         Ok(GpuContext {
             adapter,
             device,
@@ -187,6 +200,7 @@ impl GpuContext {
             info,
             limits,
             checked_shaders: options.checked_shaders,
+            prefer_register_kernels,
         })
     }
 

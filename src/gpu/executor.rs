@@ -9,7 +9,7 @@ use wgpu::util::DeviceExt;
 
 use super::context::{GpuContext, GpuOptions};
 use super::flat_dispatch;
-use super::kernels::{conv_constants, ConvTiles, Kernel, Kernels};
+use super::kernels::{conv_constants, ConvKernel, Kernel, Kernels};
 use super::weights::{bind, check_size, prepare, LayerWeights};
 use crate::error::{Error, Result};
 use crate::graph::plan::MemoryPlan;
@@ -39,6 +39,16 @@ pub struct Step {
     pub(crate) pipeline: Arc<wgpu::ComputePipeline>,
     pub(crate) bind_group: wgpu::BindGroup,
     pub(crate) workgroups: [u32; 3],
+}
+
+impl Step {
+    /// Records this dispatch into `pass`.
+    pub(crate) fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
 }
 
 /// Statistics of a plan, for `resnet info` and logs.
@@ -212,10 +222,7 @@ impl Engine {
                 timestamp_writes: None,
             });
             for step in &plan.steps {
-                pass.set_pipeline(&step.pipeline);
-                pass.set_bind_group(0, &step.bind_group, &[]);
-                let [x, y, z] = step.workgroups;
-                pass.dispatch_workgroups(x, y, z);
+                step.encode(&mut pass);
             }
         }
         encoder.copy_buffer_to_buffer(
@@ -345,26 +352,15 @@ impl Engine {
                         let l = &self.layers[&node.name];
                         let m = y.n * y.h * y.w;
                         let k = c.kernel * c.kernel * c.in_channels;
-                        let tiles = ConvTiles::for_shape(m, c.out_channels);
-                        if !tiles.is_valid()
-                            || tiles.workgroup_bytes()
-                                > ctx.limits.max_compute_workgroup_storage_size
-                        {
-                            return Err(Error::Gpu(format!(
-                                "{}: conv tile configuration {tiles:?} does not fit this adapter",
-                                node.name
-                            )));
+                        let conv = ConvKernel::choose(ctx.prefer_register_kernels, m, c.out_channels);
+                        if let ConvKernel::Tiled(tiles) = conv {
+                            if !tiles.is_valid() || tiles.workgroup_bytes() > ctx.limits.max_compute_workgroup_storage_size {
+                                return Err(Error::Gpu(format!("{}: conv tile configuration {tiles:?} does not fit this adapter", node.name)));
+                            }
                         }
-                        let pointwise =
-                            c.kernel == 1 && c.stride == 1 && c.pad == 0 && !c.input_nchw;
+                        let pointwise = c.kernel == 1 && c.stride == 1 && c.pad == 0 && !c.input_nchw;
                         let residual = node.inputs.get(1).map(|&r| slot(r));
-                        let constants = conv_constants(
-                            tiles,
-                            residual.is_some(),
-                            c.relu,
-                            c.input_nchw,
-                            pointwise,
-                        );
+                        let constants = conv_constants(conv.tiles(), residual.is_some(), c.relu, c.input_nchw, pointwise);
                         let p = ConvParams {
                             batch: n as u32,
                             in_h: x.h as u32,
@@ -379,31 +375,17 @@ impl Engine {
                             m: u32_of(&node.name, m)?,
                             k: u32_of(&node.name, k)?,
                         };
-                        let tiles_m = m.div_ceil(tiles.tile_m as usize) as u64;
-                        let max = ctx.limits.max_compute_workgroups_per_dimension as u64;
-                        let wy = tiles_m.min(max);
-                        let wz = tiles_m.div_ceil(wy);
-                        if wz > max {
-                            return Err(Error::AdapterLimit {
-                                what: format!("{} workgroups", node.name),
-                                needed: tiles_m,
-                                limit_name: "max_compute_workgroups_per_dimension²",
-                                limit: max * max,
-                            });
-                        }
+                        let (wx, rows) = conv.grid(m, c.out_channels);
+                        let [wy, wz, _] = flat_dispatch(rows, 1, &ctx.limits)?;
                         let config = format!(
-                            "conv {0}x{0}/s{1}{2}{3} tile {4}x{5}x{6}",
+                            "conv {0}x{0}/s{1}{2}{3} {4}",
                             c.kernel,
                             c.stride,
                             if residual.is_some() { " +res" } else { "" },
                             if c.relu { " relu" } else { "" },
-                            tiles.tile_m,
-                            tiles.tile_n,
-                            tiles.tile_k
+                            conv.describe()
                         );
-                        let pipeline =
-                            self.kernels
-                                .pipeline(&ctx.device, Kernel::Conv, constants)?;
+                        let pipeline = self.kernels.pipeline(&ctx.device, conv.kernel(), constants)?;
                         let params = uniform(bytemuck::bytes_of(&p));
                         let buffers = vec![
                             slot(node.inputs[0]),
@@ -412,18 +394,7 @@ impl Engine {
                             residual.unwrap_or(&dummy),
                             slot(node.output),
                         ];
-                        (
-                            Kernel::Conv,
-                            config,
-                            pipeline,
-                            params,
-                            buffers,
-                            [
-                                y.c.div_ceil(tiles.tile_n as usize) as u32,
-                                wy as u32,
-                                wz as u32,
-                            ],
-                        )
+                        (conv.kernel(), config, pipeline, params, buffers, [wx as u32, wy, wz])
                     }
                     Op::MaxPool { .. } | Op::GlobalAvgPool => {
                         let (kern, (k, s, p)) = match &node.op {
@@ -536,6 +507,19 @@ impl Engine {
 
 /// Maps `buffer` (MAP_READ) and copies out its first `bytes` as f32.
 fn read_buffer(ctx: &GpuContext, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>> {
+    read_pod(ctx, buffer, bytes)
+}
+
+/// Maps `buffer` (MAP_READ) and copies out its first `bytes` as u64 (timestamps).
+pub(crate) fn read_u64(ctx: &GpuContext, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u64>> {
+    read_pod(ctx, buffer, bytes)
+}
+
+fn read_pod<T: bytemuck::Pod>(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    bytes: u64,
+) -> Result<Vec<T>> {
     let slice = buffer.slice(..bytes);
     let (tx, rx) = std::sync::mpsc::channel();
     slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -548,7 +532,7 @@ fn read_buffer(ctx: &GpuContext, buffer: &wgpu::Buffer, bytes: u64) -> Result<Ve
     let view = slice
         .get_mapped_range()
         .map_err(|e| Error::Gpu(format!("reading results back: {e}")))?;
-    let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+    let out = bytemuck::pod_collect_to_vec::<u8, T>(&view);
     drop(view);
     buffer.unmap();
     Ok(out)

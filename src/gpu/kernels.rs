@@ -17,7 +17,10 @@ pub const SHADER_FILES: [(&str, &str); 4] = [
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kernel {
+    /// Tiled implicit GEMM with workgroup memory (GPUs).
     Conv,
+    /// Register-only implicit GEMM, no barriers (CPU adapters).
+    ConvDirect,
     FoldBn,
     MaxPool,
     GlobalAvgPool,
@@ -34,8 +37,9 @@ pub enum Binding {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 5] = [
+    pub const ALL: [Kernel; 6] = [
         Kernel::Conv,
+        Kernel::ConvDirect,
         Kernel::FoldBn,
         Kernel::MaxPool,
         Kernel::GlobalAvgPool,
@@ -44,7 +48,7 @@ impl Kernel {
 
     pub fn file(self) -> &'static str {
         match self {
-            Kernel::Conv => "conv.wgsl",
+            Kernel::Conv | Kernel::ConvDirect => "conv.wgsl",
             Kernel::FoldBn => "fold_bn.wgsl",
             Kernel::MaxPool | Kernel::GlobalAvgPool => "pool.wgsl",
             Kernel::Linear => "linear.wgsl",
@@ -63,6 +67,7 @@ impl Kernel {
         match self {
             Kernel::MaxPool => "max_pool",
             Kernel::GlobalAvgPool => "global_avg_pool",
+            Kernel::ConvDirect => "direct",
             _ => "main",
         }
     }
@@ -71,7 +76,7 @@ impl Kernel {
         use Binding::*;
         match self {
             // params, input, weight, bias, residual, output
-            Kernel::Conv => &[Uniform, Read, Read, Read, Read, ReadWrite],
+            Kernel::Conv | Kernel::ConvDirect => &[Uniform, Read, Read, Read, Read, ReadWrite],
             // params, w_raw, gamma, beta, mean, var, w_out, b_out
             Kernel::FoldBn => &[Uniform, Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
             // params, input, output
@@ -221,19 +226,18 @@ pub struct ConvTiles {
 }
 
 impl ConvTiles {
-    /// Heuristic default: narrow output-channel tiles for narrow layers so fewer threads idle.
-    pub fn for_shape(_m: usize, out_channels: usize) -> Self {
-        let tile_n = if out_channels >= 64 {
-            64
-        } else if out_channels >= 32 {
-            32
-        } else {
-            16
-        };
+    /// Heuristic default: tiles no larger than the GEMM, so late layers at small spatial
+    /// sizes (M = 4 for ResNet's layer4 at 64×64) and narrow layers do not compute mostly
+    /// padding; TILE_K as deep as the thread count allows (fewer barriers per FLOP).
+    pub fn for_shape(m: usize, out_channels: usize) -> Self {
+        let fit = |x: usize| x.next_power_of_two().clamp(16, 64) as u32;
+        let (tile_m, tile_n) = (fit(m), fit(out_channels));
+        let threads = (tile_m / 4) * (tile_n / 4);
+        let tile_k = if threads % 32 == 0 { 32 } else { 16 };
         ConvTiles {
-            tile_m: 64,
+            tile_m,
             tile_n,
-            tile_k: 32,
+            tile_k,
         }
     }
 
@@ -257,6 +261,65 @@ impl ConvTiles {
 
     pub fn workgroup_bytes(&self) -> u32 {
         self.tile_k * (self.tile_m + self.tile_n) * 4
+    }
+}
+
+/// Which conv kernel a layer runs, with its configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKernel {
+    Tiled(ConvTiles),
+    /// Register-only: 16×4 invocations per workgroup, 4×4 outputs each.
+    Direct,
+}
+
+impl ConvKernel {
+    pub fn choose(prefer_register: bool, m: usize, out_channels: usize) -> Self {
+        if prefer_register {
+            ConvKernel::Direct
+        } else {
+            ConvKernel::Tiled(ConvTiles::for_shape(m, out_channels))
+        }
+    }
+
+    pub fn kernel(&self) -> Kernel {
+        match self {
+            ConvKernel::Tiled(_) => Kernel::Conv,
+            ConvKernel::Direct => Kernel::ConvDirect,
+        }
+    }
+
+    /// Workgroups along output channels, and along output pixels (before folding into z).
+    pub fn grid(&self, m: usize, out_channels: usize) -> (u64, u64) {
+        match self {
+            ConvKernel::Tiled(t) => (
+                out_channels.div_ceil(t.tile_n as usize) as u64,
+                m.div_ceil(t.tile_m as usize) as u64,
+            ),
+            ConvKernel::Direct => (
+                out_channels.div_ceil(4 * 16) as u64,
+                m.div_ceil(4 * 4) as u64,
+            ),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ConvKernel::Tiled(t) => format!("tile {}x{}x{}", t.tile_m, t.tile_n, t.tile_k),
+            ConvKernel::Direct => "direct 4x4".to_string(),
+        }
+    }
+
+    /// The tiles the specialisation is built with (the direct kernel ignores them, but every
+    /// override keeps a valid value).
+    pub fn tiles(&self) -> ConvTiles {
+        match self {
+            ConvKernel::Tiled(t) => *t,
+            ConvKernel::Direct => ConvTiles {
+                tile_m: 64,
+                tile_n: 64,
+                tile_k: 16,
+            },
+        }
     }
 }
 

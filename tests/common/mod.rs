@@ -10,26 +10,76 @@ use resnet_wgpu::{GpuContext, GpuOptions};
 /// Both shader modes the suite runs in: runtime bounds checks off (production) and on.
 pub const MODES: [bool; 2] = [false, true];
 
+/// A test configuration: shader bounds checks, and which conv kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mode {
+    pub checked: bool,
+    /// The register-only conv kernel (what CPU adapters get) instead of the tiled one.
+    pub register: bool,
+}
+
+/// Every configuration, so both conv kernels are tested on any adapter, checked and not.
+pub const ALL_MODES: [Mode; 4] = [
+    Mode {
+        checked: false,
+        register: false,
+    },
+    Mode {
+        checked: false,
+        register: true,
+    },
+    Mode {
+        checked: true,
+        register: false,
+    },
+    Mode {
+        checked: true,
+        register: true,
+    },
+];
+
+/// The device for one [`Mode`] (see [`gpu`] for what happens without an adapter).
+pub fn gpu_mode(mode: Mode) -> Option<Arc<GpuContext>> {
+    static CTX: [OnceLock<Option<Arc<GpuContext>>>; 4] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
+    CTX[mode.checked as usize * 2 + mode.register as usize]
+        .get_or_init(|| {
+            let options = GpuOptions {
+                checked_shaders: mode.checked,
+                register_kernels: Some(mode.register),
+                ..Default::default()
+            };
+            open(&options)
+        })
+        .clone()
+}
+
+fn open(options: &GpuOptions) -> Option<Arc<GpuContext>> {
+    match GpuContext::new(options) {
+        Ok(c) => {
+            eprintln!("GPU tests on {} ({options:?})", c.info);
+            Some(Arc::new(c))
+        }
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("no GPU adapter under CI: {e}");
+            }
+            eprintln!("skipping GPU test: {e}");
+            None
+        }
+    }
+}
+
 /// The device for `checked` shaders. Without an adapter the test is skipped on a developer
 /// machine but FAILS under CI (`CI` set), so CI can never pass by skipping.
 pub fn gpu(checked: bool) -> Option<Arc<GpuContext>> {
     static CTX: [OnceLock<Option<Arc<GpuContext>>>; 2] = [OnceLock::new(), OnceLock::new()];
     CTX[checked as usize]
-        .get_or_init(
-            || match GpuContext::new(&GpuOptions::with_checks(checked)) {
-                Ok(c) => {
-                    eprintln!("GPU tests on {} (checked shaders: {checked})", c.info);
-                    Some(Arc::new(c))
-                }
-                Err(e) => {
-                    if std::env::var_os("CI").is_some() {
-                        panic!("no GPU adapter under CI: {e}");
-                    }
-                    eprintln!("skipping GPU test: {e}");
-                    None
-                }
-            },
-        )
+        .get_or_init(|| open(&GpuOptions::with_checks(checked)))
         .clone()
 }
 

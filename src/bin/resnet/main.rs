@@ -1,5 +1,6 @@
 //! `resnet`: run, classify and inspect ResNet-family networks on any GPU through WebGPU.
 
+mod bench;
 mod classify;
 
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use resnet_wgpu::graph::plan::MemoryPlan;
-use resnet_wgpu::model::{arch, build_graph, synthetic::synthetic_weights};
+use resnet_wgpu::model::{arch, build_graph};
 use resnet_wgpu::{npy, reference, AdapterChoice, Engine, Error, GpuOptions, Output, WeightsFile};
 
 /// The trained default model (see scripts/train_default.py), compiled in so `resnet classify`
@@ -32,6 +33,9 @@ struct Cli {
     /// Create shaders with wgpu's runtime bounds checks (slower; a safety net).
     #[arg(long, global = true)]
     checked_shaders: bool,
+    /// Convolution kernel: auto, tiled (workgroup memory) or register (no barriers).
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    conv_kernel: ConvKernelFlag,
     /// More logging (-v info, -vv debug); RUST_LOG also works.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -75,6 +79,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Time every dispatch of a network (GPU timestamps) and show where the time goes.
+    Profile(bench::ProfileArgs),
+    /// Measure latency and throughput per batch size.
+    Bench(bench::BenchArgs),
     /// List every adapter wgpu can see.
     Adapters {
         #[arg(long)]
@@ -93,17 +101,27 @@ pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
     Ok((h, w))
 }
 
-pub fn gpu_options(
-    cli_adapter: &Option<String>,
-    backend: &Option<String>,
-    checked: bool,
-) -> GpuOptions {
+/// Which convolution kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ConvKernelFlag {
+    /// Register-only on CPU adapters, tiled with workgroup memory on GPUs.
+    Auto,
+    Tiled,
+    Register,
+}
+
+fn gpu_options(cli: &Cli) -> GpuOptions {
     GpuOptions {
         adapter: AdapterChoice {
-            name: cli_adapter.clone(),
-            backend: backend.clone(),
+            name: cli.adapter.clone(),
+            backend: cli.backend.clone(),
         },
-        checked_shaders: checked,
+        checked_shaders: cli.checked_shaders,
+        register_kernels: match cli.conv_kernel {
+            ConvKernelFlag::Auto => None,
+            ConvKernelFlag::Tiled => Some(false),
+            ConvKernelFlag::Register => Some(true),
+        },
     }
 }
 
@@ -166,7 +184,7 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let options = gpu_options(&cli.adapter, &cli.backend, cli.checked_shaders);
+    let options = gpu_options(&cli);
     match cli.command {
         Command::Run {
             weights,
@@ -176,6 +194,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             verify,
         } => run(&weights, &input, &output, features, verify, &options),
         Command::Classify(args) => classify::classify(args, &options),
+        Command::Profile(args) => bench::profile(args, &options),
+        Command::Bench(args) => bench::bench(args, &options),
         Command::Info {
             weights,
             size,
@@ -344,12 +364,4 @@ fn info(
         println!("description:  {d}");
     }
     Ok(())
-}
-
-/// Synthetic weights for a standard architecture name, for quick runs without a checkpoint.
-#[allow(dead_code)]
-pub fn synthetic(name: &str) -> anyhow::Result<WeightsFile> {
-    let a = arch::standard(name, 1000)
-        .with_context(|| format!("unknown architecture `{name}` (resnet18/34/50/101/152)"))?;
-    Ok(synthetic_weights(&a, 0)?)
 }

@@ -1,0 +1,261 @@
+//! `resnet profile` and `resnet bench`: where the GPU time goes, and how fast a network runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use resnet_wgpu::gpu::profile::{median, Profile};
+use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
+use resnet_wgpu::{Engine, Error, GpuContext, GpuOptions, Output, WeightsFile};
+
+use crate::parse_size;
+
+/// Where the weights come from: a file, or synthetic weights for a named architecture.
+#[derive(clap::Args, Clone)]
+pub struct ModelSource {
+    /// safetensors weights.
+    #[arg(long, conflicts_with = "arch")]
+    weights: Option<PathBuf>,
+    /// A standard architecture with synthetic weights: resnet18/34/50/101/152.
+    #[arg(long)]
+    arch: Option<String>,
+}
+
+impl ModelSource {
+    pub fn open(&self) -> anyhow::Result<WeightsFile> {
+        match (&self.weights, &self.arch) {
+            (Some(w), _) => Ok(WeightsFile::open(w)?),
+            (None, Some(name)) => {
+                let a = arch::standard(name, 1000).ok_or_else(|| Error::Usage(format!("unknown architecture `{name}` (resnet18, resnet34, resnet50, resnet101, resnet152)")))?;
+                Ok(synthetic_weights(&a, 0)?)
+            }
+            (None, None) => bail!(Error::Usage("give --weights FILE or --arch NAME".into())),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ProfileArgs {
+    #[command(flatten)]
+    model: ModelSource,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Input size HxW.
+    #[arg(long, default_value = "224x224", value_parser = parse_size)]
+    size: (usize, usize),
+    /// Timed runs (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    #[arg(long)]
+    json: bool,
+    /// Draw per-layer GPU times as an SVG bar chart.
+    #[arg(long)]
+    chart: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    model: ModelSource,
+    /// Batch sizes, comma separated.
+    #[arg(long, default_value = "1", value_delimiter = ',')]
+    batch: Vec<usize>,
+    #[arg(long, default_value = "224x224", value_parser = parse_size)]
+    size: (usize, usize),
+    /// Timed runs per batch size (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+fn input(n: usize, h: usize, w: usize) -> Vec<f32> {
+    // A smooth deterministic pattern: the values do not change the work done.
+    (0..n * 3 * h * w)
+        .map(|i| ((i % 251) as f32 / 125.0) - 1.0)
+        .collect()
+}
+
+pub fn profile(args: ProfileArgs, options: &GpuOptions) -> anyhow::Result<()> {
+    let (h, w) = args.size;
+    if args.batch == 0 || args.iters == 0 {
+        bail!(Error::Usage(
+            "--batch and --iters must be at least 1".into()
+        ));
+    }
+    let weights = args.model.open()?;
+    let engine = Engine::load(&weights, options)?;
+    let x = input(args.batch, h, w);
+    let p = engine.profile(&x, args.batch, h, w, 3, args.iters)?;
+    if let Some(path) = &args.chart {
+        write_chart(path, &p)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+        return Ok(());
+    }
+    println!(
+        "adapter: {}  timing: {:?}  input: {}x3x{h}x{w}",
+        p.adapter, p.method, args.batch
+    );
+    println!(
+        "{:<22} {:<44} {:>18} {:>8} {:>9} {:>9} {:>9} {:>8}",
+        "layer", "kernel", "output (NHWC)", "GFLOP", "MB", "GPU ms", "GFLOP/s", "GB/s"
+    );
+    for l in &p.layers {
+        let shape = format!(
+            "{}x{}x{}x{}",
+            l.output_shape[0], l.output_shape[1], l.output_shape[2], l.output_shape[3]
+        );
+        println!(
+            "{:<22} {:<44} {:>18} {:>8.3} {:>9.2} {:>9.3} {:>9.1} {:>8.1}",
+            l.name,
+            l.config,
+            shape,
+            l.gflop,
+            l.bytes as f64 / 1e6,
+            l.gpu_ms,
+            l.gflops,
+            l.gbps
+        );
+    }
+    let gflop: f64 = p.layers.iter().map(|l| l.gflop).sum();
+    println!(
+        "total GPU {:.3} ms ({:.1} GFLOP/s), end-to-end wall {:.3} ms per inference",
+        p.total_gpu_ms,
+        gflop / (p.total_gpu_ms / 1e3).max(1e-12),
+        p.wall_ms
+    );
+    let mut top: Vec<_> = p.layers.iter().collect();
+    top.sort_by(|a, b| b.gpu_ms.total_cmp(&a.gpu_ms));
+    println!("top offenders:");
+    for l in top.iter().take(5) {
+        println!(
+            "  {:<22} {:>9.3} ms ({:>4.1}%)  {}",
+            l.name,
+            l.gpu_ms,
+            100.0 * l.gpu_ms / p.total_gpu_ms.max(1e-12),
+            l.config
+        );
+    }
+    Ok(())
+}
+
+fn write_chart(path: &Path, p: &Profile) -> anyhow::Result<()> {
+    let (bar_h, label_w, plot_w) = (14.0, 190.0, 600.0);
+    let max = p.layers.iter().map(|l| l.gpu_ms).fold(1e-9, f64::max);
+    let height = 40.0 + bar_h * p.layers.len() as f64;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"monospace\" font-size=\"11\">\n<text x=\"4\" y=\"16\">GPU ms per dispatch, {}x3x{}x{} on {} (total {:.3} ms)</text>\n",
+        label_w + plot_w + 90.0,
+        p.batch,
+        p.height,
+        p.width,
+        xml_escape(&p.adapter),
+        p.total_gpu_ms
+    );
+    for (i, l) in p.layers.iter().enumerate() {
+        let y = 28.0 + bar_h * i as f64;
+        let wbar = plot_w * l.gpu_ms / max;
+        svg += &format!(
+            "<text x=\"4\" y=\"{:.1}\">{}</text><rect x=\"{label_w}\" y=\"{y:.1}\" width=\"{wbar:.1}\" height=\"{:.1}\" fill=\"#4a7ab5\"/><text x=\"{:.1}\" y=\"{:.1}\">{:.3}</text>\n",
+            y + 11.0,
+            xml_escape(&l.name),
+            bar_h - 2.0,
+            label_w + wbar + 4.0,
+            y + 11.0,
+            l.gpu_ms
+        );
+    }
+    svg += "</svg>\n";
+    let tmp = path.with_extension("svg.tmp");
+    std::fs::write(&tmp, svg).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    Ok(())
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[derive(serde::Serialize)]
+struct BenchRow {
+    batch: usize,
+    ms: f64,
+    images_per_second: f64,
+    cold_ms: f64,
+    peak_gpu_bytes: u64,
+}
+
+pub fn bench(args: BenchArgs, options: &GpuOptions) -> anyhow::Result<()> {
+    let (h, w) = args.size;
+    if args.batch.iter().any(|&b| b == 0) || args.iters == 0 {
+        bail!(Error::Usage(
+            "batch sizes and --iters must be at least 1".into()
+        ));
+    }
+    let weights = args.model.open()?;
+    let start = Instant::now();
+    let ctx = Arc::new(GpuContext::new(options)?);
+    let engine = Engine::load_on(ctx, &weights)?;
+    let mut rows = Vec::new();
+    for (i, &n) in args.batch.iter().enumerate() {
+        let x = input(n, h, w);
+        // Cold: from launch (device, weights, pipelines) for the first size; plan build and
+        // first run for later sizes.
+        let t = if i == 0 { start } else { Instant::now() };
+        engine
+            .run(&x, n, h, w, Output::Logits)
+            .with_context(|| format!("batch {n}"))?;
+        let cold_ms = t.elapsed().as_secs_f64() * 1e3;
+        for _ in 0..2 {
+            engine.run(&x, n, h, w, Output::Logits)?;
+        }
+        let mut times: Vec<f64> = (0..args.iters)
+            .map(|_| {
+                let t = Instant::now();
+                engine
+                    .run(&x, n, h, w, Output::Logits)
+                    .map(|_| t.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect::<Result<_, _>>()?;
+        let ms = median(&mut times);
+        let stats = engine.stats(n, h, w)?;
+        rows.push(BenchRow {
+            batch: n,
+            ms,
+            images_per_second: n as f64 / (ms / 1e3),
+            cold_ms,
+            peak_gpu_bytes: stats.peak_activation_bytes + stats.weight_bytes,
+        });
+    }
+    let name = engine.arch.as_ref().map(|a| a.name()).unwrap_or_default();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"adapter": engine.ctx.info.to_string(), "arch": name, "height": h, "width": w, "iters": args.iters, "results": rows})
+            )?
+        );
+        return Ok(());
+    }
+    println!("{name} at {h}x{w} on {}", engine.ctx.info);
+    println!(
+        "{:>6} {:>12} {:>12} {:>12} {:>14}",
+        "batch", "ms/batch", "images/s", "cold ms", "peak GPU MiB"
+    );
+    for r in rows {
+        println!(
+            "{:>6} {:>12.2} {:>12.1} {:>12.0} {:>14.1}",
+            r.batch,
+            r.ms,
+            r.images_per_second,
+            r.cold_ms,
+            r.peak_gpu_bytes as f64 / (1 << 20) as f64
+        );
+    }
+    Ok(())
+}

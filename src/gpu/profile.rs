@@ -1,0 +1,242 @@
+//! Per-dispatch GPU timing with timestamp queries, for `resnet profile` and `resnet tune`.
+//!
+//! Three methods, best first: timestamps written inside one compute pass around every
+//! dispatch (`TIMESTAMP_QUERY_INSIDE_PASSES`); one compute pass per dispatch with pass
+//! timestamps (`TIMESTAMP_QUERY`); else wall clock around a submit-and-wait per dispatch,
+//! which includes submission overhead (and the report says so).
+
+use std::time::Instant;
+
+use super::context::GpuContext;
+use super::executor::{Engine, GpuPlan};
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimingMethod {
+    TimestampsInsidePasses,
+    TimestampPerPass,
+    WallClock,
+}
+
+impl TimingMethod {
+    pub fn for_device(device: &wgpu::Device) -> Self {
+        let f = device.features();
+        if f.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES) {
+            TimingMethod::TimestampsInsidePasses
+        } else if f.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            TimingMethod::TimestampPerPass
+        } else {
+            TimingMethod::WallClock
+        }
+    }
+}
+
+/// GPU milliseconds of each dispatch of a plan, in plan order.
+pub struct DispatchTimes {
+    pub method: TimingMethod,
+    pub ms: Vec<f64>,
+}
+
+/// Runs every dispatch of `plan` once (its input slot as it is) and times each.
+pub fn time_dispatches(ctx: &GpuContext, plan: &GpuPlan) -> Result<DispatchTimes> {
+    let method = TimingMethod::for_device(&ctx.device);
+    let steps = &plan.steps;
+    if method == TimingMethod::WallClock {
+        let mut ms = Vec::with_capacity(steps.len());
+        for step in steps {
+            let mut encoder = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some(&step.name),
+                });
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(&step.name),
+                    timestamp_writes: None,
+                });
+                step.encode(&mut pass);
+            }
+            let t = Instant::now();
+            ctx.queue.submit([encoder.finish()]);
+            ctx.wait_idle()?;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        return Ok(DispatchTimes { method, ms });
+    }
+    // Two timestamps per dispatch (before, after), every slot written before it is resolved.
+    let count = u32::try_from(steps.len() * 2)
+        .map_err(|_| Error::Gpu("too many dispatches to time".into()))?;
+    let query_set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+        label: Some("dispatch timestamps"),
+        ty: wgpu::QueryType::Timestamp,
+        count,
+    });
+    let bytes = count as u64 * 8;
+    let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("timestamps (resolve)"),
+        size: bytes,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let readback = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("timestamps (readback)"),
+        size: bytes,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("timed inference"),
+        });
+    if method == TimingMethod::TimestampsInsidePasses {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("network (timed)"),
+            timestamp_writes: None,
+        });
+        for (i, step) in steps.iter().enumerate() {
+            pass.write_timestamp(&query_set, 2 * i as u32);
+            step.encode(&mut pass);
+            pass.write_timestamp(&query_set, 2 * i as u32 + 1);
+        }
+    } else {
+        for (i, step) in steps.iter().enumerate() {
+            let writes = wgpu::ComputePassTimestampWrites {
+                query_set: &query_set,
+                beginning_of_pass_write_index: Some(2 * i as u32),
+                end_of_pass_write_index: Some(2 * i as u32 + 1),
+            };
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(&step.name),
+                timestamp_writes: Some(writes),
+            });
+            step.encode(&mut pass);
+        }
+    }
+    encoder.resolve_query_set(&query_set, 0..count, &resolve, 0);
+    encoder.copy_buffer_to_buffer(&resolve, 0, &readback, 0, bytes);
+    ctx.scoped("timing dispatches", || ctx.queue.submit([encoder.finish()]))?;
+    let ticks = super::executor::read_u64(ctx, &readback, bytes)?;
+    // Timestamps count in ticks of `period` nanoseconds.
+    let period_ns = ctx.queue.get_timestamp_period() as f64;
+    let ms = ticks
+        .chunks_exact(2)
+        .map(|t| t[1].saturating_sub(t[0]) as f64 * period_ns / 1e6)
+        .collect();
+    Ok(DispatchTimes { method, ms })
+}
+
+/// One row of a profile.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LayerProfile {
+    pub name: String,
+    pub kernel: String,
+    pub config: String,
+    pub output_shape: [usize; 4],
+    pub gflop: f64,
+    pub bytes: u64,
+    pub gpu_ms: f64,
+    pub gflops: f64,
+    pub gbps: f64,
+}
+
+/// A whole-network profile: per-dispatch medians over `iters` timed runs, plus the median
+/// end-to-end wall time of a normal inference.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Profile {
+    pub adapter: String,
+    pub method: TimingMethod,
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+    pub layers: Vec<LayerProfile>,
+    pub total_gpu_ms: f64,
+    pub wall_ms: f64,
+}
+
+pub fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+impl Engine {
+    /// Profiles the plan for `(n, h, w)` on `input`: `warmup` untimed runs, then `iters` timed.
+    pub fn profile(
+        &self,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        warmup: usize,
+        iters: usize,
+    ) -> Result<Profile> {
+        for _ in 0..warmup.max(1) {
+            self.run(input, n, h, w, super::executor::Output::Logits)?;
+        }
+        let mut wall = Vec::new();
+        let mut per_step: Vec<Vec<f64>> = Vec::new();
+        let mut method = TimingMethod::WallClock;
+        let plan = self.plan(n, h, w)?;
+        for _ in 0..iters.max(1) {
+            let t = Instant::now();
+            self.run(input, n, h, w, super::executor::Output::Logits)?;
+            wall.push(t.elapsed().as_secs_f64() * 1e3);
+            let guard = plan
+                .lock()
+                .map_err(|_| Error::Gpu("plan lock poisoned".into()))?;
+            let times = time_dispatches(&self.ctx, &guard)?;
+            method = times.method;
+            per_step.resize(times.ms.len(), Vec::new());
+            for (acc, t) in per_step.iter_mut().zip(times.ms) {
+                acc.push(t);
+            }
+        }
+        let guard = plan
+            .lock()
+            .map_err(|_| Error::Gpu("plan lock poisoned".into()))?;
+        let layers: Vec<LayerProfile> = guard
+            .steps
+            .iter()
+            .zip(per_step.iter_mut())
+            .map(|(s, times)| {
+                let ms = median(times);
+                let secs = (ms / 1e3).max(1e-12);
+                LayerProfile {
+                    name: s.name.clone(),
+                    kernel: format!("{:?}", s.kernel),
+                    config: s.config.clone(),
+                    output_shape: [
+                        s.output_shape.n,
+                        s.output_shape.h,
+                        s.output_shape.w,
+                        s.output_shape.c,
+                    ],
+                    gflop: s.flops as f64 / 1e9,
+                    bytes: s.bytes,
+                    gpu_ms: ms,
+                    gflops: s.flops as f64 / 1e9 / secs,
+                    gbps: s.bytes as f64 / 1e9 / secs,
+                }
+            })
+            .collect();
+        Ok(Profile {
+            adapter: self.ctx.info.to_string(),
+            method,
+            batch: n,
+            height: h,
+            width: w,
+            total_gpu_ms: layers.iter().map(|l| l.gpu_ms).sum(),
+            layers,
+            wall_ms: median(&mut wall),
+        })
+    }
+}
