@@ -192,7 +192,7 @@ struct BenchRow {
 
 pub fn bench(args: BenchArgs, options: &GpuOptions) -> anyhow::Result<()> {
     let (h, w) = args.size;
-    if args.batch.iter().any(|&b| b == 0) || args.iters == 0 {
+    if args.batch.contains(&0) || args.iters == 0 {
         bail!(Error::Usage(
             "batch sizes and --iters must be at least 1".into()
         ));
