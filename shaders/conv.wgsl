@@ -10,6 +10,12 @@
 // in workgroup memory; each thread accumulates a THREAD_M × THREAD_N register block.
 // Every load and store is guarded by the GEMM bounds, so the plan can create this module
 // without runtime bounds checks.
+//
+// Grouped convolution (ResNeXt, GROUPED): each group g is its own GEMM with
+// N = C_out/G and K = kH·kW·C_in/G, reading input channels [g·C_in/G, (g+1)·C_in/G). The
+// group is a grid dimension: workgroup x = g·group_tiles + channel tile. The weight keeps the
+// dense layout (K, C_out) with k = (ky·kW + kx)·(C_in/G) + ci, so a group's B tile is a
+// column block of it. A dense conv is the case G = 1.
 
 override TILE_M: u32 = 64u;     // output pixels per workgroup, multiple of THREAD_M
 override TILE_N: u32 = 64u;     // output channels per workgroup, multiple of THREAD_N
@@ -18,6 +24,7 @@ override HAS_RESIDUAL: bool = false;
 override RELU: bool = true;
 override INPUT_NCHW: bool = false; // the stem reads the user's NCHW input directly
 override POINTWISE: bool = false;  // 1×1, stride 1, pad 0: A is the input matrix itself
+override GROUPED: bool = false;    // groups as a grid dimension (see above)
 
 // Register blocking is fixed (WGSL function-scope arrays need constant sizes).
 const THREAD_M: u32 = 4u;
@@ -35,12 +42,16 @@ struct Params {
     stride: u32,
     pad: u32,
     m: u32,       // batch·out_h·out_w
-    k: u32,       // kernel²·in_c
+    k: u32,       // kernel²·group_in_c
+    group_in_c: u32,  // in_c / groups (= in_c for a dense conv)
+    group_out_c: u32, // out_c / groups
+    group_tiles: u32, // channel tiles per group: ceil(group_out_c / TILE_N)
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;        // (N, H, W, C_in), or (N, C_in, H, W) if INPUT_NCHW
-@group(0) @binding(2) var<storage, read> weight: array<f32>;       // (K, C_out)
+@group(0) @binding(2) var<storage, read> weight: array<f32>;       // (kH·kW·C_in/G, C_out)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;         // (C_out)
 @group(0) @binding(4) var<storage, read> residual: array<f32>;     // (N, H_out, W_out, C_out), read only if HAS_RESIDUAL
 @group(0) @binding(5) var<storage, read_write> output: array<f32>; // (N, H_out, W_out, C_out)
@@ -75,7 +86,16 @@ fn main(
     let threads_x = TILE_N / THREAD_N;
     let threads = threads_x * (TILE_M / THREAD_M);
     let t = lid.y * threads_x + lid.x;
-    let n0 = wid.x * TILE_N;
+    // Output channels [n0, min(n0 + TILE_N, n_end)) of input channels from ci0.
+    var n0 = wid.x * TILE_N;
+    var n_end = p.out_c;
+    var ci0 = 0u;
+    if (GROUPED) {
+        let g = wid.x / p.group_tiles;
+        n0 = g * p.group_out_c + (wid.x - g * p.group_tiles) * TILE_N;
+        n_end = (g + 1u) * p.group_out_c;
+        ci0 = g * p.group_in_c;
+    }
     // M tiles may spill into z when they exceed the 65535 per-dimension dispatch limit.
     let m0 = (wid.y + wid.z * nwg.y) * TILE_M;
 
@@ -105,11 +125,11 @@ fn main(
     for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
         // Consecutive threads take consecutive k: contiguous channels of one input pixel.
         let k = k0 + kk_a;
-        let row = p.kernel * p.in_c;
+        let row = p.kernel * p.group_in_c;
         let ky = k / row;
         let rest = k - ky * row;
-        let kx = rest / p.in_c;
-        let ci = rest - kx * p.in_c;
+        let kx = rest / p.group_in_c;
+        let ci = ci0 + rest - kx * p.group_in_c;
         for (var j = 0u; j < a_loads; j++) {
             let mm = mm_a + j * mm_step;
             var v = 0.0;
@@ -132,7 +152,7 @@ fn main(
             let k = k0 + kk;
             let o = n0 + nn;
             var v = 0.0;
-            if (k < p.k && o < p.out_c) {
+            if (k < p.k && o < n_end) {
                 v = weight[k * p.out_c + o];
             }
             b_tile[(kk * TILE_N + nn) / 4u][nn % 4u] = v;
@@ -156,7 +176,7 @@ fn main(
         }
         for (var c = 0u; c < THREAD_N; c++) {
             let o = n0 + lid.x * THREAD_N + c;
-            if (o < p.out_c) {
+            if (o < n_end) {
                 var v = acc[r][c] + bias[o];
                 if (HAS_RESIDUAL) {
                     v += residual[m * p.out_c + o];

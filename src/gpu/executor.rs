@@ -9,7 +9,7 @@ use wgpu::util::DeviceExt;
 
 use super::context::{GpuContext, GpuOptions};
 use super::flat_dispatch;
-use super::kernels::{conv_constants, ConvTiles, Kernel, Kernels};
+use super::kernels::{conv_constants, grouped_conv_constants, ConvTiles, Kernel, Kernels};
 use super::weights::{bind, check_size, prepare, LayerWeights};
 use crate::error::{Error, Result};
 use crate::graph::plan::MemoryPlan;
@@ -91,6 +91,10 @@ struct ConvParams {
     pad: u32,
     m: u32,
     k: u32,
+    group_in_c: u32,
+    group_out_c: u32,
+    group_tiles: u32,
+    _pad: u32,
 }
 
 #[repr(C)]
@@ -339,8 +343,14 @@ impl Engine {
                     Op::Conv(c) => {
                         let l = &self.layers[&node.name];
                         let m = y.n * y.h * y.w;
-                        let k = c.kernel * c.kernel * c.in_channels;
-                        let tiles = ConvTiles::for_shape(m, c.out_channels);
+                        let grouped = c.groups > 1;
+                        let (gin, gout) = (c.group_in_channels(), c.out_channels / c.groups);
+                        let k = c.kernel * c.kernel * gin;
+                        let tiles = if grouped {
+                            ConvTiles::for_grouped(gout)
+                        } else {
+                            ConvTiles::for_shape(m, c.out_channels)
+                        };
                         if !tiles.is_valid()
                             || tiles.workgroup_bytes()
                                 > ctx.limits.max_compute_workgroup_storage_size
@@ -350,16 +360,26 @@ impl Engine {
                                 node.name
                             )));
                         }
-                        let pointwise =
-                            c.kernel == 1 && c.stride == 1 && c.pad == 0 && !c.input_nchw;
+                        let pointwise = c.kernel == 1
+                            && c.stride == 1
+                            && c.pad == 0
+                            && !c.input_nchw
+                            && !grouped;
                         let residual = node.inputs.get(1).map(|&r| slot(r));
-                        let constants = conv_constants(
-                            tiles,
-                            residual.is_some(),
-                            c.relu,
-                            c.input_nchw,
-                            pointwise,
-                        );
+                        let constants = if grouped {
+                            grouped_conv_constants(tiles, residual.is_some(), c.relu)
+                        } else {
+                            conv_constants(
+                                tiles,
+                                residual.is_some(),
+                                c.relu,
+                                c.input_nchw,
+                                pointwise,
+                            )
+                        };
+                        // Grouped: x enumerates (group, channel tile); dense: channel tiles.
+                        let group_tiles = gout.div_ceil(tiles.tile_n as usize);
+                        let tiles_n = c.groups * group_tiles;
                         let p = ConvParams {
                             batch: n as u32,
                             in_h: x.h as u32,
@@ -373,6 +393,10 @@ impl Engine {
                             pad: c.pad as u32,
                             m: u32_of(&node.name, m)?,
                             k: u32_of(&node.name, k)?,
+                            group_in_c: gin as u32,
+                            group_out_c: gout as u32,
+                            group_tiles: group_tiles as u32,
+                            _pad: 0,
                         };
                         let tiles_m = m.div_ceil(tiles.tile_m as usize) as u64;
                         let max = ctx.limits.max_compute_workgroups_per_dimension as u64;
@@ -386,15 +410,28 @@ impl Engine {
                                 limit: max * max,
                             });
                         }
+                        if tiles_n as u64 > max {
+                            return Err(Error::AdapterLimit {
+                                what: format!("{} channel tiles", node.name),
+                                needed: tiles_n as u64,
+                                limit_name: "max_compute_workgroups_per_dimension",
+                                limit: max,
+                            });
+                        }
                         let config = format!(
-                            "conv {0}x{0}/s{1}{2}{3} tile {4}x{5}x{6}",
+                            "conv {0}x{0}/s{1}{7}{2}{3} tile {4}x{5}x{6}",
                             c.kernel,
                             c.stride,
                             if residual.is_some() { " +res" } else { "" },
                             if c.relu { " relu" } else { "" },
                             tiles.tile_m,
                             tiles.tile_n,
-                            tiles.tile_k
+                            tiles.tile_k,
+                            if grouped {
+                                format!(" g{}", c.groups)
+                            } else {
+                                String::new()
+                            }
                         );
                         let pipeline =
                             self.kernels
@@ -413,20 +450,24 @@ impl Engine {
                             pipeline,
                             params,
                             buffers,
-                            [
-                                y.c.div_ceil(tiles.tile_n as usize) as u32,
-                                wy as u32,
-                                wz as u32,
-                            ],
+                            [tiles_n as u32, wy as u32, wz as u32],
                         )
                     }
-                    Op::MaxPool { .. } | Op::GlobalAvgPool => {
+                    Op::MaxPool { .. } | Op::AvgPool { .. } | Op::GlobalAvgPool => {
                         let (kern, (k, s, p)) = match &node.op {
                             Op::MaxPool {
                                 kernel,
                                 stride,
                                 pad,
                             } => (Kernel::MaxPool, (*kernel, *stride, *pad)),
+                            // ceil_mode only sizes the output (shape inference); the kernel
+                            // clips each window to the input either way.
+                            Op::AvgPool {
+                                kernel,
+                                stride,
+                                pad,
+                                ..
+                            } => (Kernel::AvgPool, (*kernel, *stride, *pad)),
                             _ => (Kernel::GlobalAvgPool, (0, 1, 0)),
                         };
                         if kern == Kernel::MaxPool && p >= k {
@@ -450,10 +491,10 @@ impl Engine {
                             _pad: [0; 2],
                         };
                         let pipeline = self.kernels.pipeline(&ctx.device, kern, vec![])?;
-                        let config = if kern == Kernel::MaxPool {
-                            format!("max pool {k}x{k}/s{s}/p{p}")
-                        } else {
-                            "global avg pool".to_string()
+                        let config = match kern {
+                            Kernel::MaxPool => format!("max pool {k}x{k}/s{s}/p{p}"),
+                            Kernel::AvgPool => format!("avg pool {k}x{k}/s{s}/p{p}"),
+                            _ => "global avg pool".to_string(),
                         };
                         (
                             kern,

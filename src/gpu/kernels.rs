@@ -20,6 +20,7 @@ pub enum Kernel {
     Conv,
     FoldBn,
     MaxPool,
+    AvgPool,
     GlobalAvgPool,
     Linear,
 }
@@ -34,10 +35,11 @@ pub enum Binding {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 5] = [
+    pub const ALL: [Kernel; 6] = [
         Kernel::Conv,
         Kernel::FoldBn,
         Kernel::MaxPool,
+        Kernel::AvgPool,
         Kernel::GlobalAvgPool,
         Kernel::Linear,
     ];
@@ -46,7 +48,7 @@ impl Kernel {
         match self {
             Kernel::Conv => "conv.wgsl",
             Kernel::FoldBn => "fold_bn.wgsl",
-            Kernel::MaxPool | Kernel::GlobalAvgPool => "pool.wgsl",
+            Kernel::MaxPool | Kernel::AvgPool | Kernel::GlobalAvgPool => "pool.wgsl",
             Kernel::Linear => "linear.wgsl",
         }
     }
@@ -62,6 +64,7 @@ impl Kernel {
     pub fn entry(self) -> &'static str {
         match self {
             Kernel::MaxPool => "max_pool",
+            Kernel::AvgPool => "avg_pool",
             Kernel::GlobalAvgPool => "global_avg_pool",
             _ => "main",
         }
@@ -75,7 +78,7 @@ impl Kernel {
             // params, w_raw, gamma, beta, mean, var, w_out, b_out
             Kernel::FoldBn => &[Uniform, Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
             // params, input, output
-            Kernel::MaxPool | Kernel::GlobalAvgPool => &[Uniform, Read, ReadWrite],
+            Kernel::MaxPool | Kernel::AvgPool | Kernel::GlobalAvgPool => &[Uniform, Read, ReadWrite],
             // params, x, weight, bias, y
             Kernel::Linear => &[Uniform, Read, Read, Read, ReadWrite],
         }
@@ -237,6 +240,24 @@ impl ConvTiles {
         }
     }
 
+    /// Tiles for a grouped conv with `group_out_c` output channels per group: the channel
+    /// tile shrinks to the group (ResNeXt groups have 4–64 channels) so no lane computes
+    /// another group's channels, and the pixel tile grows to keep 64–128 threads busy.
+    pub fn for_grouped(group_out_c: usize) -> Self {
+        let (tile_m, tile_n, tile_k) = match group_out_c {
+            0..=4 => (256, 4, 8),
+            5..=8 => (128, 8, 16),
+            9..=16 => (128, 16, 16),
+            17..=32 => (64, 32, 16),
+            _ => (64, 64, 16),
+        };
+        ConvTiles {
+            tile_m,
+            tile_n,
+            tile_k,
+        }
+    }
+
     /// Whether the conv kernel can run this configuration: register blocks of 4×4, every
     /// thread loading a fixed column of the A tile (threads a multiple of TILE_K), at most
     /// `A_LOADS_MAX` (32) A loads per thread, and at most 256 threads.
@@ -261,7 +282,7 @@ impl ConvTiles {
     }
 }
 
-/// Specialisation of the conv kernel.
+/// Specialisation of the (dense) conv kernel.
 pub fn conv_constants(
     tiles: ConvTiles,
     residual: bool,
@@ -277,5 +298,18 @@ pub fn conv_constants(
         ("RELU", relu as u32 as f64),
         ("INPUT_NCHW", input_nchw as u32 as f64),
         ("POINTWISE", pointwise as u32 as f64),
+        ("GROUPED", 0.0),
     ]
+}
+
+/// Specialisation of the conv kernel for a grouped conv (groups as a grid dimension). The
+/// stem and 1×1 specialisations never apply: ResNeXt groups only its 3×3 convs.
+pub fn grouped_conv_constants(tiles: ConvTiles, residual: bool, relu: bool) -> Constants {
+    let mut c = conv_constants(tiles, residual, relu, false, false);
+    for (name, value) in &mut c {
+        if *name == "GROUPED" {
+            *value = 1.0;
+        }
+    }
+    c
 }
