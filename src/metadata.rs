@@ -171,9 +171,7 @@ pub fn default_preprocess(
     }
     let name = match arch {
         Some(a) if matches!(a.layout, Layout::HuggingFace { .. }) => "hf",
-        Some(a) if matches!(a.stem, Stem::Deep { .. }) || a.shortcut == Shortcut::AvgPool => {
-            "timm"
-        }
+        Some(a) if matches!(a.stem, Stem::Deep { .. }) || a.shortcut == Shortcut::AvgPool => "timm",
         _ => "torchvision",
     };
     let p = presets::by_name(name).unwrap_or_else(Preprocess::torchvision_v1);

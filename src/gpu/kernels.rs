@@ -78,7 +78,9 @@ impl Kernel {
             // params, w_raw, gamma, beta, mean, var, w_out, b_out
             Kernel::FoldBn => &[Uniform, Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
             // params, input, output
-            Kernel::MaxPool | Kernel::AvgPool | Kernel::GlobalAvgPool => &[Uniform, Read, ReadWrite],
+            Kernel::MaxPool | Kernel::AvgPool | Kernel::GlobalAvgPool => {
+                &[Uniform, Read, ReadWrite]
+            }
             // params, x, weight, bias, y
             Kernel::Linear => &[Uniform, Read, Read, Read, ReadWrite],
         }

@@ -150,9 +150,7 @@ impl Op {
                         c.in_channels, x.c
                     )));
                 }
-                if c.groups == 0
-                    || c.in_channels % c.groups != 0
-                    || c.out_channels % c.groups != 0
+                if c.groups == 0 || c.in_channels % c.groups != 0 || c.out_channels % c.groups != 0
                 {
                     return Err(Error::InputShape(format!(
                         "{name}: {} groups do not divide {} → {} channels",

@@ -100,11 +100,36 @@ fn variant_suffix(stem: Stem, shortcut: Shortcut) -> Option<&'static str> {
     use Shortcut::*;
     Some(match (stem, shortcut) {
         (Stem::Plain { width: 64 }, Conv) => "",
-        (Stem::Deep { widths: [32, 32, 64] }, Conv) => "c",
-        (Stem::Deep { widths: [32, 32, 64] }, AvgPool) => "d",
-        (Stem::Deep { widths: [64, 64, 128] }, Conv) => "s",
-        (Stem::Deep { widths: [64, 64, 128] }, AvgPool) => "e",
-        (Stem::Deep { widths: [24, 32, 64] }, AvgPool) => "t",
+        (
+            Stem::Deep {
+                widths: [32, 32, 64],
+            },
+            Conv,
+        ) => "c",
+        (
+            Stem::Deep {
+                widths: [32, 32, 64],
+            },
+            AvgPool,
+        ) => "d",
+        (
+            Stem::Deep {
+                widths: [64, 64, 128],
+            },
+            Conv,
+        ) => "s",
+        (
+            Stem::Deep {
+                widths: [64, 64, 128],
+            },
+            AvgPool,
+        ) => "e",
+        (
+            Stem::Deep {
+                widths: [24, 32, 64],
+            },
+            AvgPool,
+        ) => "t",
         _ => return None,
     })
 }
@@ -205,11 +230,15 @@ impl Arch {
     /// `resnet50d (timm layout, deep stem, avg-pool shortcut)`.
     pub fn describe(&self) -> String {
         let mut traits: Vec<String> = Vec::new();
-        let timm_only = matches!(self.stem, Stem::Deep { .. }) || self.shortcut == Shortcut::AvgPool;
+        let timm_only =
+            matches!(self.stem, Stem::Deep { .. }) || self.shortcut == Shortcut::AvgPool;
         traits.push(if timm_only && self.layout == Layout::Torchvision {
             "timm layout".to_string()
         } else {
-            format!("{} layout", self.layout.describe(self.num_classes.is_some()))
+            format!(
+                "{} layout",
+                self.layout.describe(self.num_classes.is_some())
+            )
         });
         if let Stem::Deep { widths } = self.stem {
             let kind = if widths[0] < widths[1] {
@@ -336,11 +365,36 @@ pub fn standard(name: &str, num_classes: usize) -> Option<Arch> {
     };
     let (stem, shortcut) = match suffix {
         "" | "b" => (Stem::Plain { width: 64 }, Shortcut::Conv),
-        "c" => (Stem::Deep { widths: [32, 32, 64] }, Shortcut::Conv),
-        "d" => (Stem::Deep { widths: [32, 32, 64] }, Shortcut::AvgPool),
-        "s" => (Stem::Deep { widths: [64, 64, 128] }, Shortcut::Conv),
-        "e" => (Stem::Deep { widths: [64, 64, 128] }, Shortcut::AvgPool),
-        "t" => (Stem::Deep { widths: [24, 32, 64] }, Shortcut::AvgPool),
+        "c" => (
+            Stem::Deep {
+                widths: [32, 32, 64],
+            },
+            Shortcut::Conv,
+        ),
+        "d" => (
+            Stem::Deep {
+                widths: [32, 32, 64],
+            },
+            Shortcut::AvgPool,
+        ),
+        "s" => (
+            Stem::Deep {
+                widths: [64, 64, 128],
+            },
+            Shortcut::Conv,
+        ),
+        "e" => (
+            Stem::Deep {
+                widths: [64, 64, 128],
+            },
+            Shortcut::AvgPool,
+        ),
+        "t" => (
+            Stem::Deep {
+                widths: [24, 32, 64],
+            },
+            Shortcut::AvgPool,
+        ),
         _ => return None,
     };
     let (block, depths) = depths_for(depth)?;
@@ -455,11 +509,20 @@ mod tests {
 
     #[test]
     fn names_and_descriptions() {
-        for name in ["resnet200d", "resnet26t", "resnet10t", "resnext50d_32x4d", "resnet101e"] {
+        for name in [
+            "resnet200d",
+            "resnet26t",
+            "resnet10t",
+            "resnext50d_32x4d",
+            "resnet101e",
+        ] {
             assert_eq!(standard(name, 10).unwrap().name(), name);
         }
         assert!(standard("resnet18_32x4d", 10).is_none());
-        assert!(standard("resnext18_32x4d", 10).is_none(), "basic blocks have no groups");
+        assert!(
+            standard("resnext18_32x4d", 10).is_none(),
+            "basic blocks have no groups"
+        );
         assert!(standard("resnet51", 10).is_none());
         assert_eq!(
             standard("resnet50d", 1000).unwrap().describe(),

@@ -116,14 +116,20 @@ impl SourceConfig {
                 }
             };
             Some(HfConfig {
-                layer_type: v.get("layer_type").and_then(Value::as_str).map(String::from),
+                layer_type: v
+                    .get("layer_type")
+                    .and_then(Value::as_str)
+                    .map(String::from),
                 depths: list("depths")?,
                 hidden_sizes: list("hidden_sizes")?,
                 embedding_size: v
                     .get("embedding_size")
                     .and_then(Value::as_u64)
                     .map(|u| u as usize),
-                hidden_act: v.get("hidden_act").and_then(Value::as_str).map(String::from),
+                hidden_act: v
+                    .get("hidden_act")
+                    .and_then(Value::as_str)
+                    .map(String::from),
                 downsample_in_bottleneck: flag("downsample_in_bottleneck")?,
                 downsample_in_first_stage: flag("downsample_in_first_stage")?,
             })
@@ -164,7 +170,12 @@ fn triple(v: &Value, key: &str) -> std::result::Result<Option<[f32; 3]>, String>
     let Some(x) = v.get(key) else { return Ok(None) };
     let a: Vec<f32> = x
         .as_array()
-        .map(|a| a.iter().filter_map(Value::as_f64).map(|e| e as f32).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_f64)
+                .map(|e| e as f32)
+                .collect()
+        })
         .unwrap_or_default();
     match a[..] {
         [r, g, b] => Ok(Some([r, g, b])),
@@ -223,7 +234,10 @@ fn hf_preprocessor(path: &Path, text: &str) -> Result<Option<Preprocess>> {
         );
         return Ok(None);
     }
-    let crop_pct = v.get("crop_pct").and_then(Value::as_f64).unwrap_or(224.0 / 256.0);
+    let crop_pct = v
+        .get("crop_pct")
+        .and_then(Value::as_f64)
+        .unwrap_or(224.0 / 256.0);
     let mut p = crate::preprocess::presets::hugging_face();
     p.crop_h = edge as u32;
     p.crop_w = edge as u32;

@@ -47,7 +47,11 @@ pub fn detect(w: &WeightsFile) -> Result<Arch> {
 
 /// Infers the architecture of `w` with an explicit (or no) `config.json`.
 pub fn detect_with(w: &WeightsFile, config: Option<&SourceConfig>) -> Result<Arch> {
-    if let Some(se) = w.tensors.keys().find(|n| n.contains(".se.") || n.contains(".se_")) {
+    if let Some(se) = w
+        .tensors
+        .keys()
+        .find(|n| n.contains(".se.") || n.contains(".se_"))
+    {
         return Err(Error::NotResnet(format!(
             "{}: tensor `{se}` belongs to a squeeze-and-excitation block (SE-ResNet/SE-ResNeXt), \
              which is not supported",

@@ -142,8 +142,14 @@ mod tests {
     fn hugging_face_names_round_trip() {
         let hf = Layout::HuggingFace { prefixed: true };
         for (canonical, file) in [
-            ("conv1.weight", "resnet.embedder.embedder.convolution.weight"),
-            ("bn1.running_var", "resnet.embedder.embedder.normalization.running_var"),
+            (
+                "conv1.weight",
+                "resnet.embedder.embedder.convolution.weight",
+            ),
+            (
+                "bn1.running_var",
+                "resnet.embedder.embedder.normalization.running_var",
+            ),
             (
                 "layer3.1.conv2.weight",
                 "resnet.encoder.stages.2.layers.1.layer.1.convolution.weight",
@@ -164,7 +170,11 @@ mod tests {
             ("fc.bias", "classifier.1.bias"),
         ] {
             assert_eq!(hf.file_name(canonical), file);
-            assert_eq!(hf.canonical_name(file).as_deref(), Some(canonical), "{file}");
+            assert_eq!(
+                hf.canonical_name(file).as_deref(),
+                Some(canonical),
+                "{file}"
+            );
         }
         // Module paths (BN prefixes) map too.
         assert_eq!(
@@ -194,10 +204,16 @@ mod tests {
     #[test]
     fn layouts_are_recognised_from_names() {
         let of = |names: &[&str]| Layout::of_names(names.iter().copied());
-        assert_eq!(of(&["fc.weight", "conv1.weight"]), Some(Layout::Torchvision));
+        assert_eq!(
+            of(&["fc.weight", "conv1.weight"]),
+            Some(Layout::Torchvision)
+        );
         assert_eq!(of(&["conv1.0.weight"]), Some(Layout::Torchvision));
         assert_eq!(
-            of(&["classifier.1.weight", "resnet.embedder.embedder.convolution.weight"]),
+            of(&[
+                "classifier.1.weight",
+                "resnet.embedder.embedder.convolution.weight"
+            ]),
             Some(Layout::HuggingFace { prefixed: true })
         );
         assert_eq!(

@@ -47,8 +47,16 @@ pub fn build_graph(arch: &Arch) -> Graph {
                 ..conv("conv1.0", "conv1.1", 3, a, 3, 2, true)
             };
             let y = g.push("conv1.0", Op::Conv(first), vec![g.input]);
-            let y = g.push("conv1.3", Op::Conv(conv("conv1.3", "conv1.4", a, b, 3, 1, true)), vec![y]);
-            g.push("conv1.6", Op::Conv(conv("conv1.6", "bn1", b, c, 3, 1, true)), vec![y])
+            let y = g.push(
+                "conv1.3",
+                Op::Conv(conv("conv1.3", "conv1.4", a, b, 3, 1, true)),
+                vec![y],
+            );
+            g.push(
+                "conv1.6",
+                Op::Conv(conv("conv1.6", "bn1", b, c, 3, 1, true)),
+                vec![y],
+            )
         }
     };
     x = g.push(
@@ -70,7 +78,15 @@ pub fn build_graph(arch: &Arch) -> Graph {
                 let d = format!("{p}.downsample");
                 match arch.shortcut {
                     Shortcut::Conv => {
-                        let c = conv(&format!("{d}.0"), &format!("{d}.1"), cin, o, 1, stride, false);
+                        let c = conv(
+                            &format!("{d}.0"),
+                            &format!("{d}.1"),
+                            cin,
+                            o,
+                            1,
+                            stride,
+                            false,
+                        );
                         g.push(&d, Op::Conv(c), vec![x])
                     }
                     Shortcut::AvgPool => {
@@ -114,7 +130,11 @@ pub fn build_graph(arch: &Arch) -> Graph {
                     let (c2, b2) = n(2);
                     let (c3, b3) = n(3);
                     // transformers' downsample_in_bottleneck strides the first 1×1 instead.
-                    let (s1, s2) = if st.stride_on_1x1 { (stride, 1) } else { (1, stride) };
+                    let (s1, s2) = if st.stride_on_1x1 {
+                        (stride, 1)
+                    } else {
+                        (1, stride)
+                    };
                     let y = g.push(&c1, Op::Conv(conv(&c1, &b1, cin, w, 1, s1, true)), vec![x]);
                     let grouped = Conv {
                         groups: st.groups,
@@ -198,16 +218,28 @@ mod tests {
             let g = build_graph(&a);
             assert_eq!(g.conv_count(), convs, "{name}");
             let s = g.infer_shapes(1, 224, 224).unwrap();
-            let macs: u64 = g.nodes.iter().map(|n| n.op.flops(&s[n.output])).sum::<u64>() / 2;
+            let macs: u64 = g
+                .nodes
+                .iter()
+                .map(|n| n.op.flops(&s[n.output]))
+                .sum::<u64>()
+                / 2;
             let got = macs as f64 / 1e9;
-            assert!((got / gmac - 1.0).abs() < 1e-3, "{name}: {got:.4} GMAC, want {gmac}");
+            assert!(
+                (got / gmac - 1.0).abs() < 1e-3,
+                "{name}: {got:.4} GMAC, want {gmac}"
+            );
         }
         // Odd sizes: main path and avg-pool shortcut agree at every stage (ceil(in/2)).
         let g = build_graph(&arch::standard("resnet18d", 5).unwrap());
         for (h, w) in [(33, 47), (1, 1), (2, 3), (65, 31)] {
             assert!(g.infer_shapes(2, h, w).is_ok(), "{h}x{w}");
         }
-        let pools = g.nodes.iter().filter(|n| matches!(n.op, Op::AvgPool { .. })).count();
+        let pools = g
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::AvgPool { .. }))
+            .count();
         assert_eq!(pools, 3, "stages 2–4 pool; stage 1 has no projection");
     }
 

@@ -89,7 +89,9 @@ pub fn parse(spec: &str, base: Preprocess) -> Result<Preprocess, String> {
                 })?;
                 continue;
             }
-            return Err(format!("`{item}` is not key=value (a preset name goes first)"));
+            return Err(format!(
+                "`{item}` is not key=value (a preset name goes first)"
+            ));
         };
         let (key, value) = (key.trim(), value.trim());
         let size = |v: &str| {
@@ -189,7 +191,11 @@ mod tests {
         let base = torchvision_v1();
         let p = parse("timm,crop_pct=0.95", base).unwrap();
         assert_eq!((p.resize, p.interp), (235, Interp::Bicubic));
-        let p = parse("resize=300,crop=288x256,interp=bicubic,rounding=floor", base).unwrap();
+        let p = parse(
+            "resize=300,crop=288x256,interp=bicubic,rounding=floor",
+            base,
+        )
+        .unwrap();
         assert_eq!((p.resize, p.crop_h, p.crop_w), (300, 288, 256));
         assert_eq!(p.crop_rounding, CropRounding::Floor);
         let p = parse("hf,mean=0.5:0.5:0.5,std=0.5/0.5/0.5", base).unwrap();
