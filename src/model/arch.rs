@@ -206,7 +206,14 @@ impl Arch {
         if let Some(n) = self.standard_name() {
             return n;
         }
-        let suffix = variant_suffix(self.stem, self.shortcut).unwrap_or("");
+        // Non-standard widths: the letter of the closest timm variant by structure.
+        let suffix =
+            variant_suffix(self.stem, self.shortcut).unwrap_or(match (self.stem, self.shortcut) {
+                (Stem::Deep { widths }, Shortcut::AvgPool) if widths[0] < widths[1] => "t",
+                (Stem::Deep { .. }, Shortcut::AvgPool) => "d",
+                (Stem::Deep { .. }, Shortcut::Conv) => "c",
+                (Stem::Plain { .. }, _) => "",
+            });
         let stem = match self.stem {
             Stem::Plain { width } => width.to_string(),
             Stem::Deep { widths } => format!("{widths:?}"),
@@ -216,13 +223,21 @@ impl Arch {
         } else {
             String::new()
         };
+        let outputs: Vec<usize> = self.stages.iter().map(|s| s.out_channels).collect();
+        // Bottleneck inner widths show what makes a network wide (2× out/4) or ResNeXt.
+        let inner = match self.block {
+            BlockKind::Basic => String::new(),
+            BlockKind::Bottleneck => format!(
+                "inner {:?}, ",
+                self.stages
+                    .iter()
+                    .map(|s| s.inner_width)
+                    .collect::<Vec<_>>()
+            ),
+        };
         format!(
-            "resnet{}{suffix} (custom widths: stem {stem}, stages {:?}{groups})",
+            "resnet{}{suffix} (custom widths: stem {stem}, {inner}outputs {outputs:?}{groups})",
             self.depth(),
-            self.stages
-                .iter()
-                .map(|s| s.out_channels)
-                .collect::<Vec<_>>()
         )
     }
 
