@@ -189,3 +189,84 @@ fn main(
         }
     }
 }
+
+// Grouped conv without workgroup staging, for groups of a multiple of 4 channels (every
+// ResNeXt: 4–64 per group). A group's GEMM reuses each A element only group_out_c times, so
+// staging A in workgroup memory buys little and costs two barriers per K step; here each
+// thread gathers its own inputs and accumulates one THREAD_M × THREAD_N block of its group's
+// GEMM in registers. Consecutive threads take consecutive 4-channel slices of C_out (of the
+// same or the next group), so their weight loads are contiguous; the K loop runs tap by tap
+// so each pixel's bounds test is hoisted out of the channel loop.
+// Grid as for `main`: x covers C_out in TILE_N-channel tiles, y (spilling into z) covers M
+// in TILE_M-pixel tiles; TILE_K is unused.
+@compute @workgroup_size(TILE_N / THREAD_N, TILE_M / THREAD_M, 1)
+fn grouped(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let o0 = (wid.x * (TILE_N / THREAD_N) + lid.x) * THREAD_N;
+    let m0 = ((wid.y + wid.z * nwg.y) * (TILE_M / THREAD_M) + lid.y) * THREAD_M;
+    // No barriers below, so threads past the edge may leave at once. out_c is a multiple of
+    // 4 (group_out_c is), so o0 < out_c covers all four channels.
+    if (o0 >= p.out_c || m0 >= p.m) {
+        return;
+    }
+    let ci0 = (o0 / p.group_out_c) * p.group_in_c;
+    let hw = p.out_h * p.out_w;
+    var img: array<u32, THREAD_M>;
+    var iy0: array<i32, THREAD_M>;
+    var ix0: array<i32, THREAD_M>;
+    for (var r = 0u; r < THREAD_M; r++) {
+        let m = min(m0 + r, p.m - 1u); // rows past M compute a copy of the last, not stored
+        img[r] = m / hw;
+        let pix = m - img[r] * hw;
+        let oy = pix / p.out_w;
+        iy0[r] = i32(oy * p.stride) - i32(p.pad);
+        ix0[r] = i32((pix - oy * p.out_w) * p.stride) - i32(p.pad);
+    }
+    var acc: array<vec4<f32>, THREAD_M>;
+    for (var ky = 0u; ky < p.kernel; ky++) {
+        for (var kx = 0u; kx < p.kernel; kx++) {
+            // Input offset of each pixel's first channel of the group at this tap, or -1 in
+            // the zero padding.
+            var off: array<i32, THREAD_M>;
+            for (var r = 0u; r < THREAD_M; r++) {
+                let iy = iy0[r] + i32(ky);
+                let ix = ix0[r] + i32(kx);
+                let inside = iy >= 0 && ix >= 0 && iy < i32(p.in_h) && ix < i32(p.in_w);
+                let at = ((img[r] * p.in_h + u32(max(iy, 0))) * p.in_w + u32(max(ix, 0))) * p.in_c;
+                off[r] = select(-1, i32(at + ci0), inside);
+            }
+            let k0 = (ky * p.kernel + kx) * p.group_in_c;
+            for (var ci = 0u; ci < p.group_in_c; ci++) {
+                let w = (k0 + ci) * p.out_c + o0;
+                let b = vec4<f32>(weight[w], weight[w + 1u], weight[w + 2u], weight[w + 3u]);
+                for (var r = 0u; r < THREAD_M; r++) {
+                    var a = 0.0;
+                    if (off[r] >= 0) {
+                        a = input[u32(off[r]) + ci];
+                    }
+                    acc[r] = fma(vec4<f32>(a), b, acc[r]);
+                }
+            }
+        }
+    }
+    for (var r = 0u; r < THREAD_M; r++) {
+        let m = m0 + r;
+        if (m >= p.m) {
+            continue;
+        }
+        for (var c = 0u; c < THREAD_N; c++) {
+            let o = o0 + c;
+            var v = acc[r][c] + bias[o];
+            if (HAS_RESIDUAL) {
+                v += residual[m * p.out_c + o];
+            }
+            if (RELU) {
+                v = max(v, 0.0);
+            }
+            output[m * p.out_c + o] = v;
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! The family's new kernels against the CPU reference, in both shader modes: the grouped
-//! implicit-GEMM conv (ResNeXt) and the average pool of timm's ResNet-D shortcut, on seeded
-//! random shapes with odd sizes; grouped weights stored as F32, F16 and BF16 (the fold
-//! shader's grouped re-layout).
+//! convs (ResNeXt) — register-blocked for groups of 4k channels, workgroup-staged otherwise —
+//! and the average pool of timm's ResNet-D shortcut, on seeded random shapes with odd sizes;
+//! grouped weights stored as F32, F16 and BF16 (the fold shader's grouped re-layout).
 
 mod common;
 
@@ -109,8 +109,10 @@ fn grouped_conv_error(ctx: &Arc<GpuContext>, c: &Case, rng: &mut Rng) -> f64 {
 fn grouped_conv_random_shapes() {
     let mut rng = Rng::new(0x6A0);
     let s = |n, h, w, c| Shape { n, h, w, c };
-    // ResNeXt-like group widths (4, 8, 16, 32, 64 per group), group widths that are not a
-    // multiple of the channel tile (3, 6, 12, 20, 40), one group of everything, 1×1 grouped.
+    // ResNeXt-like group widths (4, 8, 16, 32, 64 per group: the register-blocked kernel),
+    // widths that are not a multiple of 4 (3, 15: the staged kernel, with partial channel
+    // tiles), 20 and 80 (registers, not a power of 2), one group of everything, 1×1 grouped,
+    // fewer than 64 output channels (narrow register tiles), and random widths of both kinds.
     let mut cases = vec![
         (s(2, 9, 7, 128), 128, 32, 3, 1),   // resnext50 stage 1: 4 per group
         (s(1, 11, 13, 256), 256, 32, 3, 2), // 8 per group, stride 2, odd size

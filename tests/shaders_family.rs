@@ -83,6 +83,23 @@ fn grouped_conv_every_specialisation_compiles() {
 }
 
 #[test]
+fn register_grouped_conv_compiles() {
+    assert_eq!(Kernel::GroupedConv.file(), "conv.wgsl");
+    assert_eq!(Kernel::GroupedConv.entry(), "grouped");
+    for out_c in [16, 63, 64, 4096] {
+        let t = ConvTiles::for_grouped_registers(out_c);
+        assert!(t.is_valid() && t.threads() <= 256, "{t:?}");
+        for (residual, relu) in [(false, false), (false, true), (true, false), (true, true)] {
+            let size = specialise(
+                Kernel::GroupedConv,
+                &grouped_conv_constants(t, residual, relu),
+            );
+            assert_eq!(size, [t.tile_n / 4, t.tile_m / 4, 1], "{t:?}");
+        }
+    }
+}
+
+#[test]
 fn grouped_constants_differ_from_dense_only_in_grouped() {
     let t = ConvTiles::for_grouped(8);
     let dense = conv_constants(t, true, true, false, false);

@@ -34,9 +34,9 @@ pub struct Step {
     pub config: String,
     pub output_shape: Shape,
     pub flops: u64,
-    pipeline: Arc<wgpu::ComputePipeline>,
-    bind_group: wgpu::BindGroup,
-    workgroups: [u32; 3],
+    pub(crate) pipeline: Arc<wgpu::ComputePipeline>,
+    pub(crate) bind_group: wgpu::BindGroup,
+    pub(crate) workgroups: [u32; 3],
 }
 
 /// Statistics of a plan, for `resnet info` and logs.
@@ -346,7 +346,16 @@ impl Engine {
                         let grouped = c.groups > 1;
                         let (gin, gout) = (c.group_in_channels(), c.out_channels / c.groups);
                         let k = c.kernel * c.kernel * gin;
-                        let tiles = if grouped {
+                        // Groups of 4k channels: the register-blocked kernel, else staged.
+                        let registers = grouped && gout % 4 == 0;
+                        let kernel = if registers {
+                            Kernel::GroupedConv
+                        } else {
+                            Kernel::Conv
+                        };
+                        let tiles = if registers {
+                            ConvTiles::for_grouped_registers(c.out_channels)
+                        } else if grouped {
                             ConvTiles::for_grouped(gout)
                         } else {
                             ConvTiles::for_shape(m, c.out_channels)
@@ -379,7 +388,11 @@ impl Engine {
                         };
                         // Grouped: x enumerates (group, channel tile); dense: channel tiles.
                         let group_tiles = gout.div_ceil(tiles.tile_n as usize);
-                        let tiles_n = c.groups * group_tiles;
+                        let tiles_n = if registers {
+                            c.out_channels.div_ceil(tiles.tile_n as usize)
+                        } else {
+                            c.groups * group_tiles
+                        };
                         let p = ConvParams {
                             batch: n as u32,
                             in_h: x.h as u32,
@@ -427,15 +440,15 @@ impl Engine {
                             tiles.tile_m,
                             tiles.tile_n,
                             tiles.tile_k,
-                            if grouped {
+                            if registers {
+                                format!(" g{} registers", c.groups)
+                            } else if grouped {
                                 format!(" g{}", c.groups)
                             } else {
                                 String::new()
                             }
                         );
-                        let pipeline =
-                            self.kernels
-                                .pipeline(&ctx.device, Kernel::Conv, constants)?;
+                        let pipeline = self.kernels.pipeline(&ctx.device, kernel, constants)?;
                         let params = uniform(bytemuck::bytes_of(&p));
                         let buffers = vec![
                             slot(node.inputs[0]),
@@ -445,7 +458,7 @@ impl Engine {
                             slot(node.output),
                         ];
                         (
-                            Kernel::Conv,
+                            kernel,
                             config,
                             pipeline,
                             params,

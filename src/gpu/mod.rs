@@ -3,6 +3,7 @@
 pub mod context;
 pub mod executor;
 pub mod kernels;
+pub mod profile;
 pub mod weights;
 
 use crate::error::{Error, Result};
