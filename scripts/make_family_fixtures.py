@@ -27,7 +27,9 @@ oracle is the same network in float64 loaded with exactly the stored (rounded) t
 stored float32 input: logits, or the pooled features for headless models.
 
 Writes tests/fixtures/family/<case>/… (HF cases keep config.json beside model.safetensors)
-and tests/fixtures/family/manifest.json. Deterministic: fixed seeds, CPU ops only.
+and tests/fixtures/family/manifest.json, plus preprocess_{hf,timm095}_rgb_301x257.png: the
+preprocessing presets' reference crops from transformers' and timm's own eval transforms.
+Deterministic: fixed seeds, CPU ops only.
 """
 
 import json
@@ -207,6 +209,32 @@ def forward(model, x, layout):
     return out.flatten(1)
 
 
+def preprocess_fixtures():
+    """The presets against the libraries' own eval transforms on a 301×257 image, whose
+    centre-crop offsets are x.5 after resizing (HF floors them, torchvision/timm round half
+    to even): transformers' PIL ConvNext processor as configured for microsoft/resnet-50, and
+    timm's transforms_imagenet_eval at crop_pct 0.95 (resize 235). Each result is stored as
+    the 8-bit crop it normalises (checked here to reproduce the library's tensor bit for bit
+    with ToTensor's /255 and Normalize in float32), as a PNG: a tenth of the bytes of .npy."""
+    from PIL import Image
+    src = os.path.join(ROOT, "tests", "fixtures", "preprocess", "rgb_301x257.png")
+    img = Image.open(src).convert("RGB")
+    mean = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+    std = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+    from transformers import ConvNextImageProcessorPil
+    hf = ConvNextImageProcessorPil(size={"shortest_edge": 224}, crop_pct=0.875, resample=3,
+                                   image_mean=mean.tolist(), image_std=std.tolist())
+    from timm.data import create_transform
+    timm095 = create_transform(224, interpolation="bicubic", crop_pct=0.95)
+    for name, x in (("hf", hf(img, return_tensors="np")["pixel_values"][0]),
+                    ("timm095", timm095(img).numpy())):
+        crop = np.rint((x.transpose(1, 2, 0) * std + mean) * 255.0).astype(np.uint8)
+        again = ((crop.astype(np.float32) / np.float32(255.0) - mean) / std).transpose(2, 0, 1)
+        assert np.array_equal(again, x), f"{name}: the crop does not reproduce the tensor"
+        Image.fromarray(crop).save(os.path.join(OUT, f"preprocess_{name}_rgb_301x257.png"))
+    print(f"preprocess fixtures: transformers {hf.__class__.__name__}, timm {timm095}")
+
+
 def main():
     torch.use_deterministic_algorithms(True)
     if os.path.isdir(OUT):
@@ -259,6 +287,7 @@ def main():
             "labels": labels or None, "describe": describe,
             "config": hf_config is not None,
         })
+    preprocess_fixtures()
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")

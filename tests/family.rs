@@ -326,3 +326,147 @@ fn info_names_layout_and_variant() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The presets against transformers' and timm's own eval transforms (crops saved by
+/// scripts/make_family_fixtures.py), on an image whose crop offsets are x.5: HF floors,
+/// timm (torchvision underneath) rounds half to even, so the wrong rounding is caught.
+#[test]
+fn presets_match_transformers_and_timm() {
+    use resnet_wgpu::preprocess::{load_and_preprocess, load_image, presets};
+    let src = common::fixture("preprocess/rgb_301x257.png");
+    for (preset, png) in [
+        (presets::hugging_face(), "preprocess_hf_rgb_301x257.png"),
+        (
+            presets::parse("timm,crop_pct=0.95", presets::torchvision_v1()).unwrap(),
+            "preprocess_timm095_rgb_301x257.png",
+        ),
+    ] {
+        let crop = load_image(&family(png)).unwrap();
+        let want: Vec<f32> = (0..3)
+            .flat_map(|c| {
+                crop.pixels()
+                    .map(move |px| (px.0[c] as f32 / 255.0 - preset.mean[c]) / preset.std[c])
+            })
+            .collect();
+        let got = load_and_preprocess(&src, &preset).unwrap();
+        assert!(got == want, "{png}: differs from the library's transform");
+        // The other rounding moves the crop by one pixel and fails.
+        let other = resnet_wgpu::preprocess::Preprocess {
+            crop_rounding: match preset.crop_rounding {
+                CropRounding::Floor => CropRounding::HalfToEven,
+                CropRounding::HalfToEven => CropRounding::Floor,
+            },
+            ..preset
+        };
+        assert!(load_and_preprocess(&src, &other).unwrap() != want, "{png}");
+    }
+}
+
+fn resnet(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_resnet"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cli_info_reports_assumptions_and_config() {
+    let noconfig = family("hf_resnet50_noconfig/model.safetensors");
+    let o = resnet(&["info", "--weights", noconfig.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains("Hugging Face ResNetForImageClassification layout"),
+        "{out}"
+    );
+    assert!(
+        out.contains("assumed:") && out.contains("downsample_in_bottleneck"),
+        "{out}"
+    );
+    assert!(out.contains("bicubic, floor offsets"), "{out}");
+    let hf = family("hf_resnet50/model.safetensors");
+    let o = resnet(&["info", "--json", "--weights", hf.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["config"].as_str().unwrap().ends_with("config.json"));
+    assert_eq!(v["assumptions"], serde_json::json!([]));
+    assert_eq!(v["labels"], "metadata `resnet.labels`");
+    let bare = family("hf_resnetmodel_bare/model.safetensors");
+    let o = resnet(&["info", "--json", "--weights", bare.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["classes"], serde_json::Value::Null);
+    assert_eq!(v["layout"], "Hugging Face ResNetModel");
+}
+
+#[test]
+fn cli_classify_with_presets_labels_and_headless_models() {
+    if gpu(false).is_none() {
+        return;
+    }
+    let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/0_0020.png");
+    let sample = sample.to_str().unwrap();
+    // 1000 classes and no names in the file: ImageNet's.
+    let timm34 = family("timm_resnet34/model.safetensors");
+    let o = resnet(&[
+        "classify",
+        sample,
+        "--json",
+        "--top-k",
+        "1",
+        "--weights",
+        timm34.to_str().unwrap(),
+        "--preprocess",
+        "torchvision-v2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let label = v[0]["top"][0]["label"].as_str().unwrap().to_string();
+    let class = v[0]["top"][0]["class"].as_u64().unwrap() as usize;
+    assert_eq!(label, resnet_wgpu::imagenet::imagenet_classes()[class]);
+    // transformers id2label (here also in the metadata).
+    let hf = family("hf_resnet50/model.safetensors");
+    let o = resnet(&[
+        "classify",
+        sample,
+        "--json",
+        "--weights",
+        hf.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names = case("hf_resnet50").labels.unwrap();
+    assert!(names.contains(&v[0]["top"][0]["label"].as_str().unwrap().to_string()));
+    // Errors: a bad preset, and classes from a model without a head.
+    let bare = family("hf_resnetmodel_bare/model.safetensors");
+    for args in [
+        vec![
+            "classify",
+            sample,
+            "--weights",
+            hf.to_str().unwrap(),
+            "--preprocess",
+            "caffe",
+        ],
+        vec!["classify", sample, "--weights", bare.to_str().unwrap()],
+    ] {
+        let o = resnet(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+            "{err}"
+        );
+    }
+    // A headless model gives embeddings.
+    let out = std::env::temp_dir().join(format!("family-emb-{}.npy", std::process::id()));
+    let o = resnet(&[
+        "classify",
+        sample,
+        "--weights",
+        bare.to_str().unwrap(),
+        "--features",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(read_f32(&out).unwrap().shape, vec![1, 128]);
+    std::fs::remove_file(&out).unwrap();
+}
