@@ -10,6 +10,7 @@ use wgpu::util::DeviceExt;
 use super::context::{GpuContext, GpuOptions};
 use super::flat_dispatch;
 use super::kernels::{conv_constants, grouped_conv_constants, ConvTiles, Kernel, Kernels};
+use super::params::{u32_of, ConvParams, LinearParams, PoolParams};
 use super::weights::{bind, check_size, prepare, LayerWeights};
 use crate::error::{Error, Result};
 use crate::graph::plan::MemoryPlan;
@@ -74,65 +75,6 @@ pub struct Engine {
     layers: BTreeMap<String, LayerWeights>,
     weight_bytes: u64,
     plans: Mutex<HashMap<(usize, usize, usize), Arc<Mutex<GpuPlan>>>>,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ConvParams {
-    batch: u32,
-    in_h: u32,
-    in_w: u32,
-    in_c: u32,
-    out_h: u32,
-    out_w: u32,
-    out_c: u32,
-    kernel: u32,
-    stride: u32,
-    pad: u32,
-    m: u32,
-    k: u32,
-    group_in_c: u32,
-    group_out_c: u32,
-    group_tiles: u32,
-    _pad: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PoolParams {
-    batch: u32,
-    in_h: u32,
-    in_w: u32,
-    channels: u32,
-    out_h: u32,
-    out_w: u32,
-    kernel: u32,
-    stride: u32,
-    pad: u32,
-    total: u32,
-    _pad: [u32; 2],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct LinearParams {
-    batch: u32,
-    in_features: u32,
-    out_features: u32,
-    _pad: u32,
-}
-
-fn u32_of(what: &str, v: usize) -> Result<u32> {
-    // Kernels index with u32: every element count must fit, with room for the last index.
-    u32::try_from(v)
-        .ok()
-        .filter(|&x| x < u32::MAX / 2)
-        .ok_or_else(|| Error::AdapterLimit {
-            what: what.into(),
-            needed: v as u64,
-            limit_name: "u32 indexing (elements)",
-            limit: (u32::MAX / 2) as u64,
-        })
 }
 
 impl Engine {
