@@ -42,7 +42,10 @@ impl Layout {
             ["bn1"] => format!("{p}embedder.embedder.normalization"),
             ["fc"] => "classifier.1".to_string(),
             [layer, block, rest @ ..] if layer.starts_with("layer") => {
-                let stage = layer["layer".len()..].parse::<usize>().unwrap_or(1) - 1;
+                let stage = layer["layer".len()..]
+                    .parse::<usize>()
+                    .unwrap_or(1)
+                    .saturating_sub(1);
                 let base = format!("{p}encoder.stages.{stage}.layers.{block}");
                 match rest {
                     ["downsample", "0"] => format!("{base}.shortcut.convolution"),
@@ -131,7 +134,7 @@ impl Layout {
 }
 
 fn index_after(module: &str, prefix: &str) -> usize {
-    module[prefix.len()..].parse().unwrap_or(1)
+    module[prefix.len()..].parse::<usize>().unwrap_or(1).max(1)
 }
 
 #[cfg(test)]
