@@ -10,6 +10,12 @@
 // in workgroup memory; each thread accumulates a THREAD_M × THREAD_N register block.
 // Every load and store is guarded by the GEMM bounds, so the plan can create this module
 // without runtime bounds checks.
+//
+// Grouped convolution (ResNeXt, GROUPED): each group g is its own GEMM with
+// N = C_out/G and K = kH·kW·C_in/G, reading input channels [g·C_in/G, (g+1)·C_in/G). The
+// group is a grid dimension: workgroup x = g·group_tiles + channel tile. The weight keeps the
+// dense layout (K, C_out) with k = (ky·kW + kx)·(C_in/G) + ci, so a group's B tile is a
+// column block of it. A dense conv is the case G = 1.
 
 override TILE_M: u32 = 64u;     // output pixels per workgroup, multiple of THREAD_M
 override TILE_N: u32 = 64u;     // output channels per workgroup, multiple of THREAD_N
@@ -18,6 +24,7 @@ override HAS_RESIDUAL: bool = false;
 override RELU: bool = true;
 override INPUT_NCHW: bool = false; // the stem reads the user's NCHW input directly
 override POINTWISE: bool = false;  // 1×1, stride 1, pad 0: A is the input matrix itself
+override GROUPED: bool = false;    // groups as a grid dimension (see above)
 
 // Register blocking is fixed (WGSL function-scope arrays need constant sizes).
 const THREAD_M: u32 = 4u;
@@ -35,12 +42,16 @@ struct Params {
     stride: u32,
     pad: u32,
     m: u32,       // batch·out_h·out_w
-    k: u32,       // kernel²·in_c
+    k: u32,       // kernel²·group_in_c
+    group_in_c: u32,  // in_c / groups (= in_c for a dense conv)
+    group_out_c: u32, // out_c / groups
+    group_tiles: u32, // channel tiles per group: ceil(group_out_c / TILE_N)
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;        // (N, H, W, C_in), or (N, C_in, H, W) if INPUT_NCHW
-@group(0) @binding(2) var<storage, read> weight: array<f32>;       // (K, C_out)
+@group(0) @binding(2) var<storage, read> weight: array<f32>;       // (kH·kW·C_in/G, C_out)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;         // (C_out)
 @group(0) @binding(4) var<storage, read> residual: array<f32>;     // (N, H_out, W_out, C_out), read only if HAS_RESIDUAL
 @group(0) @binding(5) var<storage, read_write> output: array<f32>; // (N, H_out, W_out, C_out)
@@ -75,7 +86,16 @@ fn main(
     let threads_x = TILE_N / THREAD_N;
     let threads = threads_x * (TILE_M / THREAD_M);
     let t = lid.y * threads_x + lid.x;
-    let n0 = wid.x * TILE_N;
+    // Output channels [n0, min(n0 + TILE_N, n_end)) of input channels from ci0.
+    var n0 = wid.x * TILE_N;
+    var n_end = p.out_c;
+    var ci0 = 0u;
+    if (GROUPED) {
+        let g = wid.x / p.group_tiles;
+        n0 = g * p.group_out_c + (wid.x - g * p.group_tiles) * TILE_N;
+        n_end = (g + 1u) * p.group_out_c;
+        ci0 = g * p.group_in_c;
+    }
     // M tiles may spill into z when they exceed the 65535 per-dimension dispatch limit.
     let m0 = (wid.y + wid.z * nwg.y) * TILE_M;
 
@@ -105,11 +125,11 @@ fn main(
     for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
         // Consecutive threads take consecutive k: contiguous channels of one input pixel.
         let k = k0 + kk_a;
-        let row = p.kernel * p.in_c;
+        let row = p.kernel * p.group_in_c;
         let ky = k / row;
         let rest = k - ky * row;
-        let kx = rest / p.in_c;
-        let ci = rest - kx * p.in_c;
+        let kx = rest / p.group_in_c;
+        let ci = ci0 + rest - kx * p.group_in_c;
         for (var j = 0u; j < a_loads; j++) {
             let mm = mm_a + j * mm_step;
             var v = 0.0;
@@ -132,7 +152,7 @@ fn main(
             let k = k0 + kk;
             let o = n0 + nn;
             var v = 0.0;
-            if (k < p.k && o < p.out_c) {
+            if (k < p.k && o < n_end) {
                 v = weight[k * p.out_c + o];
             }
             b_tile[(kk * TILE_N + nn) / 4u][nn % 4u] = v;
@@ -156,7 +176,7 @@ fn main(
         }
         for (var c = 0u; c < THREAD_N; c++) {
             let o = n0 + lid.x * THREAD_N + c;
-            if (o < p.out_c) {
+            if (o < n_end) {
                 var v = acc[r][c] + bias[o];
                 if (HAS_RESIDUAL) {
                     v += residual[m * p.out_c + o];
@@ -170,73 +190,81 @@ fn main(
     }
 }
 
-// Register-only variant: no workgroup memory and no barriers. Each invocation computes a
-// THREAD_M × THREAD_N block straight from global memory, walking K as (ky, kx, ci) loops so
-// no index is ever divided. CPU adapters (lavapipe, WARP) run this far faster than the
-// tiled kernel: their barriers are expensive and their caches serve the reuse that
-// workgroup memory provides on a GPU.
-// Grid: x = channel groups of 4 (16 per workgroup), y (+ z overflow) = row blocks of 4.
-@compute @workgroup_size(16, 4, 1)
+// Register-only variant: no workgroup memory and no barriers. Each invocation computes one
+// THREAD_M × THREAD_N block straight from global memory, walking K tap by tap so each pixel's
+// bounds test is hoisted out of the channel loop and no index is divided in the K loop.
+// Used where staging does not pay: on CPU adapters (lavapipe, WARP), whose barriers cost
+// more than the reuse saves (3–4× faster there), and for grouped convs whose groups have a
+// multiple of 4 channels (every ResNeXt: each A element is reused only group_out_c times).
+// Consecutive threads take consecutive 4-channel slices of C_out, so weight loads are
+// contiguous; a slice never straddles two groups (the plan checks group_out_c % 4 == 0 when
+// grouped). Grid as for `main`: x covers C_out in TILE_N-channel tiles, y (spilling into z)
+// covers M in TILE_M-pixel tiles; TILE_K is unused.
+@compute @workgroup_size(TILE_N / THREAD_N, TILE_M / THREAD_M, 1)
 fn direct(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let o0 = (wid.x * 16u + lid.x) * THREAD_N;
-    let m0 = ((wid.y + wid.z * nwg.y) * 4u + lid.y) * THREAD_M;
+    let o0 = (wid.x * (TILE_N / THREAD_N) + lid.x) * THREAD_N;
+    let m0 = ((wid.y + wid.z * nwg.y) * (TILE_M / THREAD_M) + lid.y) * THREAD_M;
+    // No barriers below, so threads past the edge may leave at once.
     if (o0 >= p.out_c || m0 >= p.m) {
         return;
     }
+    // First input channel of this slice's group (0 for a dense conv: group_out_c = out_c).
+    let ci0 = (o0 / p.group_out_c) * p.group_in_c;
+    let cols = min(THREAD_N, p.out_c - o0);
+    // Distance between consecutive input channels of one pixel.
+    let ci_stride = select(1u, p.in_h * p.in_w, INPUT_NCHW);
     let hw = p.out_h * p.out_w;
     var img: array<u32, THREAD_M>;
     var iy0: array<i32, THREAD_M>;
     var ix0: array<i32, THREAD_M>;
     for (var r = 0u; r < THREAD_M; r++) {
-        let m = min(m0 + r, p.m - 1u); // rows past M recompute the last row; never stored
-        let n = m / hw;
-        let pix = m - n * hw;
+        let m = min(m0 + r, p.m - 1u); // rows past M compute a copy of the last, not stored
+        img[r] = m / hw;
+        let pix = m - img[r] * hw;
         let oy = pix / p.out_w;
-        img[r] = n;
         iy0[r] = i32(oy * p.stride) - i32(p.pad);
         ix0[r] = i32((pix - oy * p.out_w) * p.stride) - i32(p.pad);
     }
-    let cols = min(THREAD_N, p.out_c - o0);
-    // Distance between consecutive input channels of one pixel.
-    let ci_stride = select(1u, p.in_h * p.in_w, INPUT_NCHW);
     var acc: array<vec4<f32>, THREAD_M>;
-    var wrow = o0; // weight row k = (ky·kW + kx)·C_in + ci, column o0
     for (var ky = 0u; ky < p.kernel; ky++) {
         for (var kx = 0u; kx < p.kernel; kx++) {
-            // Per row: where channel 0 of its input pixel is, or that it lies in the padding
-            // (then it reads element 0, always in range, and uses 0 instead).
-            var base: array<u32, THREAD_M>;
-            var keep: array<bool, THREAD_M>;
+            // Input offset of each pixel's first channel of the group at this tap, or -1 in
+            // the zero padding.
+            var off: array<i32, THREAD_M>;
             for (var r = 0u; r < THREAD_M; r++) {
                 let iy = iy0[r] + i32(ky);
                 let ix = ix0[r] + i32(kx);
                 let inside = iy >= 0 && ix >= 0 && iy < i32(p.in_h) && ix < i32(p.in_w);
-                var b0 = ((img[r] * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c;
+                let y = u32(max(iy, 0));
+                let x = u32(max(ix, 0));
+                var at = ((img[r] * p.in_h + y) * p.in_w + x) * p.in_c + ci0;
                 if (INPUT_NCHW) {
-                    b0 = (img[r] * p.in_c * p.in_h + u32(iy)) * p.in_w + u32(ix);
+                    at = ((img[r] * p.in_c + ci0) * p.in_h + y) * p.in_w + x;
                 }
-                base[r] = select(0u, b0, inside);
-                keep[r] = inside;
+                off[r] = select(-1, i32(at), inside);
             }
-            for (var ci = 0u; ci < p.in_c; ci++) {
+            let k0 = (ky * p.kernel + kx) * p.group_in_c;
+            for (var ci = 0u; ci < p.group_in_c; ci++) {
+                let w = (k0 + ci) * p.out_c + o0;
                 var b = vec4<f32>(0.0);
                 if (cols == THREAD_N) {
-                    b = vec4<f32>(weight[wrow], weight[wrow + 1u], weight[wrow + 2u], weight[wrow + 3u]);
+                    b = vec4<f32>(weight[w], weight[w + 1u], weight[w + 2u], weight[w + 3u]);
                 } else {
                     for (var c = 0u; c < cols; c++) {
-                        b[c] = weight[wrow + c];
+                        b[c] = weight[w + c];
                     }
                 }
-                let off = ci * ci_stride;
                 for (var r = 0u; r < THREAD_M; r++) {
-                    let a = select(0.0, input[select(0u, base[r] + off, keep[r])], keep[r]);
+                    var a = 0.0;
+                    if (off[r] >= 0) {
+                        a = input[u32(off[r]) + ci * ci_stride];
+                    }
                     acc[r] = fma(vec4<f32>(a), b, acc[r]);
                 }
-                wrow += p.out_c;
             }
         }
     }

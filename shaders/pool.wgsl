@@ -1,4 +1,5 @@
-// Pooling on channels-last activations: the stem max pool and the global average pool.
+// Pooling on channels-last activations: the stem max pool, the average pool of timm's
+// ResNet-D shortcut and the global average pool.
 // One thread per output element; consecutive threads take consecutive channels, so every
 // load is coalesced.
 
@@ -56,6 +57,43 @@ fn max_pool(
         }
     }
     output[idx] = m;
+}
+
+// Average pool with count_include_pad = false: the window [o·stride − pad, +kernel) is clipped
+// to the input and divided by the pixels left. In ceil mode (timm's AvgPool2d(2, 2,
+// ceil_mode=True)) the last window of an odd-sized input overhangs the edge and divides by 2
+// (or 1 in the corner). The plan sizes the output by PyTorch's rule, under which every window
+// starts inside the input or its left padding and pad ≤ kernel/2, so no window is empty.
+@compute @workgroup_size(256, 1, 1)
+fn avg_pool(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = flat_index(lid, wid, nwg);
+    if (idx >= p.total) {
+        return;
+    }
+    let c = idx % p.channels;
+    let pix = idx / p.channels;
+    let ox = pix % p.out_w;
+    let rest = pix / p.out_w;
+    let oy = rest % p.out_h;
+    let n = rest / p.out_h;
+    let y0 = i32(oy * p.stride) - i32(p.pad);
+    let x0 = i32(ox * p.stride) - i32(p.pad);
+    let y_lo = u32(max(y0, 0));
+    let y_hi = u32(clamp(y0 + i32(p.kernel), 0, i32(p.in_h)));
+    let x_lo = u32(max(x0, 0));
+    let x_hi = u32(clamp(x0 + i32(p.kernel), 0, i32(p.in_w)));
+    var sum = 0.0;
+    for (var iy = y_lo; iy < y_hi; iy++) {
+        for (var ix = x_lo; ix < x_hi; ix++) {
+            sum += input[((n * p.in_h + iy) * p.in_w + ix) * p.channels + c];
+        }
+    }
+    let count = max((y_hi - min(y_lo, y_hi)) * (x_hi - min(x_lo, x_hi)), 1u);
+    output[idx] = sum / f32(count);
 }
 
 // Mean over H×W → (N, 1, 1, C); total = N·C.

@@ -42,6 +42,8 @@ pub enum Error {
     },
     #[error("not a ResNet checkpoint: {0}")]
     NotResnet(String),
+    #[error("{path}: {msg}")]
+    Config { path: PathBuf, msg: String },
 
     // ---- shapes and plans ----
     #[error("invalid input shape: {0}")]

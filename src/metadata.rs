@@ -1,20 +1,28 @@
 //! What a weights file says about itself in its safetensors metadata: class names and
-//! preprocessing. Keys written by our exporters (`resnet.labels`, `resnet.preprocess`).
+//! preprocessing. Keys written by our exporters (`resnet.labels`, `resnet.preprocess`,
+//! `resnet.source`). A `config.json` beside the file (transformers, timm) comes next, then
+//! defaults that follow the detected source.
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::preprocess::{Interp, Preprocess};
+use crate::model::{Arch, Layout, Shortcut, SourceConfig, Stem};
+use crate::preprocess::{presets, CropRounding, Interp, Preprocess};
 use crate::weights::WeightsFile;
 
 pub const LABELS_KEY: &str = "resnet.labels";
 pub const PREPROCESS_KEY: &str = "resnet.preprocess";
+/// `torchvision:resnet50/IMAGENET1K_V2`, `timm:resnet50d.ra2_in1k`,
+/// `transformers:microsoft/resnet-50`: where the weights came from.
+pub const SOURCE_KEY: &str = "resnet.source";
 
 /// Where class names came from, for `--json` and logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LabelSource {
     File,
     Metadata,
+    /// `id2label` / `label_names` in the `config.json` beside the weights.
+    Config,
     ImageNet,
     Indices,
 }
@@ -26,6 +34,17 @@ pub fn class_names(
     weights: &WeightsFile,
     classes: usize,
     labels_file: Option<&Path>,
+) -> Result<(Vec<String>, LabelSource)> {
+    class_names_with(weights, classes, labels_file, None)
+}
+
+/// [`class_names`] with the checkpoint's `config.json`, whose names come after the file's
+/// metadata and before ImageNet's.
+pub fn class_names_with(
+    weights: &WeightsFile,
+    classes: usize,
+    labels_file: Option<&Path>,
+    config: Option<&SourceConfig>,
 ) -> Result<(Vec<String>, LabelSource)> {
     if let Some(path) = labels_file {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -45,6 +64,10 @@ pub fn class_names(
             format!("{} metadata", weights.path.display()),
         )
         .map(|n| (n, LabelSource::Metadata));
+    }
+    if let Some((c, names)) = config.and_then(|c| c.labels.as_ref().map(|l| (c, l))) {
+        return check_count(names.clone(), classes, c.path.display().to_string())
+            .map(|n| (n, LabelSource::Config));
     }
     if classes == 1000 {
         return Ok((
@@ -116,8 +139,51 @@ pub fn parse_labels(text: &str) -> std::result::Result<Vec<String>, String> {
 /// The preprocessing stored in the file's metadata, else torchvision's V1 preset
 /// (resize 256, center crop 224, bilinear, ImageNet mean/std).
 pub fn preprocess_for(weights: &WeightsFile) -> Result<Preprocess> {
+    Ok(stored_preprocess(weights)?.unwrap_or_else(Preprocess::torchvision_v1))
+}
+
+/// The checkpoint's preprocessing and where it came from: the metadata's
+/// `resnet.preprocess`, then the `config.json` beside it (timm `pretrained_cfg`, transformers
+/// `preprocessor_config.json`), then the preset of the source (`resnet.source`, else the
+/// layout: transformers → `hf`, timm-only stems and shortcuts → `timm`, else torchvision V1).
+pub fn default_preprocess(
+    weights: &WeightsFile,
+    arch: Option<&Arch>,
+    config: Option<&SourceConfig>,
+) -> Result<(Preprocess, String)> {
+    if let Some(p) = stored_preprocess(weights)? {
+        return Ok((p, format!("metadata `{PREPROCESS_KEY}`")));
+    }
+    if let Some((c, p)) = config.and_then(|c| c.preprocess.map(|p| (c, p))) {
+        return Ok((p, c.path.display().to_string()));
+    }
+    let source = weights.metadata.get(SOURCE_KEY).map(String::as_str);
+    let by_source = source.and_then(|s| match s.split(':').next() {
+        Some("timm") => Some("timm"),
+        Some("transformers" | "hf") => Some("hf"),
+        Some("torchvision") if s.contains("V2") => Some("torchvision-v2"),
+        Some("torchvision") => Some("torchvision"),
+        _ => None,
+    });
+    if let Some(name) = by_source {
+        let p = presets::by_name(name).unwrap_or_else(Preprocess::torchvision_v1);
+        return Ok((p, format!("`{name}` preset (metadata `{SOURCE_KEY}`)")));
+    }
+    let name = match arch {
+        Some(a) if matches!(a.layout, Layout::HuggingFace { .. }) => "hf",
+        Some(a) if matches!(a.stem, Stem::Deep { .. }) || a.shortcut == Shortcut::AvgPool => "timm",
+        _ => "torchvision",
+    };
+    let p = presets::by_name(name).unwrap_or_else(Preprocess::torchvision_v1);
+    Ok((p, format!("`{name}` preset (detected layout)")))
+}
+
+/// The preprocessing in the file's `resnet.preprocess` metadata, if any: a JSON object with
+/// any of `resize`, `crop`, `interp`, `mean`, `std`, `rounding` (`even` or `floor`) over
+/// torchvision's V1 values.
+pub fn stored_preprocess(weights: &WeightsFile) -> Result<Option<Preprocess>> {
     let Some(text) = weights.metadata.get(PREPROCESS_KEY) else {
-        return Ok(Preprocess::torchvision_v1());
+        return Ok(None);
     };
     let bad = |msg: String| Error::Safetensors {
         path: weights.path.clone(),
@@ -143,6 +209,13 @@ pub fn preprocess_for(weights: &WeightsFile) -> Result<Preprocess> {
             "bilinear" => Interp::Bilinear,
             "bicubic" => Interp::Bicubic,
             other => return Err(bad(format!("unknown interpolation `{other}`"))),
+        };
+    }
+    if let Some(r) = v.get("rounding").and_then(|x| x.as_str()) {
+        p.crop_rounding = match r {
+            "even" => CropRounding::HalfToEven,
+            "floor" => CropRounding::Floor,
+            other => return Err(bad(format!("unknown rounding `{other}` (even or floor)"))),
         };
     }
     let triple = |key: &str| -> Result<Option<[f32; 3]>> {
@@ -174,7 +247,7 @@ pub fn preprocess_for(weights: &WeightsFile) -> Result<Preprocess> {
         }
         p.std = s;
     }
-    Ok(p)
+    Ok(Some(p))
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ use image::{DynamicImage, RgbImage};
 
 use crate::error::{Error, Result};
 
+pub mod presets;
+
 /// Resampling filter, as Pillow defines it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interp {
@@ -34,6 +36,15 @@ pub enum Interp {
     Bilinear,
     /// Keys cubic with a = -0.5, support 2 (`PIL.Image.BICUBIC`).
     Bicubic,
+}
+
+/// How the centre crop's offset `(size − crop) / 2` is rounded when it is not whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CropRounding {
+    /// torchvision's `int(round((size − crop) / 2.0))`: Python rounds half to even.
+    HalfToEven,
+    /// Hugging Face's `(size − crop) // 2`: floor, also when the crop pads (negative).
+    Floor,
 }
 
 /// Preprocessing parameters: resize the shorter side, centre-crop, normalise per channel.
@@ -46,6 +57,7 @@ pub struct Preprocess {
     pub interp: Interp,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    pub crop_rounding: CropRounding,
 }
 
 /// Crops larger than this many pixels are refused rather than allocated.
@@ -64,6 +76,7 @@ impl Preprocess {
             interp: Interp::Bilinear,
             mean: [0.485f64 as f32, 0.456f64 as f32, 0.406f64 as f32],
             std: [0.229f64 as f32, 0.224f64 as f32, 0.225f64 as f32],
+            crop_rounding: CropRounding::HalfToEven,
         }
     }
 
@@ -183,7 +196,10 @@ pub fn preprocess(img: &RgbImage, p: &Preprocess) -> Vec<f32> {
     };
     // Crop window in resized-image coordinates (a negative start is padding), and the part of
     // it that lies inside the resized image.
-    let (cx, cy) = (crop_start(rw, p.crop_w), crop_start(rh, p.crop_h));
+    let (cx, cy) = (
+        crop_start(rw, p.crop_w, p.crop_rounding),
+        crop_start(rh, p.crop_h, p.crop_rounding),
+    );
     let (cw, ch) = (p.crop_w as i64, p.crop_h as i64);
     let inside = |start: i64, len: i64, size: u32| {
         let lo = start.max(0);
@@ -220,9 +236,13 @@ pub fn preprocess(img: &RgbImage, p: &Preprocess) -> Vec<f32> {
     out
 }
 
-/// torchvision's `center_crop` offset along one axis: `int(round((size - crop) / 2.0))` with
-/// Python's round-half-to-even, or minus the left/top padding `(crop - size) // 2`.
-fn crop_start(size: u32, crop: u32) -> i64 {
+/// The centre crop's offset along one axis. torchvision: `int(round((size - crop) / 2.0))`
+/// with Python's round-half-to-even, or minus the left/top padding `(crop - size) // 2`.
+/// Hugging Face: `(size - crop) // 2` in both cases (its padding puts the extra row on top).
+fn crop_start(size: u32, crop: u32, rounding: CropRounding) -> i64 {
+    if rounding == CropRounding::Floor {
+        return (size as i64 - crop as i64).div_euclid(2);
+    }
     if crop > size {
         -(((crop - size) / 2) as i64)
     } else {
@@ -510,8 +530,15 @@ mod tests {
             ..v1
         };
         assert_eq!(p.resized_size(301, 257), (233, 199));
-        assert_eq!(crop_start(233, 180), 26, "26.5 rounds to even");
-        assert_eq!(crop_start(199, 224), -12, "pads 12 above, 13 below");
+        let even = CropRounding::HalfToEven;
+        assert_eq!(crop_start(233, 180, even), 26, "26.5 rounds to even");
+        assert_eq!(crop_start(235, 180, even), 28, "27.5 rounds to even");
+        assert_eq!(crop_start(199, 224, even), -12, "pads 12 above, 13 below");
+        // Hugging Face floors: 27.5 → 27, and pads 13 above.
+        let floor = CropRounding::Floor;
+        assert_eq!(crop_start(235, 180, floor), 27);
+        assert_eq!(crop_start(233, 180, floor), 26);
+        assert_eq!(crop_start(199, 224, floor), -13);
         check_case("rgb_301x257.png", "rgb_301x257.r199c224x180.png", &p);
         // Resize(256): long side int(256 * long / short).
         assert_eq!(v1.resized_size(301, 257), (299, 256));

@@ -87,6 +87,7 @@ fn conv_op(r: &Row, name: &str, relu: bool) -> Op {
         pad,
         relu,
         input_nchw,
+        groups: 1,
     };
     Op::Conv(conv)
 }

@@ -95,7 +95,7 @@ fn specialise(kernel: Kernel, constants: &Constants) -> ([u32; 3], u32) {
 fn all_conv_tiles() -> Vec<ConvTiles> {
     let mut tiles = Vec::new();
     for out_c in 1..=4096 {
-        for m in [1, 63, 64, 65, 4096, 1 << 20] {
+        for m in [1, 20, 33, 63, 64, 65, 4096, 1 << 20] {
             let t = ConvTiles::for_shape(m, out_c);
             if !tiles.contains(&t) {
                 tiles.push(t);
@@ -205,11 +205,16 @@ fn entry_points_and_bindings_match_the_layouts() {
 fn conv_tile_configs_fit_webgpu_defaults() {
     let tiles = all_conv_tiles();
     eprintln!("conv tile configurations: {tiles:?}");
-    let mut widths: Vec<u32> = tiles.iter().map(|t| t.tile_n).collect();
-    widths.sort();
-    assert_eq!(widths, vec![16, 32, 64], "tile widths {tiles:?}");
+    // Tiles are fitted to the GEMM: 16, 32 or 64 along each of M and N.
+    let mut sizes: Vec<(u32, u32)> = tiles.iter().map(|t| (t.tile_m, t.tile_n)).collect();
+    sizes.sort();
+    sizes.dedup();
+    assert_eq!(sizes.len(), 9, "tile sizes {tiles:?}");
     for t in &tiles {
-        assert_eq!(t.tile_m, 64, "{t:?}");
+        assert!(
+            [16, 32, 64].contains(&t.tile_m) && [16, 32, 64].contains(&t.tile_n),
+            "{t:?}"
+        );
         // The conv kernel's own constraints (4×4 register blocks, A-load pattern, threads).
         assert!(
             t.is_valid(),
@@ -260,7 +265,7 @@ fn conv_every_specialisation_compiles() {
             count += 1;
         }
     }
-    assert_eq!(count, 3 * 16);
+    assert_eq!(count, all_conv_tiles().len() * 16);
 }
 
 #[test]

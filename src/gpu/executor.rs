@@ -9,7 +9,8 @@ use wgpu::util::DeviceExt;
 
 use super::context::{GpuContext, GpuOptions};
 use super::flat_dispatch;
-use super::kernels::{conv_constants, ConvKernel, Kernel, Kernels};
+use super::kernels::{conv_constants, grouped_conv_constants, ConvTiles, Kernel, Kernels};
+use super::params::{u32_of, ConvParams, LinearParams, PoolParams};
 use super::weights::{bind, check_size, prepare, LayerWeights};
 use crate::error::{Error, Result};
 use crate::graph::plan::MemoryPlan;
@@ -69,9 +70,9 @@ pub struct GpuPlan {
     pub shapes: Vec<Shape>,
     pub memory: MemoryPlan,
     pub steps: Vec<Step>,
-    pub(crate) slots: Vec<wgpu::Buffer>,
+    slots: Vec<wgpu::Buffer>,
     readback: wgpu::Buffer,
-    pub(crate) input_slot: usize,
+    input_slot: usize,
     // Keeps the per-step uniform buffers alive as long as the bind groups.
     _uniforms: Vec<wgpu::Buffer>,
 }
@@ -89,61 +90,6 @@ pub struct Engine {
     layers: BTreeMap<String, LayerWeights>,
     weight_bytes: u64,
     plans: Mutex<HashMap<PlanKey, Arc<Mutex<GpuPlan>>>>,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ConvParams {
-    batch: u32,
-    in_h: u32,
-    in_w: u32,
-    in_c: u32,
-    out_h: u32,
-    out_w: u32,
-    out_c: u32,
-    kernel: u32,
-    stride: u32,
-    pad: u32,
-    m: u32,
-    k: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PoolParams {
-    batch: u32,
-    in_h: u32,
-    in_w: u32,
-    channels: u32,
-    out_h: u32,
-    out_w: u32,
-    kernel: u32,
-    stride: u32,
-    pad: u32,
-    total: u32,
-    _pad: [u32; 2],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct LinearParams {
-    batch: u32,
-    in_features: u32,
-    out_features: u32,
-    _pad: u32,
-}
-
-fn u32_of(what: &str, v: usize) -> Result<u32> {
-    // Kernels index with u32: every element count must fit, with room for the last index.
-    u32::try_from(v)
-        .ok()
-        .filter(|&x| x < u32::MAX / 2)
-        .ok_or_else(|| Error::AdapterLimit {
-            what: what.into(),
-            needed: v as u64,
-            limit_name: "u32 indexing (elements)",
-            limit: (u32::MAX / 2) as u64,
-        })
 }
 
 impl Engine {
@@ -351,16 +297,61 @@ impl Engine {
                     Op::Conv(c) => {
                         let l = &self.layers[&node.name];
                         let m = y.n * y.h * y.w;
-                        let k = c.kernel * c.kernel * c.in_channels;
-                        let conv = ConvKernel::choose(ctx.prefer_register_kernels, m, c.out_channels);
-                        if let ConvKernel::Tiled(tiles) = conv {
-                            if !tiles.is_valid() || tiles.workgroup_bytes() > ctx.limits.max_compute_workgroup_storage_size {
-                                return Err(Error::Gpu(format!("{}: conv tile configuration {tiles:?} does not fit this adapter", node.name)));
-                            }
+                        let grouped = c.groups > 1;
+                        let (gin, gout) = (c.group_in_channels(), c.out_channels / c.groups);
+                        let k = c.kernel * c.kernel * gin;
+                        // The register-only kernel on CPU adapters and for groups of 4k
+                        // channels (a 4-channel slice never straddles groups); else staged.
+                        let registers = if grouped {
+                            gout % 4 == 0
+                        } else {
+                            ctx.prefer_register_kernels
+                        };
+                        let kernel = if registers {
+                            Kernel::ConvDirect
+                        } else {
+                            Kernel::Conv
+                        };
+                        let tiles = if registers {
+                            ConvTiles::for_registers(c.out_channels)
+                        } else if grouped {
+                            ConvTiles::for_grouped(gout)
+                        } else {
+                            ConvTiles::for_shape(m, c.out_channels)
+                        };
+                        if !tiles.is_valid()
+                            || tiles.workgroup_bytes()
+                                > ctx.limits.max_compute_workgroup_storage_size
+                        {
+                            return Err(Error::Gpu(format!(
+                                "{}: conv tile configuration {tiles:?} does not fit this adapter",
+                                node.name
+                            )));
                         }
-                        let pointwise = c.kernel == 1 && c.stride == 1 && c.pad == 0 && !c.input_nchw;
+                        let pointwise = c.kernel == 1
+                            && c.stride == 1
+                            && c.pad == 0
+                            && !c.input_nchw
+                            && !grouped;
                         let residual = node.inputs.get(1).map(|&r| slot(r));
-                        let constants = conv_constants(conv.tiles(), residual.is_some(), c.relu, c.input_nchw, pointwise);
+                        let constants = if grouped {
+                            grouped_conv_constants(tiles, residual.is_some(), c.relu)
+                        } else {
+                            conv_constants(
+                                tiles,
+                                residual.is_some(),
+                                c.relu,
+                                c.input_nchw,
+                                pointwise,
+                            )
+                        };
+                        // Grouped: x enumerates (group, channel tile); dense: channel tiles.
+                        let group_tiles = gout.div_ceil(tiles.tile_n as usize);
+                        let tiles_n = if registers {
+                            c.out_channels.div_ceil(tiles.tile_n as usize)
+                        } else {
+                            c.groups * group_tiles
+                        };
                         let p = ConvParams {
                             batch: n as u32,
                             in_h: x.h as u32,
@@ -374,18 +365,51 @@ impl Engine {
                             pad: c.pad as u32,
                             m: u32_of(&node.name, m)?,
                             k: u32_of(&node.name, k)?,
+                            group_in_c: gin as u32,
+                            group_out_c: gout as u32,
+                            group_tiles: group_tiles as u32,
+                            _pad: 0,
                         };
-                        let (wx, rows) = conv.grid(m, c.out_channels);
-                        let [wy, wz, _] = flat_dispatch(rows, 1, &ctx.limits)?;
+                        let tiles_m = m.div_ceil(tiles.tile_m as usize) as u64;
+                        let max = ctx.limits.max_compute_workgroups_per_dimension as u64;
+                        let wy = tiles_m.min(max);
+                        let wz = tiles_m.div_ceil(wy);
+                        if wz > max {
+                            return Err(Error::AdapterLimit {
+                                what: format!("{} workgroups", node.name),
+                                needed: tiles_m,
+                                limit_name: "max_compute_workgroups_per_dimension²",
+                                limit: max * max,
+                            });
+                        }
+                        if tiles_n as u64 > max {
+                            return Err(Error::AdapterLimit {
+                                what: format!("{} channel tiles", node.name),
+                                needed: tiles_n as u64,
+                                limit_name: "max_compute_workgroups_per_dimension",
+                                limit: max,
+                            });
+                        }
                         let config = format!(
-                            "conv {0}x{0}/s{1}{2}{3} {4}",
+                            "conv {0}x{0}/s{1}{7}{2}{3} tile {4}x{5}x{6}",
                             c.kernel,
                             c.stride,
                             if residual.is_some() { " +res" } else { "" },
                             if c.relu { " relu" } else { "" },
-                            conv.describe()
+                            tiles.tile_m,
+                            tiles.tile_n,
+                            tiles.tile_k,
+                            if registers && grouped {
+                                format!(" g{} registers", c.groups)
+                            } else if registers {
+                                " registers".to_string()
+                            } else if grouped {
+                                format!(" g{}", c.groups)
+                            } else {
+                                String::new()
+                            }
                         );
-                        let pipeline = self.kernels.pipeline(&ctx.device, conv.kernel(), constants)?;
+                        let pipeline = self.kernels.pipeline(&ctx.device, kernel, constants)?;
                         let params = uniform(bytemuck::bytes_of(&p));
                         let buffers = vec![
                             slot(node.inputs[0]),
@@ -394,15 +418,30 @@ impl Engine {
                             residual.unwrap_or(&dummy),
                             slot(node.output),
                         ];
-                        (conv.kernel(), config, pipeline, params, buffers, [wx as u32, wy, wz])
+                        (
+                            kernel,
+                            config,
+                            pipeline,
+                            params,
+                            buffers,
+                            [tiles_n as u32, wy as u32, wz as u32],
+                        )
                     }
-                    Op::MaxPool { .. } | Op::GlobalAvgPool => {
+                    Op::MaxPool { .. } | Op::AvgPool { .. } | Op::GlobalAvgPool => {
                         let (kern, (k, s, p)) = match &node.op {
                             Op::MaxPool {
                                 kernel,
                                 stride,
                                 pad,
                             } => (Kernel::MaxPool, (*kernel, *stride, *pad)),
+                            // ceil_mode only sizes the output (shape inference); the kernel
+                            // clips each window to the input either way.
+                            Op::AvgPool {
+                                kernel,
+                                stride,
+                                pad,
+                                ..
+                            } => (Kernel::AvgPool, (*kernel, *stride, *pad)),
                             _ => (Kernel::GlobalAvgPool, (0, 1, 0)),
                         };
                         if kern == Kernel::MaxPool && p >= k {
@@ -426,10 +465,10 @@ impl Engine {
                             _pad: [0; 2],
                         };
                         let pipeline = self.kernels.pipeline(&ctx.device, kern, vec![])?;
-                        let config = if kern == Kernel::MaxPool {
-                            format!("max pool {k}x{k}/s{s}/p{p}")
-                        } else {
-                            "global avg pool".to_string()
+                        let config = match kern {
+                            Kernel::MaxPool => format!("max pool {k}x{k}/s{s}/p{p}"),
+                            Kernel::AvgPool => format!("avg pool {k}x{k}/s{s}/p{p}"),
+                            _ => "global avg pool".to_string(),
                         };
                         (
                             kern,
@@ -476,14 +515,19 @@ impl Engine {
                 let mut all = vec![&params];
                 all.extend(buffers);
                 let bind_group = bind(ctx, &self.kernels, kernel, &node.name, &all);
-                let weight_bytes = self.layers.get(&node.name).map_or(0, |l| l.weight.size() + l.bias.size());
+                let weight_bytes = self
+                    .layers
+                    .get(&node.name)
+                    .map_or(0, |l| l.weight.size() + l.bias.size());
                 steps.push(Step {
                     name: node.name.clone(),
                     kernel,
                     config,
                     output_shape: y,
                     flops: node.op.flops(&y),
-                    bytes: node.inputs.iter().map(|&v| shapes[v].bytes()).sum::<u64>() + y.bytes() + weight_bytes,
+                    bytes: node.inputs.iter().map(|&v| shapes[v].bytes()).sum::<u64>()
+                        + y.bytes()
+                        + weight_bytes,
                     pipeline,
                     bind_group,
                     workgroups,

@@ -3,6 +3,7 @@
 pub mod context;
 pub mod executor;
 pub mod kernels;
+mod params;
 pub mod profile;
 pub mod weights;
 

@@ -1,6 +1,7 @@
 //! Load-time weight preparation on the GPU: tensors go up as stored (F32/F16/BF16 bytes,
 //! straight from the memory map), and the fold shader turns each conv + BatchNorm into an
-//! f32 weight `(K, C_out)` and bias `(C_out)` ready for the conv kernel.
+//! f32 weight `(K, C_out)` and bias `(C_out)` ready for the conv kernel (`K = k²·C_in/G` for
+//! a grouped conv).
 
 use std::collections::BTreeMap;
 
@@ -102,12 +103,14 @@ pub fn prepare(
     ctx.scoped("preparing weights", || -> Result<()> {
         for node in &graph.nodes {
             let (w_name, bias_or_bn, has_bn, out_c, in_c, area) = match &node.op {
+                // A grouped weight is (C_out, C_in/G, k, k); re-laid as (k²·C_in/G, C_out),
+                // each group's GEMM reads its column block (see conv.wgsl).
                 Op::Conv(c) => (
                     c.weight.clone(),
                     c.bn.clone(),
                     true,
                     c.out_channels,
-                    c.in_channels,
+                    c.group_in_channels(),
                     c.kernel * c.kernel,
                 ),
                 Op::Linear {

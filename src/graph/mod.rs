@@ -37,6 +37,9 @@ pub struct Conv {
     pub bn: String,
     pub in_channels: usize,
     pub out_channels: usize,
+    /// Groups (ResNeXt's cardinality): output channel `o` reads input channels
+    /// `[g·C_in/G, (g+1)·C_in/G)` with `g = o / (C_out/G)`. 1 for a dense conv.
+    pub groups: usize,
     pub kernel: usize,
     pub stride: usize,
     pub pad: usize,
@@ -44,6 +47,13 @@ pub struct Conv {
     pub relu: bool,
     /// The graph input arrives NCHW; only the stem conv reads it.
     pub input_nchw: bool,
+}
+
+impl Conv {
+    /// Input channels each output channel reads: `C_in / groups`, the weight's dim 1.
+    pub fn group_in_channels(&self) -> usize {
+        self.in_channels / self.groups.max(1)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -55,6 +65,16 @@ pub enum Op {
         kernel: usize,
         stride: usize,
         pad: usize,
+    },
+    /// Average pool without padding cells in the divisor (`count_include_pad=False`): each
+    /// window is clipped to the input and divided by the number of pixels left. With
+    /// `ceil_mode` the last window may hang over the edge (timm's ResNet-D shortcut:
+    /// `AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)`).
+    AvgPool {
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+        ceil_mode: bool,
     },
     /// Mean over H×W → `(N, 1, 1, C)`.
     GlobalAvgPool,
@@ -94,6 +114,24 @@ fn out_size(input: usize, kernel: usize, stride: usize, pad: usize) -> Option<us
         .map(|span| span / stride + 1)
 }
 
+/// PyTorch's `pooling_output_shape` (Pool.h): in ceil mode a window may start past the last
+/// full one, but never in the right padding (`(out − 1)·stride ≥ in + pad` drops it).
+pub fn pool_out_size(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    ceil_mode: bool,
+) -> Option<usize> {
+    let extra = if ceil_mode { stride - 1 } else { 0 };
+    let span = (input + 2 * pad + extra).checked_sub(kernel)?;
+    let mut out = span / stride + 1;
+    if ceil_mode && (out - 1) * stride >= input + pad {
+        out -= 1;
+    }
+    Some(out)
+}
+
 impl Op {
     /// Output shape from input shapes, or an error that says which layer cannot run.
     pub fn output_shape(&self, name: &str, inputs: &[Shape]) -> Result<Shape> {
@@ -110,6 +148,13 @@ impl Op {
                     return Err(Error::InputShape(format!(
                         "{name}: expects {} channels, got {}",
                         c.in_channels, x.c
+                    )));
+                }
+                if c.groups == 0 || c.in_channels % c.groups != 0 || c.out_channels % c.groups != 0
+                {
+                    return Err(Error::InputShape(format!(
+                        "{name}: {} groups do not divide {} → {} channels",
+                        c.groups, c.in_channels, c.out_channels
                     )));
                 }
                 let h = out_size(x.h, c.kernel, c.stride, c.pad).ok_or_else(too_small)?;
@@ -138,6 +183,23 @@ impl Op {
                 let w = out_size(x.w, *kernel, *stride, *pad).ok_or_else(too_small)?;
                 Ok(Shape { h, w, ..x })
             }
+            Op::AvgPool {
+                kernel,
+                stride,
+                pad,
+                ceil_mode,
+            } => {
+                // PyTorch refuses padding over half the window (a window of only padding).
+                if *stride == 0 || 2 * pad > *kernel {
+                    return Err(Error::InputShape(format!(
+                        "{name}: pad {pad} must be at most half the window {kernel}, stride ≥ 1"
+                    )));
+                }
+                let size = |i| pool_out_size(i, *kernel, *stride, *pad, *ceil_mode);
+                let h = size(x.h).ok_or_else(too_small)?;
+                let w = size(x.w).ok_or_else(too_small)?;
+                Ok(Shape { h, w, ..x })
+            }
             Op::GlobalAvgPool => Ok(Shape { h: 1, w: 1, ..x }),
             Op::Linear {
                 in_features,
@@ -163,7 +225,7 @@ impl Op {
     /// Multiply-adds ×2 for this op at the given output shape.
     pub fn flops(&self, out: &Shape) -> u64 {
         match self {
-            Op::Conv(c) => 2 * (out.numel() * c.in_channels * c.kernel * c.kernel) as u64,
+            Op::Conv(c) => 2 * (out.numel() * c.group_in_channels() * c.kernel * c.kernel) as u64,
             Op::Linear { in_features, .. } => 2 * (out.numel() * in_features) as u64,
             _ => 0,
         }
@@ -222,7 +284,7 @@ impl Graph {
         self.nodes
             .iter()
             .map(|n| match &n.op {
-                Op::Conv(c) => (c.kernel * c.kernel * c.in_channels + 1) * c.out_channels,
+                Op::Conv(c) => (c.kernel * c.kernel * c.group_in_channels() + 1) * c.out_channels,
                 Op::Linear { in_features, out_features, .. } => (in_features + 1) * out_features,
                 _ => 0,
             } as u64 * 4)

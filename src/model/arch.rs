@@ -1,10 +1,10 @@
-//! The architecture, inferred from the tensors of a weights file (torchvision layout): block
-//! type from the presence of `conv3`, stage depths from the block indices, widths, groups and
-//! class count from the shapes. No flag is needed and nothing is assumed that the file does
-//! not show.
+//! The architecture of a ResNet-family network as data: block type, stem, shortcut kind,
+//! stages with their widths, groups and stride placement, and the head. Detection from a
+//! file is in `detect.rs`; tensor names are canonical (torchvision/timm) and mapped to the
+//! file's layout by [`Layout`].
 
-use crate::error::{Error, Result};
-use crate::weights::WeightsFile;
+pub use super::detect::{detect, detect_with};
+pub use super::layout::Layout;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockKind {
@@ -14,13 +14,44 @@ pub enum BlockKind {
     Bottleneck,
 }
 
+/// The stem before the max pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stem {
+    /// One 7×7 stride-2 conv (`conv1`, BN `bn1`).
+    Plain { width: usize },
+    /// timm's deep stem: three 3×3 convs (`conv1.0` s2, `conv1.3`, `conv1.6`) with BNs
+    /// `conv1.1`, `conv1.4` and `bn1`. Widths: c/d (32, 32, 64), s/e (64, 64, 128),
+    /// t (24, 32, 64) — always read from the shapes.
+    Deep { widths: [usize; 3] },
+}
+
+impl Stem {
+    pub fn out_channels(&self) -> usize {
+        match self {
+            Stem::Plain { width } => *width,
+            Stem::Deep { widths } => widths[2],
+        }
+    }
+}
+
+/// The projection shortcut of a stage's first block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shortcut {
+    /// 1×1 conv with the stage stride (`downsample.0`) + BN (`downsample.1`).
+    Conv,
+    /// timm `avg_down`: `AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)` (an
+    /// identity at stride 1) → 1×1 conv (`downsample.1`) → BN (`downsample.2`).
+    AvgPool,
+}
+
 /// One residual stage (`layer{index}`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stage {
     /// 1-based, as in `layer1`.
     pub index: usize,
     pub blocks: usize,
-    /// Stride of the first block (1 for stage 1, else 2).
+    /// Stride of the first block (1 for stage 1, else 2; transformers'
+    /// `downsample_in_first_stage` makes stage 1's 2).
     pub stride: usize,
     /// Width of the inner convs (bottleneck `conv1`/`conv2`; basic: equal to `out_channels`).
     pub inner_width: usize,
@@ -28,14 +59,79 @@ pub struct Stage {
     pub out_channels: usize,
     /// Groups of the 3×3 conv (ResNeXt > 1).
     pub groups: usize,
+    /// The first block strides in its first 1×1 rather than the 3×3 (transformers'
+    /// `downsample_in_bottleneck`, the original ResNet "V1").
+    pub stride_on_1x1: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Arch {
+    pub layout: Layout,
     pub block: BlockKind,
-    pub stem_width: usize,
+    pub stem: Stem,
+    pub shortcut: Shortcut,
     pub stages: Vec<Stage>,
-    pub num_classes: usize,
+    /// `None` for a headless checkpoint (transformers `ResNetModel`, timm `num_classes=0`):
+    /// the network's output is then the pooled features.
+    pub num_classes: Option<usize>,
+    /// What detection could not read from the file and assumed (shown by `resnet info`).
+    pub assumptions: Vec<String>,
+}
+
+/// Layers per stage by name depth (torchvision and timm model functions).
+pub fn depths_for(depth: usize) -> Option<(BlockKind, [usize; 4])> {
+    use BlockKind::*;
+    Some(match depth {
+        10 => (Basic, [1, 1, 1, 1]),
+        14 => (Bottleneck, [1, 1, 1, 1]),
+        18 => (Basic, [2, 2, 2, 2]),
+        26 => (Bottleneck, [2, 2, 2, 2]),
+        34 => (Basic, [3, 4, 6, 3]),
+        50 => (Bottleneck, [3, 4, 6, 3]),
+        101 => (Bottleneck, [3, 4, 23, 3]),
+        152 => (Bottleneck, [3, 8, 36, 3]),
+        200 => (Bottleneck, [3, 24, 36, 3]),
+        _ => return None,
+    })
+}
+
+/// timm's variant letter for a stem and shortcut, if it has one.
+fn variant_suffix(stem: Stem, shortcut: Shortcut) -> Option<&'static str> {
+    use Shortcut::*;
+    Some(match (stem, shortcut) {
+        (Stem::Plain { width: 64 }, Conv) => "",
+        (
+            Stem::Deep {
+                widths: [32, 32, 64],
+            },
+            Conv,
+        ) => "c",
+        (
+            Stem::Deep {
+                widths: [32, 32, 64],
+            },
+            AvgPool,
+        ) => "d",
+        (
+            Stem::Deep {
+                widths: [64, 64, 128],
+            },
+            Conv,
+        ) => "s",
+        (
+            Stem::Deep {
+                widths: [64, 64, 128],
+            },
+            AvgPool,
+        ) => "e",
+        (
+            Stem::Deep {
+                widths: [24, 32, 64],
+            },
+            AvgPool,
+        ) => "t",
+        _ => return None,
+    })
 }
 
 impl Arch {
@@ -49,14 +145,24 @@ impl Arch {
     pub fn features(&self) -> usize {
         self.stages
             .last()
-            .map_or(self.stem_width, |s| s.out_channels)
+            .map_or(self.stem.out_channels(), |s| s.out_channels)
+    }
+
+    /// The output width: classes, or the pooled features without a head.
+    pub fn outputs(&self) -> usize {
+        self.num_classes.unwrap_or_else(|| self.features())
     }
 
     pub fn depths(&self) -> Vec<usize> {
         self.stages.iter().map(|s| s.blocks).collect()
     }
 
-    /// Total conv + fc layers, the "depth" in the name (ResNet-50 has 50).
+    pub fn groups(&self) -> Vec<usize> {
+        self.stages.iter().map(|s| s.groups).collect()
+    }
+
+    /// Total conv + fc layers, the "depth" in the name (ResNet-50 has 50; a deep stem counts
+    /// as one, as timm names it).
     pub fn depth(&self) -> usize {
         let per_block = match self.block {
             BlockKind::Basic => 2,
@@ -65,31 +171,125 @@ impl Arch {
         2 + per_block * self.stages.iter().map(|s| s.blocks).sum::<usize>()
     }
 
-    /// `resnet50`, `resnet18`…; narrow or otherwise non-standard widths are said so.
-    pub fn name(&self) -> String {
-        let base = format!("resnet{}", self.depth());
-        let standard = self.stem_width == 64
-            && self.stages.iter().enumerate().all(|(i, s)| {
-                s.inner_width == 64 << i
-                    && s.out_channels == (64 << i) * self.expansion()
-                    && s.groups == 1
-            });
-        if standard {
-            base
-        } else {
-            format!(
-                "{base} (custom widths: stem {}, stages {:?})",
-                self.stem_width,
-                self.stages
-                    .iter()
-                    .map(|s| s.out_channels)
-                    .collect::<Vec<_>>()
-            )
+    /// The family name when every width is standard: `resnet50`, `resnet50d`,
+    /// `resnext101_32x8d`, `wide_resnet50_2`, `resnext50d_32x4d`…
+    pub fn standard_name(&self) -> Option<String> {
+        let suffix = variant_suffix(self.stem, self.shortcut)?;
+        let (block, depths) = depths_for(self.depth())?;
+        if block != self.block || self.depths() != depths || self.stages.len() != 4 {
+            return None;
         }
+        let first = &self.stages[0];
+        let (groups, width) = (first.groups, first.inner_width / first.groups.max(1));
+        let regular = self.stages.iter().enumerate().all(|(i, s)| {
+            let planes = 64 << i;
+            s.stride == if i == 0 { 1 } else { 2 }
+                && !s.stride_on_1x1
+                && s.out_channels == planes * self.expansion()
+                && s.groups == groups
+                && s.inner_width == planes * width / 64 * groups
+        });
+        if !regular || (self.block == BlockKind::Basic && (groups, width) != (1, 64)) {
+            return None;
+        }
+        let d = self.depth();
+        Some(match (groups, width) {
+            (1, 64) => format!("resnet{d}{suffix}"),
+            (1, w) if w % 64 == 0 => format!("wide_resnet{d}{suffix}_{}", w / 64),
+            (g, w) if g > 1 => format!("resnext{d}{suffix}_{g}x{w}d"),
+            _ => return None,
+        })
     }
 
-    /// Every tensor the architecture needs, with its shape, in torchvision naming. The
-    /// loader checks the file against this list in both directions.
+    /// The family name, or `resnet50`-style with the widths when they are not standard.
+    pub fn name(&self) -> String {
+        if let Some(n) = self.standard_name() {
+            return n;
+        }
+        // Non-standard widths: the letter of the closest timm variant by structure.
+        let suffix =
+            variant_suffix(self.stem, self.shortcut).unwrap_or(match (self.stem, self.shortcut) {
+                (Stem::Deep { widths }, Shortcut::AvgPool) if widths[0] < widths[1] => "t",
+                (Stem::Deep { .. }, Shortcut::AvgPool) => "d",
+                (Stem::Deep { .. }, Shortcut::Conv) => "c",
+                (Stem::Plain { .. }, _) => "",
+            });
+        let stem = match self.stem {
+            Stem::Plain { width } => width.to_string(),
+            Stem::Deep { widths } => format!("{widths:?}"),
+        };
+        let groups = if self.stages.iter().any(|s| s.groups > 1) {
+            format!(", groups {:?}", self.groups())
+        } else {
+            String::new()
+        };
+        let outputs: Vec<usize> = self.stages.iter().map(|s| s.out_channels).collect();
+        // Bottleneck inner widths show what makes a network wide (2× out/4) or ResNeXt.
+        let inner = match self.block {
+            BlockKind::Basic => String::new(),
+            BlockKind::Bottleneck => format!(
+                "inner {:?}, ",
+                self.stages
+                    .iter()
+                    .map(|s| s.inner_width)
+                    .collect::<Vec<_>>()
+            ),
+        };
+        format!(
+            "resnet{}{suffix} (custom widths: stem {stem}, {inner}outputs {outputs:?}{groups})",
+            self.depth(),
+        )
+    }
+
+    /// One line for `resnet info`: name, layout and what is special about it, e.g.
+    /// `resnet50d (timm layout, deep stem, avg-pool shortcut)`.
+    pub fn describe(&self) -> String {
+        let mut traits: Vec<String> = Vec::new();
+        let timm_only =
+            matches!(self.stem, Stem::Deep { .. }) || self.shortcut == Shortcut::AvgPool;
+        traits.push(if timm_only && self.layout == Layout::Torchvision {
+            "timm layout".to_string()
+        } else {
+            format!(
+                "{} layout",
+                self.layout.describe(self.num_classes.is_some())
+            )
+        });
+        if let Stem::Deep { widths } = self.stem {
+            let kind = if widths[0] < widths[1] {
+                "deep tiered stem"
+            } else {
+                "deep stem"
+            };
+            traits.push(format!("{kind} {}-{}-{}", widths[0], widths[1], widths[2]));
+        }
+        if self.shortcut == Shortcut::AvgPool {
+            traits.push("avg-pool shortcut".into());
+        }
+        let groups = self.stages.iter().map(|s| s.groups).max().unwrap_or(1);
+        if groups > 1 {
+            traits.push(format!("{groups} groups"));
+        }
+        if self.stages.iter().any(|s| s.stride_on_1x1) {
+            traits.push("stride on the first 1×1".into());
+        }
+        if self.stages.first().is_some_and(|s| s.stride == 2) {
+            traits.push("stride 2 in stage 1".into());
+        }
+        if self.num_classes.is_none() {
+            traits.push("no head: outputs pooled features".into());
+        }
+        format!("{} ({})", self.name(), traits.join(", "))
+    }
+
+    /// Whether block `b` of `stage` has a projection shortcut (PyTorch's rule in all three
+    /// libraries: a stride or a change of width).
+    pub fn has_projection(&self, stage: &Stage, b: usize, cin: usize) -> bool {
+        b == 0 && (stage.stride != 1 || cin != stage.out_channels)
+    }
+
+    /// Every tensor the architecture needs, with its shape, in canonical naming (map with
+    /// `self.layout.file_name`). The loader checks the file against this list both ways.
     pub fn expected_tensors(&self) -> Vec<(String, Vec<usize>)> {
         let mut out = Vec::new();
         let bn = |out: &mut Vec<(String, Vec<usize>)>, prefix: &str, c: usize| {
@@ -97,9 +297,18 @@ impl Arch {
                 out.push((format!("{prefix}.{p}"), vec![c]));
             }
         };
-        out.push(("conv1.weight".into(), vec![self.stem_width, 3, 7, 7]));
-        bn(&mut out, "bn1", self.stem_width);
-        let mut cin = self.stem_width;
+        match self.stem {
+            Stem::Plain { width } => out.push(("conv1.weight".into(), vec![width, 3, 7, 7])),
+            Stem::Deep { widths: [a, b, c] } => {
+                out.push(("conv1.0.weight".into(), vec![a, 3, 3, 3]));
+                bn(&mut out, "conv1.1", a);
+                out.push(("conv1.3.weight".into(), vec![b, a, 3, 3]));
+                bn(&mut out, "conv1.4", b);
+                out.push(("conv1.6.weight".into(), vec![c, b, 3, 3]));
+            }
+        }
+        bn(&mut out, "bn1", self.stem.out_channels());
+        let mut cin = self.stem.out_channels();
         for st in &self.stages {
             for b in 0..st.blocks {
                 let p = format!("layer{}.{b}", st.index);
@@ -120,15 +329,21 @@ impl Arch {
                         bn(&mut out, &format!("{p}.bn3"), o);
                     }
                 }
-                if b == 0 && (st.stride != 1 || cin != o) {
-                    out.push((format!("{p}.downsample.0.weight"), vec![o, cin, 1, 1]));
-                    bn(&mut out, &format!("{p}.downsample.1"), o);
+                if self.has_projection(st, b, cin) {
+                    let (conv, norm) = match self.shortcut {
+                        Shortcut::Conv => ("downsample.0", "downsample.1"),
+                        Shortcut::AvgPool => ("downsample.1", "downsample.2"),
+                    };
+                    out.push((format!("{p}.{conv}.weight"), vec![o, cin, 1, 1]));
+                    bn(&mut out, &format!("{p}.{norm}"), o);
                 }
                 cin = o;
             }
         }
-        out.push(("fc.weight".into(), vec![self.num_classes, cin]));
-        out.push(("fc.bias".into(), vec![self.num_classes]));
+        if let Some(classes) = self.num_classes {
+            out.push(("fc.weight".into(), vec![classes, cin]));
+            out.push(("fc.bias".into(), vec![classes]));
+        }
         out
     }
 
@@ -143,159 +358,99 @@ impl Arch {
     }
 }
 
-fn shape_of<'a>(w: &'a WeightsFile, name: &str) -> Option<&'a [usize]> {
-    w.get(name).map(|t| t.shape.as_slice())
-}
-
-fn require<'a>(w: &'a WeightsFile, name: &str, rank: usize) -> Result<&'a [usize]> {
-    let shape = shape_of(w, name).ok_or_else(|| Error::MissingTensor {
-        name: name.into(),
-        expected: vec![],
-    })?;
-    if shape.len() != rank {
-        return Err(Error::TensorShape {
-            name: name.into(),
-            expected: vec![0; rank],
-            found: shape.to_vec(),
-        });
-    }
-    Ok(shape)
-}
-
-/// Infers the architecture from a torchvision-layout file and checks every tensor: missing,
-/// unexpected, mis-shaped and mis-typed tensors are errors that name the tensor.
-pub fn detect(w: &WeightsFile) -> Result<Arch> {
-    if w.get("conv1.weight").is_none() || w.get("fc.weight").is_none() {
-        let sample: Vec<_> = w.tensors.keys().take(4).cloned().collect();
-        return Err(Error::NotResnet(format!(
-            "{}: no `conv1.weight`/`fc.weight` (torchvision layout); found {} tensors, e.g. {:?}",
-            w.path.display(),
-            w.tensors.len(),
-            sample
-        )));
-    }
-    let stem = require(w, "conv1.weight", 4)?[0];
-    let block = if w.get("layer1.0.conv3.weight").is_some() {
-        BlockKind::Bottleneck
-    } else {
-        BlockKind::Basic
-    };
-    let mut stages = Vec::new();
-    for index in 1.. {
-        let blocks = (0..)
-            .take_while(|b| w.get(&format!("layer{index}.{b}.conv1.weight")).is_some())
-            .count();
-        if blocks == 0 {
-            break;
-        }
-        let p = format!("layer{index}.0");
-        let (inner_width, out_channels, groups) = match block {
-            BlockKind::Basic => {
-                let c1 = require(w, &format!("{p}.conv1.weight"), 4)?;
-                (c1[0], c1[0], 1)
-            }
-            BlockKind::Bottleneck => {
-                let c2 = require(w, &format!("{p}.conv2.weight"), 4)?;
-                let c3 = require(w, &format!("{p}.conv3.weight"), 4)?;
-                let groups = if c2[1] == 0 || c2[0] % c2[1] != 0 {
-                    1
-                } else {
-                    c2[0] / c2[1]
-                };
-                (c2[0], c3[0], groups)
-            }
-        };
-        stages.push(Stage {
-            index,
-            blocks,
-            stride: if index == 1 { 1 } else { 2 },
-            inner_width,
-            out_channels,
-            groups,
-        });
-    }
-    if stages.is_empty() {
-        return Err(Error::NotResnet(format!(
-            "{}: no `layer1.0.conv1.weight`",
-            w.path.display()
-        )));
-    }
-    if stages.iter().any(|s| s.groups != 1) {
-        return Err(Error::NotResnet(format!(
-            "{}: grouped 3×3 convolutions (ResNeXt) are not supported yet",
-            w.path.display()
-        )));
-    }
-    let num_classes = require(w, "fc.weight", 2)?[0];
-    let arch = Arch {
-        block,
-        stem_width: stem,
-        stages,
-        num_classes,
-    };
-    check_tensors(w, &arch)?;
-    Ok(arch)
-}
-
-fn check_tensors(w: &WeightsFile, arch: &Arch) -> Result<()> {
-    let expected = arch.expected_tensors();
-    for (name, shape) in &expected {
-        let t = w.get(name).ok_or_else(|| Error::MissingTensor {
-            name: name.clone(),
-            expected: shape.clone(),
-        })?;
-        if &t.shape != shape {
-            return Err(Error::TensorShape {
-                name: name.clone(),
-                expected: shape.clone(),
-                found: t.shape.clone(),
-            });
-        }
-        if t.dtype.is_none() {
-            return Err(Error::TensorDtype {
-                name: name.clone(),
-                found: t.dtype_name.clone(),
-            });
-        }
-    }
-    let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-    for (name, t) in &w.tensors {
-        // `num_batches_tracked` is a training-only counter; ignore it wherever a BN is.
-        if let Some(bn) = name.strip_suffix(".num_batches_tracked") {
-            if known.contains(format!("{bn}.running_mean").as_str()) {
-                continue;
-            }
-        }
-        if !known.contains(name.as_str()) {
-            return Err(Error::UnexpectedTensor {
-                name: name.clone(),
-                shape: t.shape.clone(),
-                arch: arch.name(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// The standard torchvision architectures by name, for synthetic weights (`--arch`).
+/// The standard torchvision and timm architectures by name, for synthetic weights:
+/// `resnet{10,14,18,26,34,50,101,152,200}` with timm's `b/c/d/s/e/t` suffixes,
+/// `resnext{depth}[suffix]_{G}x{W}d` and `wide_resnet{depth}[suffix]_{k}`.
 pub fn standard(name: &str, num_classes: usize) -> Option<Arch> {
-    let (block, depths): (BlockKind, [usize; 4]) = match name {
-        "resnet18" => (BlockKind::Basic, [2, 2, 2, 2]),
-        "resnet34" => (BlockKind::Basic, [3, 4, 6, 3]),
-        "resnet50" => (BlockKind::Bottleneck, [3, 4, 6, 3]),
-        "resnet101" => (BlockKind::Bottleneck, [3, 4, 23, 3]),
-        "resnet152" => (BlockKind::Bottleneck, [3, 8, 36, 3]),
+    let (family, rest) = ["resnext", "wide_resnet", "resnet"]
+        .iter()
+        .find_map(|f| name.strip_prefix(f).map(|r| (*f, r)))?;
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    let depth: usize = rest[..digits].parse().ok()?;
+    let rest = &rest[digits..];
+    let (suffix, tail) = rest.split_once('_').unwrap_or((rest, ""));
+    let (groups, width) = match family {
+        "resnet" if tail.is_empty() => (1, 64),
+        "wide_resnet" => (1, 64 * tail.parse::<usize>().ok()?),
+        "resnext" => {
+            let (g, w) = tail.strip_suffix('d')?.split_once('x')?;
+            (g.parse().ok()?, w.parse().ok()?)
+        }
         _ => return None,
     };
-    Some(with_widths(block, &depths, 64, num_classes))
+    let (stem, shortcut) = match suffix {
+        "" | "b" => (Stem::Plain { width: 64 }, Shortcut::Conv),
+        "c" => (
+            Stem::Deep {
+                widths: [32, 32, 64],
+            },
+            Shortcut::Conv,
+        ),
+        "d" => (
+            Stem::Deep {
+                widths: [32, 32, 64],
+            },
+            Shortcut::AvgPool,
+        ),
+        "s" => (
+            Stem::Deep {
+                widths: [64, 64, 128],
+            },
+            Shortcut::Conv,
+        ),
+        "e" => (
+            Stem::Deep {
+                widths: [64, 64, 128],
+            },
+            Shortcut::AvgPool,
+        ),
+        "t" => (
+            Stem::Deep {
+                widths: [24, 32, 64],
+            },
+            Shortcut::AvgPool,
+        ),
+        _ => return None,
+    };
+    let (block, depths) = depths_for(depth)?;
+    if block == BlockKind::Basic && (groups, width) != (1, 64) || groups == 0 {
+        return None;
+    }
+    let exp = if block == BlockKind::Basic { 1 } else { 4 };
+    Some(Arch {
+        layout: Layout::Torchvision,
+        block,
+        stem,
+        shortcut,
+        stages: depths
+            .iter()
+            .enumerate()
+            .map(|(i, &blocks)| Stage {
+                index: i + 1,
+                blocks,
+                stride: if i == 0 { 1 } else { 2 },
+                inner_width: match block {
+                    BlockKind::Basic => 64 << i,
+                    BlockKind::Bottleneck => (64 << i) * width / 64 * groups,
+                },
+                out_channels: (64 << i) * exp,
+                groups: if block == BlockKind::Basic { 1 } else { groups },
+                stride_on_1x1: false,
+            })
+            .collect(),
+        num_classes: Some(num_classes),
+        assumptions: vec![],
+    })
 }
 
 /// A torchvision-style architecture with stem width `base` and stage planes `base·2^i`.
 pub fn with_widths(block: BlockKind, depths: &[usize], base: usize, num_classes: usize) -> Arch {
     let exp = if block == BlockKind::Basic { 1 } else { 4 };
     Arch {
+        layout: Layout::Torchvision,
         block,
-        stem_width: base,
+        stem: Stem::Plain { width: base },
+        shortcut: Shortcut::Conv,
         stages: depths
             .iter()
             .enumerate()
@@ -306,9 +461,11 @@ pub fn with_widths(block: BlockKind, depths: &[usize], base: usize, num_classes:
                 inner_width: base << i,
                 out_channels: (base << i) * exp,
                 groups: 1,
+                stride_on_1x1: false,
             })
             .collect(),
-        num_classes,
+        num_classes: Some(num_classes),
+        assumptions: vec![],
     }
 }
 
@@ -317,43 +474,86 @@ mod tests {
     use super::*;
 
     #[test]
-    fn standard_parameter_counts_match_torchvision() {
-        // Published torchvision num_params.
-        assert_eq!(
-            standard("resnet18", 1000).unwrap().parameter_count(),
-            11_689_512
-        );
-        assert_eq!(
-            standard("resnet34", 1000).unwrap().parameter_count(),
-            21_797_672
-        );
-        assert_eq!(
-            standard("resnet50", 1000).unwrap().parameter_count(),
-            25_557_032
-        );
-        assert_eq!(
-            standard("resnet101", 1000).unwrap().parameter_count(),
-            44_549_160
-        );
-        assert_eq!(
-            standard("resnet152", 1000).unwrap().parameter_count(),
-            60_192_808
-        );
+    fn parameter_counts_match_the_published_ones() {
+        // torchvision's num_params, and timm's counts (derived in the family fact sheet).
+        for (name, params) in [
+            ("resnet18", 11_689_512),
+            ("resnet34", 21_797_672),
+            ("resnet50", 25_557_032),
+            ("resnet101", 44_549_160),
+            ("resnet152", 60_192_808),
+            ("resnext50_32x4d", 25_028_904),
+            ("resnext101_32x8d", 88_791_336),
+            ("resnext101_64x4d", 83_455_272),
+            ("wide_resnet50_2", 68_883_240),
+            ("wide_resnet101_2", 126_886_696),
+            ("resnet50d", 25_576_264),
+            ("resnet50c", 25_576_264),
+            ("resnet50s", 25_680_808),
+            ("resnet26d", 16_014_408),
+            ("resnet18d", 11_708_744),
+        ] {
+            let a = standard(name, 1000).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(a.parameter_count(), params, "{name}");
+            assert_eq!(a.name(), name, "names round-trip");
+        }
     }
 
     #[test]
-    fn state_dict_tensor_counts_match_torchvision() {
-        // torchvision state_dict sizes minus one num_batches_tracked per BatchNorm.
+    fn state_dict_tensor_counts_match() {
+        // state_dict sizes minus one num_batches_tracked per BatchNorm.
         let bns = |a: &Arch| {
             a.expected_tensors()
                 .iter()
                 .filter(|(n, _)| n.ends_with("running_var"))
                 .count()
         };
-        for (name, total) in [("resnet18", 122), ("resnet50", 320), ("resnet152", 932)] {
+        for (name, total) in [
+            ("resnet18", 122),
+            ("resnet50", 320),
+            ("resnet152", 932),
+            ("resnext101_32x8d", 626),
+            ("resnet50d", 332),
+            ("resnet26d", 188),
+            ("resnet18d", 134),
+        ] {
             let a = standard(name, 1000).unwrap();
             assert_eq!(a.expected_tensors().len() + bns(&a), total, "{name}");
-            assert_eq!(a.name(), name);
         }
+    }
+
+    #[test]
+    fn names_and_descriptions() {
+        for name in [
+            "resnet200d",
+            "resnet26t",
+            "resnet10t",
+            "resnext50d_32x4d",
+            "resnet101e",
+        ] {
+            assert_eq!(standard(name, 10).unwrap().name(), name);
+        }
+        assert!(standard("resnet18_32x4d", 10).is_none());
+        assert!(
+            standard("resnext18_32x4d", 10).is_none(),
+            "basic blocks have no groups"
+        );
+        assert!(standard("resnet51", 10).is_none());
+        assert_eq!(
+            standard("resnet50d", 1000).unwrap().describe(),
+            "resnet50d (timm layout, deep stem 32-32-64, avg-pool shortcut)"
+        );
+        assert_eq!(
+            standard("resnext50_32x4d", 1000).unwrap().describe(),
+            "resnext50_32x4d (torchvision/timm layout, 32 groups)"
+        );
+        assert!(standard("resnet26t", 1000)
+            .unwrap()
+            .describe()
+            .contains("deep tiered stem 24-32-64"));
+        let mut narrow = with_widths(BlockKind::Bottleneck, &[3, 4, 6, 3], 8, 10);
+        assert!(narrow.name().starts_with("resnet50 (custom widths"));
+        narrow.num_classes = None;
+        assert!(narrow.describe().contains("no head"));
     }
 }

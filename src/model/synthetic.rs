@@ -25,7 +25,7 @@ impl Rng {
     }
 }
 
-/// Weights in torchvision layout for `arch`, as an in-memory safetensors file.
+/// Weights for `arch` in its layout, as an in-memory safetensors file.
 pub fn synthetic_weights(arch: &Arch, seed: u64) -> Result<WeightsFile> {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut tensors = Vec::new();
@@ -37,10 +37,7 @@ pub fn synthetic_weights(arch: &Arch, seed: u64) -> Result<WeightsFile> {
             (0..n).map(|_| rng.normal(0.1)).collect()
         } else if shape.len() == 1 {
             // BN gamma: small on the last BN of a block, as trained networks have.
-            let last = name.contains(".bn3.")
-                || (name.contains(".bn2.")
-                    && !name.contains("downsample")
-                    && arch.expansion() == 1);
+            let last = name.contains(".bn3.") || (name.contains(".bn2.") && arch.expansion() == 1);
             (0..n)
                 .map(|_| {
                     if last {
@@ -55,7 +52,7 @@ pub fn synthetic_weights(arch: &Arch, seed: u64) -> Result<WeightsFile> {
             let std = (2.0 / fan_in as f32).sqrt();
             (0..n).map(|_| rng.normal(std)).collect()
         };
-        tensors.push((name, shape, data));
+        tensors.push((arch.layout.file_name(&name), shape, data));
     }
     let meta = HashMap::from([("resnet.source".to_string(), "synthetic".to_string())]);
     WeightsFile::from_bytes(

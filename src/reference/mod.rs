@@ -2,7 +2,7 @@
 //! Written for clarity, not speed: f64 accumulation, channels-last like the GPU path.
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Op, Shape};
+use crate::graph::{pool_out_size, Graph, Op, Shape};
 use crate::weights::WeightsFile;
 
 pub const BN_EPS: f64 = 1e-5;
@@ -52,6 +52,20 @@ pub fn conv2d(
     residual: Option<&[f32]>,
     p: ConvParams,
 ) -> (Vec<f32>, Shape) {
+    conv2d_grouped(x, xs, w, bias, residual, p, 1)
+}
+
+/// [`conv2d`] with `groups`: `w` is `(C_out, C_in/groups, k, k)` and output channel `o`
+/// reads input channels `[g·C_in/G, (g+1)·C_in/G)`, `g = o / (C_out/G)` (PyTorch's rule).
+pub fn conv2d_grouped(
+    x: &[f32],
+    xs: Shape,
+    w: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    p: ConvParams,
+    groups: usize,
+) -> (Vec<f32>, Shape) {
     let (k, s, pad) = (p.kernel, p.stride, p.pad);
     let oh = (xs.h + 2 * pad - k) / s + 1;
     let ow = (xs.w + 2 * pad - k) / s + 1;
@@ -62,13 +76,16 @@ pub fn conv2d(
         c: p.out_channels,
     };
     let cin = xs.c;
+    let cin_g = cin / groups;
+    let cout_g = p.out_channels / groups;
     // Weights as [o][ky][kx][ci] so the innermost loop walks contiguous channels.
     let mut wr = vec![0f32; w.len()];
     for o in 0..p.out_channels {
-        for ci in 0..cin {
+        for ci in 0..cin_g {
             for ky in 0..k {
                 for kx in 0..k {
-                    wr[((o * k + ky) * k + kx) * cin + ci] = w[((o * cin + ci) * k + ky) * k + kx];
+                    wr[((o * k + ky) * k + kx) * cin_g + ci] =
+                        w[((o * cin_g + ci) * k + ky) * k + kx];
                 }
             }
         }
@@ -95,6 +112,7 @@ pub fn conv2d(
                     let (n, oy) = (row_index / oh, row_index % oh);
                     for ox in 0..ow {
                         for o in 0..p.out_channels {
+                            let c0 = (o / cout_g) * cin_g;
                             let mut acc = 0f64;
                             for ky in 0..k {
                                 let iy = (oy * s + ky) as isize - pad as isize;
@@ -106,9 +124,10 @@ pub fn conv2d(
                                     if ix < 0 || ix >= xs.w as isize {
                                         continue;
                                     }
-                                    let xb = ((n * xs.h + iy as usize) * xs.w + ix as usize) * cin;
-                                    let wb = ((o * k + ky) * k + kx) * cin;
-                                    for ci in 0..cin {
+                                    let xb =
+                                        ((n * xs.h + iy as usize) * xs.w + ix as usize) * cin + c0;
+                                    let wb = ((o * k + ky) * k + kx) * cin_g;
+                                    for ci in 0..cin_g {
                                         acc += xin[xb + ci] as f64 * wr[wb + ci] as f64;
                                     }
                                 }
@@ -174,6 +193,47 @@ pub fn max_pool(
                         }
                     }
                     out[((n * oh + oy) * ow + ox) * xs.c + c] = m;
+                }
+            }
+        }
+    }
+    (out, os)
+}
+
+/// Average pool on NHWC, PyTorch's `AvgPool2d(kernel, stride, pad, ceil_mode,
+/// count_include_pad=False)`: each window starts at `o·stride − pad`, is clipped to the
+/// input, and is divided by the number of input pixels it still covers (AvgPoolKernel.cpp).
+pub fn avg_pool(
+    x: &[f32],
+    xs: Shape,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    ceil_mode: bool,
+) -> (Vec<f32>, Shape) {
+    let size = |i| pool_out_size(i, kernel, stride, pad, ceil_mode).unwrap_or(0);
+    let (oh, ow) = (size(xs.h), size(xs.w));
+    let os = Shape { h: oh, w: ow, ..xs };
+    let window = |o: usize, len: usize| {
+        let start = (o * stride) as isize - pad as isize;
+        let lo = start.max(0) as usize;
+        let hi = ((start + kernel as isize).max(0) as usize).min(len);
+        lo..hi.max(lo)
+    };
+    let mut out = vec![0f32; os.numel()];
+    for n in 0..xs.n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (rows, cols) = (window(oy, xs.h), window(ox, xs.w));
+                let count = (rows.len() * cols.len()) as f64;
+                for c in 0..xs.c {
+                    let mut sum = 0f64;
+                    for iy in rows.clone() {
+                        for ix in cols.clone() {
+                            sum += x[((n * xs.h + iy) * xs.w + ix) * xs.c + c] as f64;
+                        }
+                    }
+                    out[((n * oh + oy) * ow + ox) * xs.c + c] = (sum / count) as f32;
                 }
             }
         }
@@ -258,8 +318,14 @@ pub fn run_graph(
                     relu: c.relu,
                     input_nchw: c.input_nchw,
                 };
-                conv2d(x, xs, &wf, &bias, residual, p).0
+                conv2d_grouped(x, xs, &wf, &bias, residual, p, c.groups).0
             }
+            Op::AvgPool {
+                kernel,
+                stride,
+                pad,
+                ceil_mode,
+            } => avg_pool(x, xs, *kernel, *stride, *pad, *ceil_mode).0,
             Op::MaxPool {
                 kernel,
                 stride,
@@ -327,6 +393,46 @@ mod tests {
         assert_eq!((ys.h, ys.w), (3, 3));
         assert_eq!(y[0], 1.0 + 2.0 + 4.0 + 5.0 + 0.5);
         assert_eq!(y[4], 45.0 + 0.5);
+    }
+
+    #[test]
+    fn grouped_conv_reads_only_its_group() {
+        // 2 groups, 1×1: output 0 sees channels 0–1, output 1 sees channels 2–3.
+        let x = vec![1.0, 2.0, 30.0, 40.0];
+        let xs = Shape {
+            n: 1,
+            h: 1,
+            w: 1,
+            c: 4,
+        };
+        let p = ConvParams {
+            out_channels: 2,
+            kernel: 1,
+            stride: 1,
+            pad: 0,
+            relu: false,
+            input_nchw: false,
+        };
+        let (y, _) = conv2d_grouped(&x, xs, &[1.0, 1.0, 1.0, -1.0], &[0.0; 2], None, p, 2);
+        assert_eq!(y, vec![3.0, -10.0]);
+    }
+
+    #[test]
+    fn avg_pool_ceil_mode_divides_by_the_pixels_inside() {
+        // 3×3 input, 2×2/s2 ceil mode: windows of 4, 2, 2 and 1 pixels.
+        let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        let xs = Shape {
+            n: 1,
+            h: 3,
+            w: 3,
+            c: 1,
+        };
+        let (y, ys) = avg_pool(&x, xs, 2, 2, 0, true);
+        assert_eq!((ys.h, ys.w), (2, 2));
+        assert_eq!(y, vec![3.0, 4.5, 7.5, 9.0]);
+        // Floor mode drops the overhanging windows.
+        let (y, ys) = avg_pool(&x, xs, 2, 2, 0, false);
+        assert_eq!((ys.h, ys.w, y[0]), (1, 1, 3.0));
     }
 
     #[test]

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
-use resnet_wgpu::metadata::{class_names, preprocess_for};
-use resnet_wgpu::preprocess::load_and_preprocess;
+use resnet_wgpu::metadata::{class_names_with, default_preprocess};
+use resnet_wgpu::model::SourceConfig;
+use resnet_wgpu::preprocess::{load_and_preprocess, presets};
 use resnet_wgpu::{npy, Engine, Error, GpuOptions, Output};
 
 use crate::open_weights;
@@ -40,6 +41,12 @@ pub struct ClassifyArgs {
     /// Write the pooled penultimate features (N, C) to this .npy instead of class scores.
     #[arg(long)]
     features: Option<PathBuf>,
+    /// Preprocessing: a preset (torchvision, torchvision-v2, timm, hf) and/or
+    /// key=value changes (resize, crop, crop_pct, interp, mean, std, rounding), e.g.
+    /// `timm,crop_pct=0.95` or `resize=232,crop=224`. Default: the weights' own
+    /// (metadata, config.json), else the preset of the detected source.
+    #[arg(long, value_name = "NAME|key=value,…")]
+    preprocess: Option<String>,
 }
 
 /// One image's result.
@@ -129,7 +136,31 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
     }
     let images = collect_images(&args.inputs)?;
     let weights = open_weights(args.weights.as_deref())?;
-    let pre = preprocess_for(&weights)?;
+    let config = SourceConfig::for_weights(&weights)?;
+    // Detection is cheap: settle preprocessing (and reject a bad --preprocess) before the
+    // weights go to the GPU.
+    let arch = resnet_wgpu::model::arch::detect_with(&weights, config.as_ref())?;
+    let (mut pre, from) = default_preprocess(&weights, Some(&arch), config.as_ref())?;
+    if let Some(spec) = &args.preprocess {
+        pre = presets::parse(spec, pre)
+            .map_err(|e| Error::Usage(format!("--preprocess `{spec}`: {e}")))?;
+    } else {
+        log::info!("preprocess: {} (from {from})", presets::describe(&pre));
+    }
+    let classes = match (arch.num_classes, &args.features) {
+        (Some(c), _) => c,
+        (None, Some(_)) => 0,
+        (None, None) => bail!(Error::Usage(
+            "these weights have no classification head (a bare ResNetModel or a timm model \
+             without fc); use --features FILE for embeddings"
+                .into()
+        )),
+    };
+    let (labels, _) = if classes > 0 {
+        class_names_with(&weights, classes, args.labels.as_deref(), config.as_ref())?
+    } else {
+        (vec![], resnet_wgpu::metadata::LabelSource::Indices)
+    };
     let spinner = ProgressBar::new_spinner().with_message(format!(
         "uploading weights ({:.1} MiB)",
         weights.float_bytes() as f64 / (1 << 20) as f64
@@ -137,8 +168,6 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
     spinner.enable_steady_tick(Duration::from_millis(100));
     let engine = Engine::load(&weights, options)?;
     spinner.finish_and_clear();
-    let classes = engine.arch.as_ref().map_or(0, |a| a.num_classes);
-    let (labels, _) = class_names(&weights, classes, args.labels.as_deref())?;
     let (h, w) = (pre.crop_h as usize, pre.crop_w as usize);
     let which = if args.features.is_some() {
         Output::Features

@@ -2,6 +2,7 @@
 
 mod bench;
 mod classify;
+mod info;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,8 +10,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use resnet_wgpu::graph::plan::MemoryPlan;
-use resnet_wgpu::model::{arch, build_graph};
+use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
 use resnet_wgpu::{npy, reference, AdapterChoice, Engine, Error, GpuOptions, Output, WeightsFile};
 
 /// The trained default model (see scripts/train_default.py), compiled in so `resnet classify`
@@ -47,13 +47,15 @@ struct Cli {
 enum Command {
     /// Run a network on a float32 NCHW .npy tensor and write the raw logits as .npy.
     Run {
-        /// safetensors weights (torchvision layout); the architecture is read from the file.
+        /// safetensors weights (torchvision, timm or Hugging Face layout); the architecture
+        /// is read from the file (and a config.json beside it).
         #[arg(long)]
         weights: PathBuf,
         /// float32 (N, 3, H, W) .npy.
         #[arg(long)]
         input: PathBuf,
-        /// Where to write float32 (N, classes) logits (or (N, C) features with --features).
+        /// Where to write float32 (N, classes) logits (or (N, C) features with --features, or
+        /// for a checkpoint without a head).
         #[arg(long)]
         output: PathBuf,
         /// Write the pooled penultimate features instead of the logits.
@@ -176,7 +178,7 @@ fn main() -> ExitCode {
             let user = e
                 .chain()
                 .find_map(|c| c.downcast_ref::<Error>())
-                .is_none_or(Error::is_user_error);
+                .map_or(true, Error::is_user_error);
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::from(if user { 2 } else { 1 })
         }
@@ -201,7 +203,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             size,
             batch,
             json,
-        } => info(weights.as_deref(), size, batch, json),
+        } => info::info(weights.as_deref(), size, batch, json),
         Command::Adapters { json } => {
             let list = resnet_wgpu::gpu::context::list_adapters(&options.adapter)?;
             if json {
@@ -284,84 +286,12 @@ fn run(
     Ok(())
 }
 
-fn info(
-    weights: Option<&Path>,
-    (h, w): (usize, usize),
-    batch: usize,
-    json: bool,
-) -> anyhow::Result<()> {
-    if batch == 0 {
-        bail!(Error::Usage("--batch must be at least 1".into()));
-    }
-    let file = open_weights(weights)?;
-    let a = arch::detect(&file)?;
-    let graph = build_graph(&a);
-    let flops_at = |n, h, w| -> anyhow::Result<f64> {
-        let shapes = graph.infer_shapes(n, h, w)?;
-        Ok(graph
-            .nodes
-            .iter()
-            .map(|nd| nd.op.flops(&shapes[nd.output]) as f64)
-            .sum::<f64>()
-            / 1e9)
-    };
-    let gflops_224 = flops_at(1, 224, 224)?;
-    let shapes = graph
-        .infer_shapes(batch, h, w)
-        .with_context(|| format!("planning for {batch}x3x{h}x{w}"))?;
-    let plan = MemoryPlan::new(&graph, &shapes, true);
-    let weight_bytes = graph.folded_weight_bytes();
-    let value = serde_json::json!({
-        "file": file.path.display().to_string(),
-        "architecture": a.name(),
-        "layout": "torchvision",
-        "block": format!("{:?}", a.block).to_lowercase(),
-        "depths": a.depths(),
-        "stem_width": a.stem_width,
-        "stage_widths": a.stages.iter().map(|s| s.inner_width).collect::<Vec<_>>(),
-        "stage_outputs": a.stages.iter().map(|s| s.out_channels).collect::<Vec<_>>(),
-        "classes": a.num_classes,
-        "parameters": a.parameter_count(),
-        "stored_bytes": file.float_bytes(),
-        "gflops_224": gflops_224,
-        "plan": {
-            "batch": batch, "height": h, "width": w,
-            "dispatches": graph.nodes.len(),
-            "activation_buffers": plan.slot_bytes.len(),
-            "peak_activation_bytes": plan.peak_bytes(),
-            "weight_bytes": weight_bytes,
-            "gflops": flops_at(batch, h, w)?,
-        },
-        "metadata": file.metadata,
-    });
-    if json {
-        println!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(());
-    }
-    let mib = |b: u64| b as f64 / (1 << 20) as f64;
-    println!("file:         {}", file.path.display());
-    println!(
-        "architecture: {} (torchvision layout, {} blocks)",
-        a.name(),
-        format!("{:?}", a.block).to_lowercase()
-    );
-    println!("depths:       {:?}", a.depths());
-    println!(
-        "widths:       stem {}, inner {:?}, outputs {:?}",
-        a.stem_width,
-        a.stages.iter().map(|s| s.inner_width).collect::<Vec<_>>(),
-        a.stages.iter().map(|s| s.out_channels).collect::<Vec<_>>()
-    );
-    println!("classes:      {}", a.num_classes);
-    println!(
-        "parameters:   {} ({:.1} MiB as stored)",
-        a.parameter_count(),
-        mib(file.float_bytes())
-    );
-    println!("GFLOPs @224:  {gflops_224:.2} (per image, 2 per multiply-add)");
-    println!("plan @ {batch}x3x{h}x{w}: {} dispatches, {} activation buffers ({:.1} MiB), {:.1} MiB folded weights", graph.nodes.len(), plan.slot_bytes.len(), mib(plan.peak_bytes()), mib(weight_bytes));
-    if let Some(d) = file.metadata.get("resnet.description") {
-        println!("description:  {d}");
-    }
-    Ok(())
+/// Synthetic weights for a standard architecture name, for quick runs without a checkpoint.
+#[allow(dead_code)]
+pub fn synthetic(name: &str) -> anyhow::Result<WeightsFile> {
+    let a = arch::standard(name, 1000)
+        .with_context(|| {
+            format!("unknown architecture `{name}` (e.g. resnet50, resnet50d, resnext50_32x4d, wide_resnet50_2)")
+        })?;
+    Ok(synthetic_weights(&a, 0)?)
 }

@@ -1,0 +1,228 @@
+//! Key layouts. Everything inside the engine speaks one canonical naming, torchvision's
+//! (`conv1`, `layer1.0.conv1`, `layer1.0.downsample.0`, `fc`), extended by timm's
+//! (`conv1.{0,1,3,4,6}` for deep stems, `downsample.{1,2}` behind the avg pool). timm's plain
+//! ResNets use exactly torchvision's keys, so one layout serves both; Hugging Face
+//! transformers names the same modules differently and is mapped here, in both directions.
+
+/// How the tensors of a file are named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// torchvision and timm (`conv1.weight`, `layer1.0.bn1.weight`, `fc.weight`).
+    Torchvision,
+    /// transformers `ResNetForImageClassification` (`prefixed`: keys under `resnet.`, head
+    /// `classifier.1`) or a bare `ResNetModel` / `ResNetBackbone` (no prefix, no head).
+    HuggingFace { prefixed: bool },
+}
+
+/// The BatchNorm parameters every folded conv reads, after the module path.
+pub const BN_PARAMS: [&str; 5] = [
+    "weight",
+    "bias",
+    "running_mean",
+    "running_var",
+    "num_batches_tracked",
+];
+
+impl Layout {
+    /// The file's name for a canonical tensor or module path (`layer1.0.bn1.running_var`
+    /// or `layer1.0.bn1`).
+    pub fn file_name(self, canonical: &str) -> String {
+        let Layout::HuggingFace { prefixed } = self else {
+            return canonical.to_string();
+        };
+        let p = if prefixed { "resnet." } else { "" };
+        let parts: Vec<&str> = canonical.split('.').collect();
+        // The module path is everything but a trailing parameter name.
+        let (module, param) = match parts.last() {
+            Some(last) if BN_PARAMS.contains(last) => (&parts[..parts.len() - 1], Some(*last)),
+            _ => (&parts[..], None),
+        };
+        let mapped = match module {
+            ["conv1"] => format!("{p}embedder.embedder.convolution"),
+            ["bn1"] => format!("{p}embedder.embedder.normalization"),
+            ["fc"] => "classifier.1".to_string(),
+            [layer, block, rest @ ..] if layer.starts_with("layer") => {
+                let stage = layer["layer".len()..]
+                    .parse::<usize>()
+                    .unwrap_or(1)
+                    .saturating_sub(1);
+                let base = format!("{p}encoder.stages.{stage}.layers.{block}");
+                match rest {
+                    ["downsample", "0"] => format!("{base}.shortcut.convolution"),
+                    ["downsample", "1"] => format!("{base}.shortcut.normalization"),
+                    [m] if m.starts_with("conv") => {
+                        format!("{base}.layer.{}.convolution", index_after(m, "conv") - 1)
+                    }
+                    [m] if m.starts_with("bn") => {
+                        format!("{base}.layer.{}.normalization", index_after(m, "bn") - 1)
+                    }
+                    _ => module.join("."),
+                }
+            }
+            _ => module.join("."),
+        };
+        match param {
+            Some(param) => format!("{mapped}.{param}"),
+            None => mapped,
+        }
+    }
+
+    /// The canonical name of a file's tensor, or `None` if the layout has no such tensor.
+    pub fn canonical_name(self, file: &str) -> Option<String> {
+        let Layout::HuggingFace { prefixed } = self else {
+            return Some(file.to_string());
+        };
+        if let Some(param) = file.strip_prefix("classifier.1.") {
+            return matches!(param, "weight" | "bias").then(|| format!("fc.{param}"));
+        }
+        let rest = if prefixed {
+            file.strip_prefix("resnet.")?
+        } else {
+            file
+        };
+        let parts: Vec<&str> = rest.split('.').collect();
+        let (module, param) = parts.split_at(parts.len().checked_sub(1)?);
+        let param = param[0];
+        let is_conv = |m: &str| m == "convolution" && param == "weight";
+        let is_bn = |m: &str| m == "normalization" && BN_PARAMS.contains(&param);
+        let module = match module {
+            ["embedder", "embedder", m] if is_conv(m) => "conv1".to_string(),
+            ["embedder", "embedder", m] if is_bn(m) => "bn1".to_string(),
+            ["encoder", "stages", s, "layers", b, tail @ ..] => {
+                let (s, b) = (s.parse::<usize>().ok()?, b.parse::<usize>().ok()?);
+                let base = format!("layer{}.{b}", s + 1);
+                match tail {
+                    ["shortcut", m] if is_conv(m) => format!("{base}.downsample.0"),
+                    ["shortcut", m] if is_bn(m) => format!("{base}.downsample.1"),
+                    ["layer", i, m] if is_conv(m) => {
+                        format!("{base}.conv{}", i.parse::<usize>().ok()? + 1)
+                    }
+                    ["layer", i, m] if is_bn(m) => {
+                        format!("{base}.bn{}", i.parse::<usize>().ok()? + 1)
+                    }
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        Some(format!("{module}.{param}"))
+    }
+
+    /// Recognises the layout from the tensor names.
+    pub fn of_names<'a>(mut names: impl Iterator<Item = &'a str>) -> Option<Layout> {
+        let mut torchvision = false;
+        let found = names.find_map(|n| {
+            if n.starts_with("resnet.embedder.embedder.") || n.starts_with("resnet.encoder.") {
+                Some(Layout::HuggingFace { prefixed: true })
+            } else if n.starts_with("embedder.embedder.") || n.starts_with("encoder.stages.") {
+                Some(Layout::HuggingFace { prefixed: false })
+            } else {
+                torchvision |= n == "conv1.weight" || n == "conv1.0.weight";
+                None
+            }
+        });
+        found.or(torchvision.then_some(Layout::Torchvision))
+    }
+
+    pub fn describe(self, has_head: bool) -> &'static str {
+        match (self, has_head) {
+            (Layout::Torchvision, _) => "torchvision/timm",
+            (Layout::HuggingFace { .. }, true) => "Hugging Face ResNetForImageClassification",
+            (Layout::HuggingFace { .. }, false) => "Hugging Face ResNetModel",
+        }
+    }
+}
+
+fn index_after(module: &str, prefix: &str) -> usize {
+    module[prefix.len()..].parse::<usize>().unwrap_or(1).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hugging_face_names_round_trip() {
+        let hf = Layout::HuggingFace { prefixed: true };
+        for (canonical, file) in [
+            (
+                "conv1.weight",
+                "resnet.embedder.embedder.convolution.weight",
+            ),
+            (
+                "bn1.running_var",
+                "resnet.embedder.embedder.normalization.running_var",
+            ),
+            (
+                "layer3.1.conv2.weight",
+                "resnet.encoder.stages.2.layers.1.layer.1.convolution.weight",
+            ),
+            (
+                "layer1.0.bn3.bias",
+                "resnet.encoder.stages.0.layers.0.layer.2.normalization.bias",
+            ),
+            (
+                "layer2.0.downsample.0.weight",
+                "resnet.encoder.stages.1.layers.0.shortcut.convolution.weight",
+            ),
+            (
+                "layer2.0.downsample.1.num_batches_tracked",
+                "resnet.encoder.stages.1.layers.0.shortcut.normalization.num_batches_tracked",
+            ),
+            ("fc.weight", "classifier.1.weight"),
+            ("fc.bias", "classifier.1.bias"),
+        ] {
+            assert_eq!(hf.file_name(canonical), file);
+            assert_eq!(
+                hf.canonical_name(file).as_deref(),
+                Some(canonical),
+                "{file}"
+            );
+        }
+        // Module paths (BN prefixes) map too.
+        assert_eq!(
+            hf.file_name("layer4.2.bn1"),
+            "resnet.encoder.stages.3.layers.2.layer.0.normalization"
+        );
+        let bare = Layout::HuggingFace { prefixed: false };
+        assert_eq!(
+            bare.file_name("conv1.weight"),
+            "embedder.embedder.convolution.weight"
+        );
+        assert_eq!(
+            bare.canonical_name("encoder.stages.0.layers.0.layer.0.convolution.weight")
+                .as_deref(),
+            Some("layer1.0.conv1.weight")
+        );
+        for junk in [
+            "resnet.encoder.stages.0.layers.0.layer.0.convolution.bias",
+            "resnet.pooler.weight",
+            "classifier.0.weight",
+            "encoder.stages.0.layers.0.layer.0.convolution.weight",
+        ] {
+            assert_eq!(hf.canonical_name(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn layouts_are_recognised_from_names() {
+        let of = |names: &[&str]| Layout::of_names(names.iter().copied());
+        assert_eq!(
+            of(&["fc.weight", "conv1.weight"]),
+            Some(Layout::Torchvision)
+        );
+        assert_eq!(of(&["conv1.0.weight"]), Some(Layout::Torchvision));
+        assert_eq!(
+            of(&[
+                "classifier.1.weight",
+                "resnet.embedder.embedder.convolution.weight"
+            ]),
+            Some(Layout::HuggingFace { prefixed: true })
+        );
+        assert_eq!(
+            of(&["embedder.embedder.convolution.weight"]),
+            Some(Layout::HuggingFace { prefixed: false })
+        );
+        assert_eq!(of(&["model.weight"]), None);
+    }
+}

@@ -1,0 +1,133 @@
+//! naga validation (CPU only, no device) of the specialisations the family adds: the grouped
+//! conv in every tile configuration the planner can pick, with and without residual and
+//! ReLU, and the average pool entry point. Each is parsed, specialised through its override
+//! constants, re-validated and written as SPIR-V.
+
+use naga::back::PipelineConstants;
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+use naga::ShaderStage;
+use resnet_wgpu::gpu::kernels::{
+    conv_constants, grouped_conv_constants, Constants, ConvTiles, Kernel,
+};
+
+fn validator() -> Validator {
+    Validator::new(ValidationFlags::all(), Capabilities::all())
+}
+
+/// Specialises `kernel` with `constants` and returns its workgroup size.
+fn specialise(kernel: Kernel, constants: &Constants) -> [u32; 3] {
+    let source = kernel.source();
+    let module = naga::front::wgsl::parse_str(source)
+        .unwrap_or_else(|e| panic!("{}: {}", kernel.file(), e.emit_to_string(source)));
+    let info = validator()
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}: {}", kernel.file(), e.emit_to_string(source)));
+    let what = format!("{kernel:?} {constants:?}");
+    let map: PipelineConstants = constants.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let (processed, _) = naga::back::pipeline_constants::process_overrides(
+        &module,
+        &info,
+        Some((ShaderStage::Compute, kernel.entry())),
+        &map,
+    )
+    .unwrap_or_else(|e| panic!("{what}: overrides: {e:?}"));
+    let processed_info = validator()
+        .validate(&processed)
+        .unwrap_or_else(|e| panic!("{what}: re-validation: {e:?}"));
+    let pipeline = naga::back::spv::PipelineOptions {
+        shader_stage: ShaderStage::Compute,
+        entry_point: kernel.entry().to_string(),
+    };
+    let options = naga::back::spv::Options {
+        lang_version: (1, 3),
+        ..Default::default()
+    };
+    let words = naga::back::spv::write_vec(&processed, &processed_info, &options, Some(&pipeline))
+        .unwrap_or_else(|e| panic!("{what}: SPIR-V: {e:?}"));
+    assert_eq!(words.first(), Some(&0x0723_0203), "{what}: SPIR-V magic");
+    processed
+        .entry_points
+        .iter()
+        .find(|e| e.name == kernel.entry())
+        .unwrap_or_else(|| panic!("{what}: no entry point"))
+        .workgroup_size
+}
+
+/// Every tile configuration `ConvTiles::for_grouped` can return.
+fn grouped_tiles() -> Vec<ConvTiles> {
+    let mut tiles: Vec<ConvTiles> = Vec::new();
+    for group_out_c in 1..=256 {
+        let t = ConvTiles::for_grouped(group_out_c);
+        if !tiles.contains(&t) {
+            tiles.push(t);
+        }
+    }
+    tiles
+}
+
+#[test]
+fn grouped_conv_every_specialisation_compiles() {
+    let tiles = grouped_tiles();
+    assert_eq!(tiles.len(), 5, "{tiles:?}");
+    for t in tiles {
+        assert!(t.is_valid(), "{t:?}");
+        // WebGPU's default limits: 16 KiB of workgroup memory, 256 invocations.
+        assert!(t.workgroup_bytes() <= 16 * 1024, "{t:?}");
+        // Enough threads per workgroup to keep a GPU's SIMD lanes busy.
+        assert!((64..=256).contains(&t.threads()), "{t:?}");
+        for (residual, relu) in [(false, false), (false, true), (true, false), (true, true)] {
+            let size = specialise(Kernel::Conv, &grouped_conv_constants(t, residual, relu));
+            assert_eq!(size, [t.tile_n / 4, t.tile_m / 4, 1], "{t:?}");
+        }
+    }
+}
+
+#[test]
+fn register_grouped_conv_compiles() {
+    assert_eq!(Kernel::ConvDirect.file(), "conv.wgsl");
+    assert_eq!(Kernel::ConvDirect.entry(), "direct");
+    for out_c in [16, 63, 64, 4096] {
+        let t = ConvTiles::for_registers(out_c);
+        assert!(t.is_valid() && t.threads() <= 256, "{t:?}");
+        for (residual, relu) in [(false, false), (false, true), (true, false), (true, true)] {
+            let size = specialise(
+                Kernel::ConvDirect,
+                &grouped_conv_constants(t, residual, relu),
+            );
+            assert_eq!(size, [t.tile_n / 4, t.tile_m / 4, 1], "{t:?}");
+        }
+    }
+}
+
+#[test]
+fn grouped_constants_differ_from_dense_only_in_grouped() {
+    let t = ConvTiles::for_grouped(8);
+    let dense = conv_constants(t, true, true, false, false);
+    let grouped = grouped_conv_constants(t, true, true);
+    let differ: Vec<_> = dense
+        .iter()
+        .zip(&grouped)
+        .filter(|(a, b)| a != b)
+        .map(|(a, _)| a.0)
+        .collect();
+    assert_eq!(differ, vec!["GROUPED"]);
+    // The constants name every override of conv.wgsl, so none is left at a default.
+    let module = naga::front::wgsl::parse_str(Kernel::Conv.source()).unwrap();
+    let mut names: Vec<&str> = module
+        .overrides
+        .iter()
+        .filter_map(|(_, o)| o.name.as_deref())
+        .collect();
+    names.sort();
+    let mut given: Vec<&str> = grouped.iter().map(|c| c.0).collect();
+    given.sort();
+    assert_eq!(names, given);
+}
+
+#[test]
+fn avg_pool_compiles_with_its_layout() {
+    assert!(Kernel::ALL.contains(&Kernel::AvgPool));
+    assert_eq!(Kernel::AvgPool.entry(), "avg_pool");
+    assert_eq!(Kernel::AvgPool.bindings().len(), 3);
+    assert_eq!(specialise(Kernel::AvgPool, &vec![]), [256, 1, 1]);
+}
