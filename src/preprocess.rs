@@ -23,7 +23,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use image::{DynamicImage, RgbImage};
+use image::{DynamicImage, ImageDecoder, RgbImage};
 
 use crate::error::{Error, Result};
 
@@ -114,32 +114,100 @@ impl Preprocess {
     }
 }
 
-/// Decodes an image file to 8-bit RGB the way `PIL.Image.open(path).convert("RGB")` does:
-/// alpha dropped (not blended), grey replicated, palettes expanded. 16-bit files follow
-/// Pillow too: RGB(A) and grey+alpha keep the high byte; plain 16-bit grey opens as mode
-/// `I;16`, whose RGB conversion clamps each value to 255 (so most pixels turn white, exactly
-/// as in the PyTorch reference). EXIF orientation is ignored, as Pillow's `open` ignores it.
+/// Pillow refuses images over twice its `MAX_IMAGE_PIXELS` (89,478,485) as decompression
+/// bombs; the same cap means every image PIL opens opens here too.
+pub const MAX_IMAGE_PIXELS: u64 = 2 * 89_478_485;
+
+/// How image files are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageOptions {
+    /// Turn the image upright as its EXIF orientation says, as photo viewers do. PIL's
+    /// `Image.open` (and so torchvision) ignores the tag; `false` matches them bit for bit.
+    pub exif_orientation: bool,
+    /// Images with more pixels are refused from their header, before anything is decoded.
+    pub max_pixels: u64,
+}
+
+impl Default for ImageOptions {
+    fn default() -> Self {
+        ImageOptions {
+            exif_orientation: true,
+            max_pixels: MAX_IMAGE_PIXELS,
+        }
+    }
+}
+
+impl ImageOptions {
+    /// Exactly what `PIL.Image.open(path).convert("RGB")` gives: EXIF orientation ignored.
+    pub fn torchvision() -> Self {
+        ImageOptions {
+            exif_orientation: false,
+            ..Self::default()
+        }
+    }
+}
+
+/// Decodes an image file to 8-bit RGB with [`ImageOptions::default`]; see [`load_image_with`].
 pub fn load_image(path: &Path) -> Result<RgbImage> {
+    load_image_with(path, &ImageOptions::default())
+}
+
+/// Decodes an image file to 8-bit RGB the way `PIL.Image.open(path).convert("RGB")` does:
+/// alpha dropped (not blended), grey replicated, palettes expanded, CMYK converted by the
+/// JPEG decoder. 16-bit files follow Pillow too: RGB(A) and grey+alpha keep the high byte;
+/// plain 16-bit grey opens as mode `I;16`, whose RGB conversion clamps each value to 255 (so
+/// most pixels turn white, exactly as in the PyTorch reference). Then, if
+/// `options.exif_orientation`, the EXIF orientation is applied.
+///
+/// The pixel count is checked against `options.max_pixels` from the header, before the
+/// pixels are decoded, so a small file claiming a huge image costs nothing.
+pub fn load_image_with(path: &Path, options: &ImageOptions) -> Result<RgbImage> {
     let img_err = |msg: String| Error::Image {
         path: path.to_path_buf(),
         msg,
     };
-    let reader = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| Error::io(path, e))?;
-    let dynimg = reader.decode().map_err(|e| match e {
+    let decode_err = |e: image::ImageError| match e {
         image::ImageError::IoError(io) => Error::io(path, io),
+        image::ImageError::Unsupported(u) => {
+            img_err(format!("{u} (supported: JPEG, PNG, WebP, BMP)"))
+        }
         other => img_err(other.to_string()),
-    })?;
-    let rgb = to_rgb8_like_pil(dynimg);
-    if rgb.width() == 0 || rgb.height() == 0 {
+    };
+    let file = crate::fsutil::open_regular(path)?;
+    if file.metadata().map_err(|e| Error::io(path, e))?.len() == 0 {
+        return Err(img_err("the file is empty".into()));
+    }
+    let mut reader = image::ImageReader::new(std::io::BufReader::new(file))
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    // The decoder's own allocation cap, above what `max_pixels` allows at 8 bytes a pixel
+    // (16-bit RGBA), so the pixel check below is the one that speaks.
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(options.max_pixels.saturating_mul(8).saturating_add(1 << 26));
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(decode_err)?;
+    let (w, h) = decoder.dimensions();
+    let pixels = w as u64 * h as u64;
+    if pixels > options.max_pixels {
         return Err(img_err(format!(
-            "image is empty ({}x{})",
-            rgb.width(),
-            rgb.height()
+            "{w}x{h} is {pixels} pixels, over the limit of {} (a decompression bomb?)",
+            options.max_pixels
         )));
     }
-    Ok(rgb)
+    if pixels == 0 {
+        return Err(img_err(format!("image is empty ({w}x{h})")));
+    }
+    let orientation = if options.exif_orientation {
+        // A malformed EXIF block is no reason to refuse the pixels: treat it as upright.
+        decoder
+            .orientation()
+            .unwrap_or(image::metadata::Orientation::NoTransforms)
+    } else {
+        image::metadata::Orientation::NoTransforms
+    };
+    let mut dynimg = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
+    dynimg.apply_orientation(orientation);
+    Ok(to_rgb8_like_pil(dynimg))
 }
 
 fn to_rgb8_like_pil(img: DynamicImage) -> RgbImage {
@@ -162,8 +230,17 @@ fn to_rgb8_like_pil(img: DynamicImage) -> RgbImage {
 
 /// `load_image` then `preprocess`, after checking the parameters.
 pub fn load_and_preprocess(path: &Path, p: &Preprocess) -> Result<Vec<f32>> {
+    load_and_preprocess_with(path, p, &ImageOptions::default())
+}
+
+/// `load_image_with` then `preprocess`, after checking the parameters.
+pub fn load_and_preprocess_with(
+    path: &Path,
+    p: &Preprocess,
+    options: &ImageOptions,
+) -> Result<Vec<f32>> {
     p.validate()?;
-    let img = load_image(path)?;
+    let img = load_image_with(path, options)?;
     Ok(preprocess(&img, p))
 }
 

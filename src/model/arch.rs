@@ -68,7 +68,9 @@ impl Arch {
     /// `resnet50`, `resnet18`…; narrow or otherwise non-standard widths are said so.
     pub fn name(&self) -> String {
         let base = format!("resnet{}", self.depth());
+        // Four stages first: a file may have any number, and `64 << i` must not overflow.
         let standard = self.stem_width == 64
+            && self.stages.len() == 4
             && self.stages.iter().enumerate().all(|(i, s)| {
                 s.inner_width == 64 << i
                     && s.out_channels == (64 << i) * self.expansion()
@@ -233,6 +235,19 @@ pub fn detect(w: &WeightsFile) -> Result<Arch> {
         stages,
         num_classes,
     };
+    // Zero-width layers pass the shape checks with empty tensors but give no network.
+    if arch.stem_width == 0
+        || arch.num_classes == 0
+        || arch
+            .stages
+            .iter()
+            .any(|s| s.inner_width == 0 || s.out_channels == 0)
+    {
+        return Err(Error::NotResnet(format!(
+            "{}: a layer has zero channels or the head zero classes",
+            w.path.display()
+        )));
+    }
     check_tensors(w, &arch)?;
     Ok(arch)
 }
