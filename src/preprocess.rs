@@ -167,19 +167,30 @@ pub fn load_image_with(path: &Path, options: &ImageOptions) -> Result<RgbImage> 
         msg,
     };
     let decode_err = |e: image::ImageError| match e {
+        // Decoders read the file through `io`, so its early end means truncated data.
+        image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            img_err("truncated: the image data ends early".into())
+        }
         image::ImageError::IoError(io) => Error::io(path, io),
         image::ImageError::Unsupported(u) => {
             img_err(format!("{u} (supported: JPEG, PNG, WebP, BMP)"))
         }
         other => img_err(other.to_string()),
     };
-    let file = crate::fsutil::open_regular(path)?;
-    if file.metadata().map_err(|e| Error::io(path, e))?.len() == 0 {
+    let bytes = crate::fsutil::read_regular(path)?;
+    if bytes.is_empty() {
         return Err(img_err("the file is empty".into()));
     }
-    let mut reader = image::ImageReader::new(std::io::BufReader::new(file))
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
+    // zune-jpeg decodes a truncated JPEG without complaint, filling in the missing rows;
+    // Pillow refuses it ("image file is truncated"), and so does this.
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end(&bytes) {
+        return Err(img_err(
+            "truncated: the JPEG data ends before its end-of-image marker".into(),
+        ));
+    }
     // The decoder's own allocation cap, above what `max_pixels` allows at 8 bytes a pixel
     // (16-bit RGBA), so the pixel check below is the one that speaks.
     let mut limits = image::Limits::default();
@@ -208,6 +219,17 @@ pub fn load_image_with(path: &Path, options: &ImageOptions) -> Result<RgbImage> 
     let mut dynimg = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
     dynimg.apply_orientation(orientation);
     Ok(to_rgb8_like_pil(dynimg))
+}
+
+/// Whether a JPEG has an end-of-image marker (FF D9) after its first start-of-scan (FF DA).
+/// Inside entropy-coded data a 0xFF byte is always followed by 0x00 or a restart marker, so
+/// FF D9 there can only be the real end; a complete file always has it.
+fn jpeg_has_end(bytes: &[u8]) -> bool {
+    let marker = |m: u8| move |w: &[u8]| w == [0xFF, m];
+    bytes
+        .windows(2)
+        .position(marker(0xDA))
+        .is_some_and(|sos| bytes[sos..].windows(2).any(marker(0xD9)))
 }
 
 fn to_rgb8_like_pil(img: DynamicImage) -> RgbImage {
