@@ -283,7 +283,11 @@ fn broken_and_unsupported_images_are_errors_naming_the_file() {
         ("empty.png", vec![], "empty"),
         ("corrupt.png", corrupt, ""),
         ("truncated.png", png[..png.len() / 2].to_vec(), "truncated"),
-        ("truncated.jpg", jpeg[..jpeg.len() / 2].to_vec(), "truncated"),
+        (
+            "truncated.jpg",
+            jpeg[..jpeg.len() / 2].to_vec(),
+            "truncated",
+        ),
         ("header_only.jpg", jpeg[..200].to_vec(), "truncated"),
         (
             "anim.gif",
