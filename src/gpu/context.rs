@@ -230,7 +230,12 @@ impl GpuContext {
             if reason != wgpu::DeviceLostReason::Destroyed {
                 log::error!("GPU device lost: {reason:?}: {msg}");
             }
-            let _ = lost.set(format!("the GPU device was lost ({reason:?}: {msg})"));
+            let detail = if msg.is_empty() {
+                format!("{reason:?}")
+            } else {
+                format!("{reason:?}: {msg}")
+            };
+            let _ = lost.set(format!("the GPU device was lost ({detail})"));
         });
         // wgpu's default handler panics on an error raised outside an error scope; record
         // it instead, so the caller gets an error.
@@ -312,6 +317,10 @@ impl GpuContext {
                 self.check()
             }
             Err(e) => {
+                // Work on a lost device is dropped silently (WebGPU reports no errors after
+                // a loss), so its submission index is unknown to the wait; a plain poll lets
+                // wgpu run the device-lost callback, and the loss is the error to report.
+                let _ = self.device.poll(wgpu::PollType::Poll);
                 self.check()?;
                 Err(Error::Gpu(format!("waiting for the GPU: {e}")))
             }
