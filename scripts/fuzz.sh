@@ -32,7 +32,14 @@ for t in "${targets[@]}"; do
         *) echo "unknown target $t (weights, npy)" >&2; exit 2 ;;
     esac
     for s in "${seeds[@]}"; do
-        [ -e "$s" ] && cp -n "$s" "$corpus/seed-$(basename "$s")"
+        [ -e "$s" ] || continue
+        cp -n "$s" "$corpus/seed-$(basename "$s")"
+        if [ "$t" = weights ]; then
+            # The header alone too (the target makes up its data): small seeds to mutate.
+            n=$(od -An -t u8 -N 8 "$s" | tr -d ' ')
+            dd if="$s" of="$corpus/seed-header-$(basename "$s" .safetensors).json" bs=64K \
+                iflag=skip_bytes,count_bytes skip=8 count="$n" status=none
+        fi
     done
     dict=()
     [ -f "dict/$t.dict" ] && dict=("-dict=dict/$t.dict")

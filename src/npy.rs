@@ -8,8 +8,7 @@
 //! All parsing goes through [`from_bytes`], which never panics on malformed input, so it can
 //! be fuzzed directly.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 
@@ -32,29 +31,7 @@ pub fn read_f32(path: &Path) -> Result<NpyArray> {
 /// temporary name in the same folder and then renamed, so a reader never sees half a file and
 /// an interrupted run never leaves a truncated one under the final name.
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
-    let bytes = to_bytes(shape, data)?;
-    let tmp = temp_path(path);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        // Best effort: the temporary file is ours and useless now.
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    Ok(())
-}
-
-/// `dir/name` -> `dir/name.<pid>.tmp`: same folder (so `rename` is atomic, never a cross-device
-/// copy), and the pid keeps two processes writing the same output from sharing a temp file.
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
-    path.with_file_name(name)
+    crate::fsutil::write_atomic(path, &to_bytes(shape, data)?)
 }
 
 /// Serialises `data` with `shape` as a `.npy` file image (version 1.0, `<f4`, C order).

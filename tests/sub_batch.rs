@@ -32,10 +32,12 @@ fn a_batch_over_the_binding_limit_splits_with_identical_results() {
     assert_eq!(fit as u64, limit / per_image, "limit {limit}");
     // On lavapipe (128 MiB bindings) 41 images fit: the batch of 48 must split.
     let n = 48.max(fit + 1);
+    let sizes = engine.sub_batches(n, h, w).unwrap();
+    // The fewest sub-batches that fit, of near-equal sizes: [24, 24] on lavapipe.
     let chunks = n.div_ceil(fit);
-    let sizes: Vec<usize> = (0..chunks)
-        .map(|i| n / chunks + usize::from(i < n % chunks))
-        .collect();
+    assert_eq!(sizes.len(), chunks);
+    assert!(sizes.iter().all(|&s| s <= fit && s + 1 >= n / chunks));
+    assert_eq!(sizes.iter().sum::<usize>(), n);
     let mut rng = common::Rng::new(21);
     let per = 3 * h * w;
     let input = rng.vec(n * per, -2.0, 2.0);
@@ -109,4 +111,22 @@ fn one_image_over_the_limit_is_an_error_naming_it() {
     }
     // A size just under it still runs on its own.
     assert_eq!(engine.max_batch(4, side - 64, side - 64).unwrap(), 1);
+}
+
+#[test]
+fn an_empty_batch_is_a_shape_error() {
+    let Some(ctx) = gpu(false) else { return };
+    let weights = resnet_wgpu::WeightsFile::open(common::fixture("tiny.safetensors")).unwrap();
+    let engine = Engine::load_on(ctx, &weights).unwrap();
+    let e = engine.run(&[], 0, 32, 32, Output::Logits).unwrap_err();
+    assert!(matches!(e, Error::InputShape(_)), "{e}");
+    // A length that does not match the shape, and one whose size overflows.
+    let e = engine
+        .run(&[0.0; 10], 1, 32, 32, Output::Logits)
+        .unwrap_err();
+    assert!(matches!(e, Error::InputShape(_)), "{e}");
+    let e = engine
+        .run(&[0.0; 3], 1, usize::MAX, 2, Output::Logits)
+        .unwrap_err();
+    assert!(matches!(e, Error::InputShape(_)), "{e}");
 }

@@ -9,7 +9,7 @@ use resnet_wgpu::gpu::profile::{median, Profile};
 use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
 use resnet_wgpu::{Engine, Error, GpuContext, GpuOptions, Output, WeightsFile};
 
-use crate::parse_size;
+use crate::{check_output_path, check_weights, parse_size};
 
 /// Where the weights come from: a file, or synthetic weights for a named architecture.
 #[derive(clap::Args, Clone)]
@@ -25,7 +25,11 @@ pub struct ModelSource {
 impl ModelSource {
     pub fn open(&self) -> anyhow::Result<WeightsFile> {
         match (&self.weights, &self.arch) {
-            (Some(w), _) => Ok(WeightsFile::open(w)?),
+            (Some(w), _) => {
+                let file = WeightsFile::open(w)?;
+                check_weights(&file)?;
+                Ok(file)
+            }
             (None, Some(name)) => {
                 let a = arch::standard(name, 1000).ok_or_else(|| Error::Usage(format!("unknown architecture `{name}` (resnet18, resnet34, resnet50, resnet101, resnet152)")))?;
                 Ok(synthetic_weights(&a, 0)?)
@@ -83,6 +87,9 @@ pub fn profile(args: ProfileArgs, options: &GpuOptions) -> anyhow::Result<()> {
         bail!(Error::Usage(
             "--batch and --iters must be at least 1".into()
         ));
+    }
+    if let Some(path) = &args.chart {
+        check_output_path(path)?;
     }
     let weights = args.model.open()?;
     let engine = Engine::load(&weights, options)?;
@@ -169,9 +176,7 @@ fn write_chart(path: &Path, p: &Profile) -> anyhow::Result<()> {
         );
     }
     svg += "</svg>\n";
-    let tmp = path.with_extension("svg.tmp");
-    std::fs::write(&tmp, svg).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    resnet_wgpu::fsutil::write_atomic(path, svg.as_bytes())?;
     Ok(())
 }
 
@@ -223,7 +228,9 @@ pub fn bench(args: BenchArgs, options: &GpuOptions) -> anyhow::Result<()> {
             })
             .collect::<Result<_, _>>()?;
         let ms = median(&mut times);
-        let stats = engine.stats(n, h, w)?;
+        // A batch over the adapter's limits runs in sub-batches; what is resident is the
+        // plan of the largest.
+        let stats = engine.stats(engine.sub_batches(n, h, w)?[0], h, w)?;
         rows.push(BenchRow {
             batch: n,
             ms,

@@ -34,22 +34,14 @@ impl Engine {
             )));
         }
         let per_image = per_image.unwrap_or(0);
-        let fit = self.max_batch(n, h, w)?;
-        if fit >= n {
+        let sizes = self.sub_batches(n, h, w)?;
+        if sizes.len() == 1 {
             return self.run_batch(input, n, h, w, output);
         }
-        let chunks = n.div_ceil(fit);
-        let (base, extra) = (n / chunks, n % chunks);
-        log::info!(
-            "batch {n} at {h}×{w} exceeds the adapter's limits; running {chunks} sub-batches of \
-             {}{}",
-            base,
-            if extra > 0 { " or one more" } else { "" }
-        );
+        log::info!("batch {n} at {h}×{w} exceeds the adapter's limits; running {sizes:?}");
         let mut out = Vec::new();
         let mut start = 0;
-        for i in 0..chunks {
-            let size = base + usize::from(i < extra);
+        for size in sizes {
             let part = &input[start * per_image..(start + size) * per_image];
             out.extend(self.run_batch(part, size, h, w, output)?);
             start += size;
@@ -57,9 +49,22 @@ impl Engine {
         Ok(out)
     }
 
+    /// The sub-batches [`Engine::run`] splits a batch of `n` into at `h×w`: `[n]` when it
+    /// fits, else the fewest that fit, of near-equal sizes, larger first.
+    pub fn sub_batches(&self, n: usize, h: usize, w: usize) -> Result<Vec<usize>> {
+        let fit = self.max_batch(n, h, w)?;
+        let chunks = n.div_ceil(fit.max(1));
+        let (base, extra) = (n / chunks, n % chunks);
+        Ok((0..chunks).map(|i| base + usize::from(i < extra)).collect())
+    }
+
     /// The largest batch, at most `n`, whose plan at `h×w` fits the adapter's limits. Found
     /// on the CPU from shapes and memory plans alone, without allocating anything.
     pub fn max_batch(&self, n: usize, h: usize, w: usize) -> Result<usize> {
+        if n == 0 {
+            // No batch to split: the shape error says so.
+            self.graph.infer_shapes(n, h, w)?;
+        }
         if self.fits(n, h, w).is_ok() {
             return Ok(n);
         }
