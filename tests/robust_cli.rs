@@ -201,3 +201,48 @@ fn outputs_appear_whole_or_not_at_all() {
     assert!(temporaries(&dir).is_empty(), "{:?}", temporaries(&dir));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn labels_and_host_memory_limits() {
+    let dir = scratch("cli-labels");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let fifo = dir.join("labels.txt");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    // Checked before the GPU is opened, so these need no adapter.
+    let o = resnet(&["classify", s(&samples), "--labels", s(&fifo)]);
+    assert_user_error("labels FIFO", &o, &["labels.txt", "not a regular file"]);
+    let three = dir.join("three.txt");
+    std::fs::write(&three, "a\nb\nc\n").unwrap();
+    let o = resnet(&["classify", s(&samples), "--labels", s(&three)]);
+    assert_user_error(
+        "3 labels for 10 classes",
+        &o,
+        &["three.txt", "3 class names", "10 classes"],
+    );
+    let binary = dir.join("binary.txt");
+    std::fs::write(&binary, [0xffu8, 0xfe, 0x00]).unwrap();
+    let o = resnet(&["classify", s(&samples), "--labels", s(&binary)]);
+    assert_user_error("binary labels", &o, &["binary.txt", "UTF-8"]);
+    // A benchmark input larger than memory is refused, not an aborted allocation.
+    if common::gpu(false).is_some() {
+        let o = resnet(&[
+            "bench",
+            "--arch",
+            "resnet18",
+            "--batch",
+            "1000000000",
+            "--iters",
+            "1",
+        ]);
+        assert_user_error(
+            "huge bench batch",
+            &o,
+            &["does not fit in this machine's memory"],
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -74,11 +74,20 @@ pub struct BenchArgs {
     json: bool,
 }
 
-fn input(n: usize, h: usize, w: usize) -> Vec<f32> {
+fn input(n: usize, h: usize, w: usize) -> anyhow::Result<Vec<f32>> {
+    // Refuse what cannot be held rather than abort on a failed allocation.
+    let len = [n, 3, h, w]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d));
+    let mut x = Vec::new();
+    if len.is_none_or(|len| x.try_reserve_exact(len).is_err()) {
+        bail!(Error::InputShape(format!(
+            "a {n}x3x{h}x{w} input does not fit in this machine's memory"
+        )));
+    }
     // A smooth deterministic pattern: the values do not change the work done.
-    (0..n * 3 * h * w)
-        .map(|i| ((i % 251) as f32 / 125.0) - 1.0)
-        .collect()
+    x.extend((0..len.unwrap_or(0)).map(|i| ((i % 251) as f32 / 125.0) - 1.0));
+    Ok(x)
 }
 
 pub fn profile(args: ProfileArgs, options: &GpuOptions) -> anyhow::Result<()> {
@@ -93,7 +102,7 @@ pub fn profile(args: ProfileArgs, options: &GpuOptions) -> anyhow::Result<()> {
     }
     let weights = args.model.open()?;
     let engine = Engine::load(&weights, options)?;
-    let x = input(args.batch, h, w);
+    let x = input(args.batch, h, w)?;
     let p = engine.profile(&x, args.batch, h, w, 3, args.iters)?;
     if let Some(path) = &args.chart {
         write_chart(path, &p)?;
@@ -208,7 +217,7 @@ pub fn bench(args: BenchArgs, options: &GpuOptions) -> anyhow::Result<()> {
     let engine = Engine::load_on(ctx, &weights)?;
     let mut rows = Vec::new();
     for (i, &n) in args.batch.iter().enumerate() {
-        let x = input(n, h, w);
+        let x = input(n, h, w)?;
         // Cold: from launch (device, weights, pipelines) for the first size; plan build and
         // first run for later sizes.
         let t = if i == 0 { start } else { Instant::now() };

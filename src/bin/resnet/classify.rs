@@ -164,7 +164,9 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
     }
     let images = collect_images(&args.inputs)?;
     let weights = open_weights(args.weights.as_deref())?;
-    check_weights(&weights)?;
+    let classes = check_weights(&weights)?.num_classes;
+    // Every input is checked before the GPU is opened, so mistakes fail fast.
+    let (labels, _) = class_names(&weights, classes, args.labels.as_deref())?;
     let pre = preprocess_for(&weights)?;
     let image_options = ImageOptions {
         exif_orientation: !args.ignore_exif,
@@ -177,8 +179,6 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
     spinner.enable_steady_tick(Duration::from_millis(100));
     let engine = Engine::load(&weights, options)?;
     spinner.finish_and_clear();
-    let classes = engine.arch.as_ref().map_or(0, |a| a.num_classes);
-    let (labels, _) = class_names(&weights, classes, args.labels.as_deref())?;
     let (h, w) = (pre.crop_h as usize, pre.crop_w as usize);
     let which = if args.features.is_some() {
         Output::Features
