@@ -14,7 +14,8 @@ Deterministic (seeded). Writes small synthetic images and what torchvision makes
                           tensor is 600 KB, too big to keep one per case; the script asserts that
                           ToTensor + Normalize of this PNG equals torchvision's tensor exactly, so
                           the PNG encodes the expected tensor losslessly.
-* <name>.pil.png          PIL's `Image.open(p).convert("RGB")` pixels, for decoder checks.
+* <name>.pil.png          PIL's `Image.open(p).convert("RGB")` pixels, for decoder checks
+                          (palette, 16-bit, JPEG, CMYK JPEG).
 * resize_97x61.<filter>.<W>x<H>.png
                           PIL `Image.resize` of resize_97x61.png, whole image (edges included).
 """
@@ -94,6 +95,14 @@ def pil_pixels(name):
     Image.open(path(name)).convert("RGB").save(path(f"{stem}.pil.png"), optimize=True)
 
 
+def cmyk_case():
+    """A CMYK JPEG (Pillow writes Adobe-inverted CMYK) and PIL's convert("RGB") of it."""
+    y, x = np.mgrid[0:24, 0:32]
+    c = np.stack([(x * 8) % 256, (y * 10) % 256, ((x + y) * 5) % 256, (x * y) % 200], -1)
+    Image.fromarray(c.astype(np.uint8), "CMYK").save(path("cmyk_32x24.jpg"), quality=95)
+    pil_pixels("cmyk_32x24.jpg")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):
@@ -146,6 +155,7 @@ def main():
     pil_pixels("rgb16_40x30.png")
     png16("gray16_40x30.png", rng.integers(0, 600, (30, 40)), 0)
     pil_pixels("gray16_40x30.png")
+    cmyk_case()
 
     # Whole-image resizes: both passes in either order, one pass only, up and down, both
     # filters.

@@ -44,6 +44,17 @@ pub enum Error {
     NotResnet(String),
     #[error("{path}: {msg}")]
     Config { path: PathBuf, msg: String },
+    /// NaN or ±Inf in a weight: the network would only ever answer NaN, so it is refused.
+    #[error(
+        "{path}: tensor `{name}` holds {count} NaN/Inf value(s) (first at element {first}); \
+         the checkpoint is corrupt or overflowed when it was converted"
+    )]
+    NonFinite {
+        path: PathBuf,
+        name: String,
+        count: usize,
+        first: usize,
+    },
 
     // ---- shapes and plans ----
     #[error("invalid input shape: {0}")]
@@ -59,6 +70,10 @@ pub enum Error {
     // ---- GPU ----
     #[error("no GPU adapter found{0}")]
     NoAdapter(String),
+    /// `--adapter`/`--backend` (or their environment variables) matched nothing: the user's
+    /// choice, so a user error, unlike a machine without any adapter.
+    #[error("no GPU adapter matches {wanted} (available: {available})")]
+    AdapterNotFound { wanted: String, available: String },
     #[error("could not create a device on {adapter}: {msg}")]
     Device { adapter: String, msg: String },
     #[error("GPU error: {0}")]

@@ -5,6 +5,7 @@
 //! in `shaders/`. [`reference`] is the plain CPU implementation every kernel is tested against.
 
 pub mod error;
+pub mod fsutil;
 pub mod gpu;
 pub mod graph;
 pub mod imagenet;

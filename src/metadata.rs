@@ -47,7 +47,8 @@ pub fn class_names_with(
     config: Option<&SourceConfig>,
 ) -> Result<(Vec<String>, LabelSource)> {
     if let Some(path) = labels_file {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = String::from_utf8(crate::fsutil::read_regular(path)?)
+            .map_err(|_| Error::Usage(format!("{}: labels are not UTF-8 text", path.display())))?;
         let names = parse_labels(&text)
             .map_err(|msg| Error::Usage(format!("{}: {msg}", path.display())))?;
         return check_count(names, classes, path.display().to_string())

@@ -2,12 +2,13 @@
 //!
 //! Format: <https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html>.
 //! The reader accepts header versions 1.0, 2.0 and 3.0, little-endian `f4`, `f8` and `f2`
-//! (converted to `f32`), C order only. The writer always writes version 1.0 `<f4`.
+//! (converted to `f32`: exactly from `f2`, rounded to nearest from `f8`, where a value beyond
+//! `f32`'s range is an error), C order only; integer arrays are refused rather than guessed
+//! at (raw pixels are not a normalised network input). The writer always writes version 1.0 `<f4`.
 //! All parsing goes through [`from_bytes`], which never panics on malformed input, so it can
 //! be fuzzed directly.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 
@@ -22,7 +23,7 @@ pub struct NpyArray {
 
 /// Reads a `.npy` file into `f32`.
 pub fn read_f32(path: &Path) -> Result<NpyArray> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::fsutil::read_regular(path)?;
     from_bytes(&bytes, path)
 }
 
@@ -30,29 +31,7 @@ pub fn read_f32(path: &Path) -> Result<NpyArray> {
 /// temporary name in the same folder and then renamed, so a reader never sees half a file and
 /// an interrupted run never leaves a truncated one under the final name.
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
-    let bytes = to_bytes(shape, data)?;
-    let tmp = temp_path(path);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        // Best effort: the temporary file is ours and useless now.
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    Ok(())
-}
-
-/// `dir/name` -> `dir/name.<pid>.tmp`: same folder (so `rename` is atomic, never a cross-device
-/// copy), and the pid keeps two processes writing the same output from sharing a temp file.
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
-    path.with_file_name(name)
+    crate::fsutil::write_atomic(path, &to_bytes(shape, data)?)
 }
 
 /// Serialises `data` with `shape` as a `.npy` file image (version 1.0, `<f4`, C order).
@@ -164,7 +143,8 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<NpyArray> {
         }
         d => {
             return Err(err(format!(
-                "dtype {d:?} is not supported; expected '<f4', '<f8' or '<f2'"
+                "dtype {d:?} is not supported; expected float32, float64 or float16 \
+                 ('<f4', '<f8', '<f2')"
             )))
         }
     };
@@ -204,10 +184,22 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<NpyArray> {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
+        // Rounded to the nearest f32, as `torch.from_numpy(x).float()` does; a finite value
+        // beyond f32's range would silently become infinite, so it is an error instead.
         8 => payload
             .chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-            .collect(),
+            .enumerate()
+            .map(|(i, c)| {
+                let v = f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+                let f = v as f32;
+                if v.is_finite() && f.is_infinite() {
+                    return Err(err(format!(
+                        "float64 element {i} ({v:e}) is out of float32 range"
+                    )));
+                }
+                Ok(f)
+            })
+            .collect::<Result<_>>()?,
         _ => payload
             .chunks_exact(2)
             .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
@@ -497,6 +489,26 @@ mod tests {
         assert_eq!(
             a.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn rejects_f64_beyond_f32_range() {
+        let payload: Vec<u8> = [1.0f64, 1e39]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let m = msg(from_bytes(
+            &forge(
+                1,
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }",
+                &payload,
+            ),
+            p(),
+        ));
+        assert!(
+            m.contains("element 1") && m.contains("float32 range"),
+            "{m}"
         );
     }
 

@@ -23,11 +23,13 @@
 use std::ops::Range;
 use std::path::Path;
 
-use image::{DynamicImage, RgbImage};
+use image::RgbImage;
 
 use crate::error::{Error, Result};
 
+mod decode;
 pub mod presets;
+pub use decode::{load_image, load_image_with, ImageOptions, MAX_IMAGE_PIXELS};
 
 /// Resampling filter, as Pillow defines it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,56 +129,19 @@ impl Preprocess {
     }
 }
 
-/// Decodes an image file to 8-bit RGB the way `PIL.Image.open(path).convert("RGB")` does:
-/// alpha dropped (not blended), grey replicated, palettes expanded. 16-bit files follow
-/// Pillow too: RGB(A) and grey+alpha keep the high byte; plain 16-bit grey opens as mode
-/// `I;16`, whose RGB conversion clamps each value to 255 (so most pixels turn white, exactly
-/// as in the PyTorch reference). EXIF orientation is ignored, as Pillow's `open` ignores it.
-pub fn load_image(path: &Path) -> Result<RgbImage> {
-    let img_err = |msg: String| Error::Image {
-        path: path.to_path_buf(),
-        msg,
-    };
-    let reader = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| Error::io(path, e))?;
-    let dynimg = reader.decode().map_err(|e| match e {
-        image::ImageError::IoError(io) => Error::io(path, io),
-        other => img_err(other.to_string()),
-    })?;
-    let rgb = to_rgb8_like_pil(dynimg);
-    if rgb.width() == 0 || rgb.height() == 0 {
-        return Err(img_err(format!(
-            "image is empty ({}x{})",
-            rgb.width(),
-            rgb.height()
-        )));
-    }
-    Ok(rgb)
-}
-
-fn to_rgb8_like_pil(img: DynamicImage) -> RgbImage {
-    let (w, h) = (img.width(), img.height());
-    let map = |f: &dyn Fn(u32, u32) -> [u8; 3]| RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y)));
-    let hi = |v: u16| (v >> 8) as u8;
-    match img {
-        // image's own conversion rescales 16-bit values with rounding; Pillow truncates.
-        DynamicImage::ImageRgb16(im) => map(&|x, y| im.get_pixel(x, y).0.map(hi)),
-        DynamicImage::ImageRgba16(im) => map(&|x, y| {
-            let p = im.get_pixel(x, y).0;
-            [hi(p[0]), hi(p[1]), hi(p[2])]
-        }),
-        DynamicImage::ImageLumaA16(im) => map(&|x, y| [hi(im.get_pixel(x, y).0[0]); 3]),
-        DynamicImage::ImageLuma16(im) => map(&|x, y| [im.get_pixel(x, y).0[0].min(255) as u8; 3]),
-        // 8-bit: image's conversion drops alpha and replicates grey, as Pillow does.
-        other => other.into_rgb8(),
-    }
-}
-
 /// `load_image` then `preprocess`, after checking the parameters.
 pub fn load_and_preprocess(path: &Path, p: &Preprocess) -> Result<Vec<f32>> {
+    load_and_preprocess_with(path, p, &ImageOptions::default())
+}
+
+/// `load_image_with` then `preprocess`, after checking the parameters.
+pub fn load_and_preprocess_with(
+    path: &Path,
+    p: &Preprocess,
+    options: &ImageOptions,
+) -> Result<Vec<f32>> {
     p.validate()?;
-    let img = load_image(path)?;
+    let img = load_image_with(path, options)?;
     Ok(preprocess(&img, p))
 }
 

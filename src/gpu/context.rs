@@ -1,10 +1,13 @@
 //! Instance, adapter and device: choosing a GPU and opening it with the limits our plans need.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// How long any wait on the GPU may take before it is reported as a hang.
+/// How long any wait on the GPU may take before it is reported as a hang (the default of
+/// [`GpuContext::set_timeout`]). Generous: a large batch on a software adapter takes minutes.
 pub const GPU_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Which adapter to open. Empty fields fall back to `WGPU_ADAPTER_NAME` / `WGPU_BACKEND`, then
@@ -133,13 +136,18 @@ pub struct GpuContext {
     /// CPU adapters (lavapipe, WARP) run the register-only conv kernel: their workgroup
     /// barriers are costly and their caches make workgroup-memory tiles pointless.
     pub prefer_register_kernels: bool,
+    /// Why the device can no longer be used (lost, or a wait timed out); set once, by the
+    /// device-lost callback or by a timeout, and checked before every use.
+    broken: Arc<OnceLock<String>>,
+    /// An error wgpu raised outside any error scope, reported by the next check.
+    uncaptured: Arc<Mutex<Option<String>>>,
+    timeout_ms: AtomicU64,
 }
 
 impl GpuContext {
     pub fn new(options: &GpuOptions) -> Result<Self> {
         let (name, backends) = resolve(&options.adapter)?;
         let mut adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
-        let available: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
         if let Some(want) = &name {
             let want = want.to_lowercase();
             adapters.retain(|a| a.get_info().name.to_lowercase().contains(&want));
@@ -149,20 +157,51 @@ impl GpuContext {
             let i = a.get_info();
             (rank(i.device_type), i.backend == wgpu::Backend::Gl)
         });
-        let adapter = adapters.into_iter().next().ok_or_else(|| {
-            Error::NoAdapter(match &name {
-                Some(n) => format!(
-                    " matching `{n}` (available: {})",
-                    if available.is_empty() {
-                        "none".to_string()
-                    } else {
-                        available.join(", ")
-                    }
-                ),
-                None => " (on Linux without a GPU, install Mesa's lavapipe: scripts/setup.sh)"
-                    .to_string(),
+        let Some(adapter) = adapters.into_iter().next() else {
+            let restricted = backends != wgpu::Backends::all();
+            if name.is_none() && !restricted {
+                return Err(Error::NoAdapter(
+                    " (on Linux without a GPU, install Mesa's lavapipe: scripts/setup.sh)".into(),
+                ));
+            }
+            // The user asked for something that is not there: list what is, on any backend.
+            let everywhere: Vec<String> = list_adapters(&AdapterChoice {
+                name: None,
+                backend: Some("vulkan,metal,dx12,gl".into()),
             })
-        })?;
+            .map(|l| {
+                l.iter()
+                    .map(|a| format!("{} ({})", a.name, a.backend))
+                    .collect()
+            })
+            .unwrap_or_default();
+            let mut wanted = Vec::new();
+            if let Some(n) = &name {
+                wanted.push(format!("name `{n}`"));
+            }
+            if restricted {
+                use wgpu::Backends as B;
+                let names: Vec<&str> = [
+                    (B::VULKAN, "vulkan"),
+                    (B::METAL, "metal"),
+                    (B::DX12, "dx12"),
+                    (B::GL, "gl"),
+                ]
+                .into_iter()
+                .filter(|(b, _)| backends.contains(*b))
+                .map(|(_, n)| n)
+                .collect();
+                wanted.push(format!("backend {}", names.join(",")));
+            }
+            return Err(Error::AdapterNotFound {
+                wanted: wanted.join(" and "),
+                available: if everywhere.is_empty() {
+                    "none".into()
+                } else {
+                    everywhere.join(", ")
+                },
+            });
+        };
         let info = AdapterSummary::of(&adapter.get_info());
         // Ask for everything the adapter offers: large networks and batches need the big
         // binding sizes; the plan checks each buffer against these limits.
@@ -184,11 +223,30 @@ impl GpuContext {
             adapter: info.name.clone(),
             msg: e.to_string(),
         })?;
-        device.set_device_lost_callback(|reason, msg| {
+        let broken = Arc::new(OnceLock::new());
+        let lost = broken.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            // `Destroyed` is also how a device we drop ends: nobody is left to tell then.
             if reason != wgpu::DeviceLostReason::Destroyed {
                 log::error!("GPU device lost: {reason:?}: {msg}");
             }
+            let detail = if msg.is_empty() {
+                format!("{reason:?}")
+            } else {
+                format!("{reason:?}: {msg}")
+            };
+            let _ = lost.set(format!("the GPU device was lost ({detail})"));
         });
+        // wgpu's default handler panics on an error raised outside an error scope; record
+        // it instead, so the caller gets an error.
+        let uncaptured = Arc::new(Mutex::new(None));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("uncaptured GPU error: {e}");
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert_with(|| e.to_string());
+            }
+        }));
         log::info!("adapter: {info}");
         let prefer_register_kernels = options
             .register_kernels
@@ -201,28 +259,85 @@ impl GpuContext {
             limits,
             checked_shaders: options.checked_shaders,
             prefer_register_kernels,
+            broken,
+            uncaptured,
+            timeout_ms: AtomicU64::new(GPU_TIMEOUT.as_millis() as u64),
         })
     }
 
-    /// Blocks until the queue is idle, with a timeout so a hung GPU is an error, not a hang.
+    /// How long a wait on the GPU may take before it is an error.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.timeout_ms
+            .store(timeout.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// `Err(Error::Gpu)` once the device is lost or has timed out, and for an error wgpu
+    /// raised outside an error scope since the last check.
+    pub fn check(&self) -> Result<()> {
+        if let Some(why) = self.broken.get() {
+            return Err(Error::Gpu(format!(
+                "{why}; the device cannot be used any more (load the network again)"
+            )));
+        }
+        let pending = self.uncaptured.lock().ok().and_then(|mut e| e.take());
+        match pending {
+            Some(e) => Err(Error::Gpu(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the device unusable: every later call fails with `why`.
+    fn mark_broken(&self, why: String) {
+        log::error!("{why}");
+        let _ = self.broken.set(why);
+    }
+
+    /// Blocks until the queue is idle; see [`GpuContext::wait_for`].
     pub fn wait_idle(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: None,
-                timeout: Some(GPU_TIMEOUT),
-            })
-            .map(|_| ())
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))
+        self.wait_for(None)
+    }
+
+    /// Blocks until `submission` (or all work) has finished, at most [`GpuContext::timeout`]:
+    /// a hung GPU is an error, not a hang. The device counts as broken after a timeout,
+    /// since the work still queued on it may finish at any time or never.
+    pub fn wait_for(&self, submission: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        self.check()?;
+        let timeout = self.timeout();
+        match self.device.poll(wgpu::PollType::Wait {
+            submission_index: submission,
+            timeout: Some(timeout),
+        }) {
+            Ok(_) => self.check(),
+            Err(wgpu::PollError::Timeout) => {
+                self.mark_broken(format!("the GPU did not finish within {timeout:?}"));
+                self.check()
+            }
+            Err(e) => {
+                // Work on a lost device is dropped silently (WebGPU reports no errors after
+                // a loss), so its submission index is unknown to the wait; a plain poll lets
+                // wgpu run the device-lost callback, and the loss is the error to report.
+                let _ = self.device.poll(wgpu::PollType::Poll);
+                self.check()?;
+                Err(Error::Gpu(format!("waiting for the GPU: {e}")))
+            }
+        }
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes and turns what they caught
-    /// into an error naming `what`.
+    /// into an error naming `what`. Fails first if the device is already unusable.
     pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        self.check()?;
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
         let v = pollster::block_on(validation.pop());
         let o = pollster::block_on(oom.pop());
+        // A lost device explains every error after it; say so rather than the symptom.
+        self.check()?;
         if let Some(e) = v.or(o) {
             return Err(Error::Gpu(format!("{what}: {e}")));
         }

@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
+mod batching;
+
 use super::context::{GpuContext, GpuOptions};
 use super::flat_dispatch;
 use super::kernels::{conv_constants, grouped_conv_constants, ConvTiles, Kernel, Kernels};
 use super::params::{u32_of, ConvParams, LinearParams, PoolParams};
-use super::weights::{bind, check_size, prepare, LayerWeights};
+use super::weights::{bind, prepare, LayerWeights};
 use crate::error::{Error, Result};
 use crate::graph::plan::MemoryPlan;
 use crate::graph::{Graph, Op, Shape};
@@ -89,8 +91,18 @@ pub struct Engine {
     pub graph: Graph,
     layers: BTreeMap<String, LayerWeights>,
     weight_bytes: u64,
-    plans: Mutex<HashMap<PlanKey, Arc<Mutex<GpuPlan>>>>,
+    plans: Mutex<HashMap<PlanKey, SharedPlan>>,
 }
+
+/// A cached plan; each runs under its own lock, so different sizes run concurrently.
+type SharedPlan = Arc<Mutex<GpuPlan>>;
+
+// Servers share one engine between threads (`Arc<Engine>`): fail the build if a field ever
+// makes it lose Send or Sync.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Engine>();
+};
 
 impl Engine {
     /// Detects the architecture of `weights`, opens a device and prepares the weights.
@@ -102,6 +114,7 @@ impl Engine {
     /// Like [`Engine::load`] on an already open device.
     pub fn load_on(ctx: Arc<GpuContext>, weights: &WeightsFile) -> Result<Self> {
         let arch = arch::detect(weights)?;
+        weights.check_finite()?;
         let graph = build_graph(&arch);
         let mut engine = Self::from_graph(ctx, graph, weights)?;
         engine.arch = Some(arch);
@@ -110,7 +123,9 @@ impl Engine {
 
     /// Any graph over the ops (kernel tests build one-op graphs).
     pub fn from_graph(ctx: Arc<GpuContext>, graph: Graph, weights: &WeightsFile) -> Result<Self> {
-        let kernels = Kernels::new(&ctx.device, ctx.checked_shaders)?;
+        let kernels = ctx.scoped("compiling the shaders", || {
+            Kernels::new(&ctx.device, ctx.checked_shaders)
+        })??;
         let layers = prepare(&ctx, &kernels, &graph, weights)?;
         let weight_bytes = layers
             .values()
@@ -127,9 +142,9 @@ impl Engine {
         })
     }
 
-    /// Runs one inference on an NCHW input `(n, C_in, h, w)` and returns the requested output,
-    /// row-major `(n, features)`.
-    pub fn run(
+    /// One batch through one plan: a buffer write, one command buffer, a readback. Callers
+    /// go through [`Engine::run`], which splits batches that do not fit.
+    fn run_batch(
         &self,
         input: &[f32],
         n: usize,
@@ -141,45 +156,39 @@ impl Engine {
         let plan = plan
             .lock()
             .map_err(|_| Error::Gpu("plan lock poisoned by an earlier panic".into()))?;
-        let expected = plan.shapes[self.graph.input].numel();
-        if input.len() != expected {
-            return Err(Error::InputShape(format!(
-                "input has {} values, expected {expected} for ({n}, {}, {h}, {w})",
-                input.len(),
-                self.graph.input_channels
-            )));
-        }
         let value = match output {
             Output::Logits => self.graph.output,
             Output::Features => self.graph.features,
         };
         let bytes = plan.shapes[value].bytes();
         let ctx = &self.ctx;
-        ctx.queue
-            .write_buffer(&plan.slots[plan.input_slot], 0, bytemuck::cast_slice(input));
-        let mut encoder = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("inference"),
-            });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("network"),
-                timestamp_writes: None,
-            });
-            for step in &plan.steps {
-                step.encode(&mut pass);
+        let submission = ctx.scoped("running the network", || {
+            ctx.queue
+                .write_buffer(&plan.slots[plan.input_slot], 0, bytemuck::cast_slice(input));
+            let mut encoder = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("inference"),
+                });
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("network"),
+                    timestamp_writes: None,
+                });
+                for step in &plan.steps {
+                    step.encode(&mut pass);
+                }
             }
-        }
-        encoder.copy_buffer_to_buffer(
-            &plan.slots[plan.memory.slot_of[value]],
-            0,
-            &plan.readback,
-            0,
-            bytes,
-        );
-        ctx.queue.submit([encoder.finish()]);
-        read_buffer(ctx, &plan.readback, bytes)
+            encoder.copy_buffer_to_buffer(
+                &plan.slots[plan.memory.slot_of[value]],
+                0,
+                &plan.readback,
+                0,
+                bytes,
+            );
+            ctx.queue.submit([encoder.finish()])
+        })?;
+        read_buffer(ctx, &plan.readback, bytes, Some(submission))
     }
 
     /// The plan for `(n, h, w)`, built on first use.
@@ -230,47 +239,42 @@ impl Engine {
         let graph = &self.graph;
         let shapes = graph.infer_shapes(n, h, w)?;
         let memory = MemoryPlan::new(graph, &shapes, true);
-        for (i, &bytes) in memory.slot_bytes.iter().enumerate() {
-            check_size(
-                ctx,
-                &format!("activation buffer {i} for batch {n} at {h}×{w}"),
-                bytes,
-            )?;
-        }
-        for s in &shapes {
-            u32_of("activation", s.numel())?;
-        }
-        let slots: Vec<wgpu::Buffer> = memory
-            .slot_bytes
-            .iter()
-            .enumerate()
-            .map(|(i, &bytes)| {
-                ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(&format!("activations slot {i}")),
-                    size: bytes.max(4).div_ceil(4) * 4,
-                    usage: wgpu::BufferUsages::STORAGE
-                        | wgpu::BufferUsages::COPY_DST
-                        | wgpu::BufferUsages::COPY_SRC,
-                    mapped_at_creation: false,
-                })
-            })
-            .collect();
+        self.check_limits(n, h, w, &shapes, &memory)?;
         let readback_bytes = shapes[graph.output]
             .bytes()
             .max(shapes[graph.features].bytes());
-        let readback = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: readback_bytes.max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        // Bound where a kernel's layout has a slot the specialisation never reads.
-        let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("unused binding"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        // Out of memory here is the likeliest GPU error of all: keep it in a scope.
+        let (slots, readback, dummy) = ctx.scoped("allocating activation buffers", || {
+            let slots: Vec<wgpu::Buffer> = memory
+                .slot_bytes
+                .iter()
+                .enumerate()
+                .map(|(i, &bytes)| {
+                    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some(&format!("activations slot {i}")),
+                        size: bytes.max(4).div_ceil(4) * 4,
+                        usage: wgpu::BufferUsages::STORAGE
+                            | wgpu::BufferUsages::COPY_DST
+                            | wgpu::BufferUsages::COPY_SRC,
+                        mapped_at_creation: false,
+                    })
+                })
+                .collect();
+            let readback = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: readback_bytes.max(4),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            // Bound where a kernel's layout has a slot the specialisation never reads.
+            let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("unused binding"),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            });
+            (slots, readback, dummy)
+        })?;
         let mut steps = Vec::new();
         let mut uniforms = Vec::new();
         ctx.scoped("building the plan", || -> Result<()> {
@@ -549,28 +553,41 @@ impl Engine {
     }
 }
 
-/// Maps `buffer` (MAP_READ) and copies out its first `bytes` as f32.
-fn read_buffer(ctx: &GpuContext, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>> {
-    read_pod(ctx, buffer, bytes)
+/// Maps `buffer` (MAP_READ) once `submission` (or all work) has finished and copies out its
+/// first `bytes` as f32.
+fn read_buffer(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    bytes: u64,
+    submission: Option<wgpu::SubmissionIndex>,
+) -> Result<Vec<f32>> {
+    read_pod(ctx, buffer, bytes, submission)
 }
 
 /// Maps `buffer` (MAP_READ) and copies out its first `bytes` as u64 (timestamps).
-pub(crate) fn read_u64(ctx: &GpuContext, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u64>> {
-    read_pod(ctx, buffer, bytes)
+pub(crate) fn read_u64(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    bytes: u64,
+    submission: Option<wgpu::SubmissionIndex>,
+) -> Result<Vec<u64>> {
+    read_pod(ctx, buffer, bytes, submission)
 }
 
 fn read_pod<T: bytemuck::Pod>(
     ctx: &GpuContext,
     buffer: &wgpu::Buffer,
     bytes: u64,
+    submission: Option<wgpu::SubmissionIndex>,
 ) -> Result<Vec<T>> {
     let slice = buffer.slice(..bytes);
     let (tx, rx) = std::sync::mpsc::channel();
     slice.map_async(wgpu::MapMode::Read, move |r| {
         let _ = tx.send(r);
     });
-    ctx.wait_idle()?;
-    rx.recv_timeout(super::context::GPU_TIMEOUT)
+    ctx.wait_for(submission)?;
+    // The wait has run the callback; the timeout only guards against wgpu never calling it.
+    rx.recv_timeout(ctx.timeout())
         .map_err(|_| Error::Gpu("the GPU did not finish in time".into()))?
         .map_err(|e| Error::Gpu(format!("reading results back: {e}")))?;
     let view = slice
@@ -584,20 +601,23 @@ fn read_pod<T: bytemuck::Pod>(
 
 /// Copies a whole storage buffer (COPY_SRC) back to the host.
 fn copy_out(ctx: &GpuContext, src: &wgpu::Buffer) -> Result<Vec<f32>> {
-    let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("staging"),
-        size: src.size(),
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut encoder = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("copy out"),
+    let (staging, submission) = ctx.scoped("copying a buffer back", || {
+        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging"),
+            size: src.size(),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
         });
-    encoder.copy_buffer_to_buffer(src, 0, &staging, 0, src.size());
-    ctx.queue.submit([encoder.finish()]);
-    read_buffer(ctx, &staging, src.size())
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("copy out"),
+            });
+        encoder.copy_buffer_to_buffer(src, 0, &staging, 0, src.size());
+        let submission = ctx.queue.submit([encoder.finish()]);
+        (staging, submission)
+    })?;
+    read_buffer(ctx, &staging, src.size(), Some(submission))
 }
 
 impl GpuOptions {

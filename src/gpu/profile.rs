@@ -58,8 +58,8 @@ pub fn time_dispatches(ctx: &GpuContext, plan: &GpuPlan) -> Result<DispatchTimes
                 step.encode(&mut pass);
             }
             let t = Instant::now();
-            ctx.queue.submit([encoder.finish()]);
-            ctx.wait_idle()?;
+            let submission = ctx.scoped(&step.name, || ctx.queue.submit([encoder.finish()]))?;
+            ctx.wait_for(Some(submission))?;
             ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
         return Ok(DispatchTimes { method, ms });
@@ -116,8 +116,8 @@ pub fn time_dispatches(ctx: &GpuContext, plan: &GpuPlan) -> Result<DispatchTimes
     }
     encoder.resolve_query_set(&query_set, 0..count, &resolve, 0);
     encoder.copy_buffer_to_buffer(&resolve, 0, &readback, 0, bytes);
-    ctx.scoped("timing dispatches", || ctx.queue.submit([encoder.finish()]))?;
-    let ticks = super::executor::read_u64(ctx, &readback, bytes)?;
+    let submission = ctx.scoped("timing dispatches", || ctx.queue.submit([encoder.finish()]))?;
+    let ticks = super::executor::read_u64(ctx, &readback, bytes, Some(submission))?;
     // Timestamps count in ticks of `period` nanoseconds.
     let period_ns = ctx.queue.get_timestamp_period() as f64;
     let ms = ticks

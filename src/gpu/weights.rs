@@ -218,8 +218,8 @@ pub fn prepare(
         }
         Ok(())
     })??;
-    ctx.queue.submit([encoder.finish()]);
-    ctx.wait_idle()?;
+    let submission = ctx.scoped("uploading weights", || ctx.queue.submit([encoder.finish()]))?;
+    ctx.wait_for(Some(submission))?;
     drop(keep_alive);
     Ok(prepared)
 }

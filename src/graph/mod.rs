@@ -19,7 +19,18 @@ pub struct Shape {
     pub c: usize,
 }
 
+/// Most elements one activation may hold (2^36 f32 = 256 GiB, beyond any device's binding
+/// limit). Refusing larger shapes keeps every size, byte count and FLOP count in range.
+pub const MAX_ELEMENTS: usize = 1 << 36;
+
 impl Shape {
+    /// `n·h·w·c`, or `None` when it overflows.
+    pub fn checked_numel(&self) -> Option<usize> {
+        self.n
+            .checked_mul(self.h)?
+            .checked_mul(self.w)?
+            .checked_mul(self.c)
+    }
     pub fn numel(&self) -> usize {
         self.n * self.h * self.w * self.c
     }
@@ -272,9 +283,26 @@ impl Graph {
             w,
             c: self.input_channels,
         };
+        let too_large = |what: &str, s: &Shape| {
+            let fits = s.checked_numel().is_some_and(|e| e <= MAX_ELEMENTS);
+            (!fits).then(|| {
+                Error::InputShape(format!(
+                    "input ({n}, {}, {h}, {w}) is too large: {what} would hold more than \
+                     2^36 values",
+                    self.input_channels
+                ))
+            })
+        };
+        if let Some(e) = too_large("the input", &shapes[self.input]) {
+            return Err(e);
+        }
         for node in &self.nodes {
             let ins: Vec<Shape> = node.inputs.iter().map(|&v| shapes[v]).collect();
-            shapes[node.output] = node.op.output_shape(&node.name, &ins)?;
+            let out = node.op.output_shape(&node.name, &ins)?;
+            if let Some(e) = too_large(&format!("the output of {}", node.name), &out) {
+                return Err(e);
+            }
+            shapes[node.output] = out;
         }
         Ok(shapes)
     }

@@ -88,6 +88,23 @@ pub fn detect_with(w: &WeightsFile, config: Option<&SourceConfig>) -> Result<Arc
     for a in &arch.assumptions {
         log::warn!("{}: {a}", w.path.display());
     }
+    // Zero-width layers pass the shape checks with empty tensors but give no network.
+    let stem_width = match arch.stem {
+        crate::model::Stem::Plain { width } => width,
+        crate::model::Stem::Deep { widths } => widths.iter().copied().min().unwrap_or(0),
+    };
+    if stem_width == 0
+        || arch.num_classes == Some(0)
+        || arch
+            .stages
+            .iter()
+            .any(|s| s.inner_width == 0 || s.out_channels == 0)
+    {
+        return Err(Error::NotResnet(format!(
+            "{}: a layer has zero channels or the head zero classes",
+            w.path.display()
+        )));
+    }
     check_tensors(&view, &arch)?;
     Ok(arch)
 }

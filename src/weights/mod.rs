@@ -2,7 +2,6 @@
 //! so they can be uploaded to the GPU byte for byte and converted there.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -75,13 +74,7 @@ impl WeightsFile {
     /// Opens and validates a safetensors file through a read-only memory map.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        if path.is_dir() {
-            return Err(Error::Safetensors {
-                path,
-                msg: "is a directory, not a file".into(),
-            });
-        }
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let file = crate::fsutil::open_regular(&path)?;
         let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         if len == 0 {
             return Err(Error::Safetensors {
@@ -178,6 +171,25 @@ impl WeightsFile {
         Some(decode_f32(raw, t.dtype?))
     }
 
+    /// Refuses NaN and ±Inf in any float tensor: such a network answers NaN for every
+    /// input, which is better reported at load time, naming the tensor, than discovered in
+    /// the logits. Checked on the stored bits (exponent all ones), without converting.
+    pub fn check_finite(&self) -> Result<()> {
+        for (name, t) in &self.tensors {
+            let Some(dtype) = t.dtype else { continue };
+            let raw = &self.bytes_all()[t.start..t.end];
+            if let Some((first, count)) = non_finite(raw, dtype) {
+                return Err(Error::NonFinite {
+                    path: self.path.clone(),
+                    name: name.clone(),
+                    count,
+                    first,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Total bytes of the float tensors as stored.
     pub fn float_bytes(&self) -> u64 {
         self.tensors
@@ -186,6 +198,36 @@ impl WeightsFile {
             .map(|t| (t.end - t.start) as u64)
             .sum()
     }
+}
+
+/// `(first index, count)` of the NaN/Inf elements of stored little-endian data, if any.
+fn non_finite(raw: &[u8], dtype: StoredDtype) -> Option<(usize, usize)> {
+    let (mut first, mut count) = (None, 0usize);
+    let mut note = |i: usize| {
+        first.get_or_insert(i);
+        count += 1;
+    };
+    // An all-ones exponent is Inf or NaN in each of the three formats.
+    match dtype {
+        StoredDtype::F32 => raw
+            .chunks_exact(4)
+            .enumerate()
+            .filter(|(_, c)| {
+                u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & 0x7f80_0000 == 0x7f80_0000
+            })
+            .for_each(|(i, _)| note(i)),
+        StoredDtype::F16 => raw
+            .chunks_exact(2)
+            .enumerate()
+            .filter(|(_, c)| u16::from_le_bytes([c[0], c[1]]) & 0x7c00 == 0x7c00)
+            .for_each(|(i, _)| note(i)),
+        StoredDtype::BF16 => raw
+            .chunks_exact(2)
+            .enumerate()
+            .filter(|(_, c)| u16::from_le_bytes([c[0], c[1]]) & 0x7f80 == 0x7f80)
+            .for_each(|(i, _)| note(i)),
+    }
+    first.map(|f| (f, count))
 }
 
 /// Decodes little-endian stored elements to f32 (exact for F16 and BF16).

@@ -149,3 +149,73 @@ pub fn encode_tensors(tensors: &[(String, Vec<usize>, Vec<f32>, safetensors::Dty
         .collect();
     safetensors::tensor::serialize(views, None).expect("serialize")
 }
+
+/// Runs the `resnet` binary with `args`; a run that takes over two minutes is killed and
+/// fails the test, so a hang (e.g. on a FIFO) is a failure rather than a stuck suite.
+pub fn resnet(args: &[&str]) -> std::process::Output {
+    resnet_with(std::process::Command::new(env!("CARGO_BIN_EXE_resnet")).args(args))
+}
+
+/// Like [`resnet`] with a prepared command (environment, user id...).
+pub fn resnet_with(cmd: &mut std::process::Command) -> std::process::Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start resnet");
+    // Drain the pipes on threads so a chatty child cannot block on a full pipe.
+    let mut out_pipe = child.stdout.take().expect("stdout");
+    let mut err_pipe = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out_pipe.read_to_end(&mut b);
+        b
+    });
+    let err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err_pipe.read_to_end(&mut b);
+        b
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for resnet") {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("resnet {cmd:?} hung for two minutes");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+/// Asserts the documented failure shape: exit code 2, one `error: …` line on stderr that
+/// contains every one of `needles`, and no panic.
+pub fn assert_user_error(what: &str, o: &std::process::Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{what}: exit code; stderr: {err}");
+    assert!(err.starts_with("error: "), "{what}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{what}: {err}");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{what}: `{n}` not in: {err}");
+    }
+}
+
+/// A fresh folder for one test's files (removed by the test when it passes).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("resnet-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}

@@ -9,7 +9,7 @@ use resnet_wgpu::gpu::profile::{median, Profile};
 use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
 use resnet_wgpu::{Engine, Error, GpuContext, GpuOptions, Output, WeightsFile};
 
-use crate::parse_size;
+use crate::{check_output_path, check_weights, parse_size};
 
 /// Where the weights come from: a file, or synthetic weights for a named architecture.
 #[derive(clap::Args, Clone)]
@@ -25,7 +25,11 @@ pub struct ModelSource {
 impl ModelSource {
     pub fn open(&self) -> anyhow::Result<WeightsFile> {
         match (&self.weights, &self.arch) {
-            (Some(w), _) => Ok(WeightsFile::open(w)?),
+            (Some(w), _) => {
+                let file = WeightsFile::open(w)?;
+                check_weights(&file)?;
+                Ok(file)
+            }
             (None, Some(name)) => {
                 let a = arch::standard(name, 1000).ok_or_else(|| Error::Usage(format!("unknown architecture `{name}` (resnet18, resnet34, resnet50, resnet101, resnet152)")))?;
                 Ok(synthetic_weights(&a, 0)?)
@@ -70,11 +74,20 @@ pub struct BenchArgs {
     json: bool,
 }
 
-fn input(n: usize, h: usize, w: usize) -> Vec<f32> {
+fn input(n: usize, h: usize, w: usize) -> anyhow::Result<Vec<f32>> {
+    // Refuse what cannot be held rather than abort on a failed allocation.
+    let len = [n, 3, h, w]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d));
+    let mut x = Vec::new();
+    if len.is_none_or(|len| x.try_reserve_exact(len).is_err()) {
+        bail!(Error::InputShape(format!(
+            "a {n}x3x{h}x{w} input does not fit in this machine's memory"
+        )));
+    }
     // A smooth deterministic pattern: the values do not change the work done.
-    (0..n * 3 * h * w)
-        .map(|i| ((i % 251) as f32 / 125.0) - 1.0)
-        .collect()
+    x.extend((0..len.unwrap_or(0)).map(|i| ((i % 251) as f32 / 125.0) - 1.0));
+    Ok(x)
 }
 
 pub fn profile(args: ProfileArgs, options: &GpuOptions) -> anyhow::Result<()> {
@@ -84,9 +97,12 @@ pub fn profile(args: ProfileArgs, options: &GpuOptions) -> anyhow::Result<()> {
             "--batch and --iters must be at least 1".into()
         ));
     }
+    if let Some(path) = &args.chart {
+        check_output_path(path)?;
+    }
     let weights = args.model.open()?;
     let engine = Engine::load(&weights, options)?;
-    let x = input(args.batch, h, w);
+    let x = input(args.batch, h, w)?;
     let p = engine.profile(&x, args.batch, h, w, 3, args.iters)?;
     if let Some(path) = &args.chart {
         write_chart(path, &p)?;
@@ -169,9 +185,7 @@ fn write_chart(path: &Path, p: &Profile) -> anyhow::Result<()> {
         );
     }
     svg += "</svg>\n";
-    let tmp = path.with_extension("svg.tmp");
-    std::fs::write(&tmp, svg).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    resnet_wgpu::fsutil::write_atomic(path, svg.as_bytes())?;
     Ok(())
 }
 
@@ -203,7 +217,7 @@ pub fn bench(args: BenchArgs, options: &GpuOptions) -> anyhow::Result<()> {
     let engine = Engine::load_on(ctx, &weights)?;
     let mut rows = Vec::new();
     for (i, &n) in args.batch.iter().enumerate() {
-        let x = input(n, h, w);
+        let x = input(n, h, w)?;
         // Cold: from launch (device, weights, pipelines) for the first size; plan build and
         // first run for later sizes.
         let t = if i == 0 { start } else { Instant::now() };
@@ -223,7 +237,9 @@ pub fn bench(args: BenchArgs, options: &GpuOptions) -> anyhow::Result<()> {
             })
             .collect::<Result<_, _>>()?;
         let ms = median(&mut times);
-        let stats = engine.stats(n, h, w)?;
+        // A batch over the adapter's limits runs in sub-batches; what is resident is the
+        // plan of the largest.
+        let stats = engine.stats(engine.sub_batches(n, h, w)?[0], h, w)?;
         rows.push(BenchRow {
             batch: n,
             ms,

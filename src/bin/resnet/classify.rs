@@ -8,10 +8,10 @@ use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use resnet_wgpu::metadata::{class_names_with, default_preprocess};
 use resnet_wgpu::model::SourceConfig;
-use resnet_wgpu::preprocess::{load_and_preprocess, presets};
+use resnet_wgpu::preprocess::{load_and_preprocess_with, presets, ImageOptions, MAX_IMAGE_PIXELS};
 use resnet_wgpu::{npy, Engine, Error, GpuOptions, Output};
 
-use crate::open_weights;
+use crate::{check_output_path, open_weights};
 
 const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "webp", "bmp", "jfif"];
 
@@ -47,6 +47,13 @@ pub struct ClassifyArgs {
     /// (metadata, config.json), else the preset of the detected source.
     #[arg(long, value_name = "NAME|key=value,…")]
     preprocess: Option<String>,
+    /// Ignore EXIF orientation and decode exactly as PIL.Image.open (torchvision) does. By
+    /// default photos are turned upright first, as image viewers show them.
+    #[arg(long)]
+    ignore_exif: bool,
+    /// Refuse images with more pixels than this, from their header, before decoding.
+    #[arg(long, default_value_t = MAX_IMAGE_PIXELS)]
+    max_pixels: u64,
 }
 
 /// One image's result.
@@ -107,6 +114,44 @@ pub fn collect_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(images)
 }
 
+/// Decodes and preprocesses `paths` on all cores, one worker per core rather than one
+/// thread per image, so a batch of large images never holds more than a core's worth of
+/// decoded pixels at once. Results keep the order of `paths`.
+fn decode_all(
+    paths: &[PathBuf],
+    decode: &(dyn Fn(&Path) -> resnet_wgpu::Result<Vec<f32>> + Sync),
+) -> Vec<resnet_wgpu::Result<Vec<f32>>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(paths.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, resnet_wgpu::Result<Vec<f32>>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(p) = paths.get(i) else { break done };
+                        done.push((i, decode(p)));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    vec![(0, Err(Error::Usage("an image decoder panicked".into())))]
+                })
+            })
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
 fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exp: Vec<f64> = logits.iter().map(|&v| ((v - max) as f64).exp()).collect();
@@ -121,18 +166,8 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
     if args.top_k == 0 {
         bail!(Error::Usage("--top-k must be at least 1".into()));
     }
-    if let Some(parent) = args
-        .features
-        .as_deref()
-        .and_then(Path::parent)
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        if !parent.is_dir() {
-            bail!(Error::Usage(format!(
-                "{}: the output folder does not exist",
-                parent.display()
-            )));
-        }
+    if let Some(path) = &args.features {
+        check_output_path(path)?;
     }
     let images = collect_images(&args.inputs)?;
     let weights = open_weights(args.weights.as_deref())?;
@@ -161,6 +196,12 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
     } else {
         (vec![], resnet_wgpu::metadata::LabelSource::Indices)
     };
+    // NaN/Inf weights are refused before the GPU is opened.
+    weights.check_finite()?;
+    let image_options = ImageOptions {
+        exif_orientation: !args.ignore_exif,
+        max_pixels: args.max_pixels,
+    };
     let spinner = ProgressBar::new_spinner().with_message(format!(
         "uploading weights ({:.1} MiB)",
         weights.float_bytes() as f64 / (1 << 20) as f64
@@ -187,19 +228,8 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
     let mut outputs: Vec<f32> = Vec::new();
     let mut width = 0;
     for chunk in images.chunks(args.batch) {
-        // Decode and resize on all cores; the GPU then takes the whole batch at once.
-        let tensors: Vec<resnet_wgpu::Result<Vec<f32>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = chunk
-                .iter()
-                .map(|p| s.spawn(|| load_and_preprocess(p, &pre)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Usage("image decoder panicked".into())))
-                })
-                .collect()
+        let tensors = decode_all(chunk, &|p| {
+            load_and_preprocess_with(p, &pre, &image_options)
         });
         let mut batch = Vec::with_capacity(chunk.len() * 3 * h * w);
         for t in tensors {

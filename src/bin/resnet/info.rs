@@ -24,7 +24,9 @@ pub fn info(
     }
     let file = open_weights(weights)?;
     let config = SourceConfig::for_weights(&file)?;
-    let a = arch::detect_with(&file, config.as_ref())?;
+    let a = arch::detect_with(&file, config.as_ref())
+        .with_context(|| file.path.display().to_string())?;
+    file.check_finite()?;
     let graph = build_graph(&a);
     let flops_at = |n, h, w| -> anyhow::Result<f64> {
         let shapes = graph.infer_shapes(n, h, w)?;

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
+use resnet_wgpu::model::{arch, build_graph, Arch};
 use resnet_wgpu::{npy, reference, AdapterChoice, Engine, Error, GpuOptions, Output, WeightsFile};
 
 /// The trained default model (see scripts/train_default.py), compiled in so `resnet classify`
@@ -65,7 +65,6 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
-    /// Classify images (files or folders) and print the top classes.
     /// Classify images (files or folders) and print the top classes.
     Classify(classify::ClassifyArgs),
     /// Describe the network in a weights file: architecture, parameters, FLOPs, plan.
@@ -135,6 +134,44 @@ pub fn open_weights(path: Option<&Path>) -> anyhow::Result<WeightsFile> {
     })
 }
 
+/// Detects the architecture and checks every value is finite, before any GPU work, with
+/// errors that name the file (the tensor errors of the library name only the tensor).
+pub fn check_weights(file: &WeightsFile) -> anyhow::Result<Arch> {
+    let a = arch::detect(file).map_err(|e| match e {
+        Error::MissingTensor { .. }
+        | Error::TensorShape { .. }
+        | Error::TensorDtype { .. }
+        | Error::UnexpectedTensor { .. } => {
+            anyhow::Error::new(e).context(file.path.display().to_string())
+        }
+        other => other.into(),
+    })?;
+    file.check_finite()?;
+    Ok(a)
+}
+
+/// Refuses an output path that cannot be written, before any work is done: its folder must
+/// exist and the path must not be a folder. (The write itself goes through a temporary file
+/// and a rename, so a failure never leaves a partial file.)
+pub fn check_output_path(path: &Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        bail!(Error::Usage(format!(
+            "{}: is a folder; give a file name for the output",
+            path.display()
+        )));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            bail!(Error::Usage(format!(
+                "{}: the output folder {} does not exist",
+                path.display(),
+                parent.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -178,11 +215,28 @@ fn main() -> ExitCode {
             let user = e
                 .chain()
                 .find_map(|c| c.downcast_ref::<Error>())
-                .map_or(true, Error::is_user_error);
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+                .is_none_or(Error::is_user_error);
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(if user { 2 } else { 1 })
         }
     }
+}
+
+/// The error and its causes on one line, `outer: inner`, leaving out a cause its parent
+/// already spells out (an `Error::Io` shows its `io::Error` and also has it as its source).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -230,14 +284,7 @@ fn run(
     verify: bool,
     options: &GpuOptions,
 ) -> anyhow::Result<()> {
-    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            bail!(Error::Usage(format!(
-                "{}: the output folder does not exist",
-                output.display()
-            )));
-        }
-    }
+    check_output_path(output)?;
     let x = npy::read_f32(input)?;
     let [n, c, h, w] = x.shape[..] else {
         bail!(Error::InputShape(format!(
@@ -253,7 +300,28 @@ fn run(
             x.shape
         )));
     }
+    if n == 0 || h == 0 || w == 0 {
+        bail!(Error::InputShape(format!(
+            "{}: shape {:?} has an empty dimension",
+            input.display(),
+            x.shape
+        )));
+    }
+    // PyTorch would propagate a NaN into every logit of its image; say where it is instead.
+    if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
+        let count = x.data.iter().filter(|v| !v.is_finite()).count();
+        bail!(Error::InputShape(format!(
+            "{}: {count} NaN/Inf value(s), the first at element {i} (image {})",
+            input.display(),
+            i / (c * h * w)
+        )));
+    }
     let file = WeightsFile::open(weights)?;
+    let a = check_weights(&file)?;
+    // Shapes on the CPU first, so an input the network cannot take fails before the GPU.
+    build_graph(&a)
+        .infer_shapes(n, h, w)
+        .with_context(|| input.display().to_string())?;
     let t0 = Instant::now();
     let engine = Engine::load(&file, options)?;
     log::info!(
@@ -284,14 +352,4 @@ fn run(
         );
     }
     Ok(())
-}
-
-/// Synthetic weights for a standard architecture name, for quick runs without a checkpoint.
-#[allow(dead_code)]
-pub fn synthetic(name: &str) -> anyhow::Result<WeightsFile> {
-    let a = arch::standard(name, 1000)
-        .with_context(|| {
-            format!("unknown architecture `{name}` (e.g. resnet50, resnet50d, resnext50_32x4d, wide_resnet50_2)")
-        })?;
-    Ok(synthetic_weights(&a, 0)?)
 }
