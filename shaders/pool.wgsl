@@ -24,6 +24,13 @@ fn flat_index(lid: vec3<u32>, wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * 256u + lid.x;
 }
 
+// (channel, x, y, image) of output element idx of (N, H_out, W_out, C).
+fn output_position(idx: u32) -> vec4<u32> {
+    let pix = idx / p.channels;
+    let rest = pix / p.out_w;
+    return vec4<u32>(idx % p.channels, pix % p.out_w, rest % p.out_h, rest / p.out_h);
+}
+
 // Padding is implicit −∞: it never wins, and every window holds at least one real pixel
 // because pad < kernel (checked by the plan).
 @compute @workgroup_size(256, 1, 1)
@@ -36,12 +43,11 @@ fn max_pool(
     if (idx >= p.total) {
         return;
     }
-    let c = idx % p.channels;
-    let pix = idx / p.channels;
-    let ox = pix % p.out_w;
-    let rest = pix / p.out_w;
-    let oy = rest % p.out_h;
-    let n = rest / p.out_h;
+    let o = output_position(idx);
+    let c = o.x;
+    let ox = o.y;
+    let oy = o.z;
+    let n = o.w;
     var m = -3.402823466e38;
     for (var ky = 0u; ky < p.kernel; ky++) {
         let iy = i32(oy * p.stride + ky) - i32(p.pad);
@@ -74,12 +80,11 @@ fn avg_pool(
     if (idx >= p.total) {
         return;
     }
-    let c = idx % p.channels;
-    let pix = idx / p.channels;
-    let ox = pix % p.out_w;
-    let rest = pix / p.out_w;
-    let oy = rest % p.out_h;
-    let n = rest / p.out_h;
+    let o = output_position(idx);
+    let c = o.x;
+    let ox = o.y;
+    let oy = o.z;
+    let n = o.w;
     let y0 = i32(oy * p.stride) - i32(p.pad);
     let x0 = i32(ox * p.stride) - i32(p.pad);
     let y_lo = u32(max(y0, 0));
