@@ -123,9 +123,9 @@ mod tests {
     use crate::model::{arch, build_graph};
 
     fn check(graph: &Graph, shapes: &[Shape], plan: &MemoryPlan) {
-        for a in 0..graph.num_values {
+        for (a, shape) in shapes.iter().enumerate() {
             assert!(
-                plan.slot_bytes[plan.slot_of[a]] >= shapes[a].bytes(),
+                plan.slot_bytes[plan.slot_of[a]] >= shape.bytes(),
                 "slot too small for {a}"
             );
             for b in a + 1..graph.num_values {
