@@ -31,7 +31,7 @@ pub struct SourceConfig {
     pub path: PathBuf,
     /// Present when the file is a transformers ResNet config (`model_type` "resnet").
     pub hf: Option<HfConfig>,
-    /// transformers `id2label`, or timm's `label_names`; transformers' placeholder names
+    /// transformers `id2label`, or timm's `label_names`; transformers' generic `LABEL_i` names
     /// (`LABEL_0`, `LABEL_1`, …) count as none.
     pub labels: Option<Vec<String>>,
     /// timm's `pretrained_cfg`, or transformers' `preprocessor_config.json`.
@@ -141,11 +141,11 @@ impl SourceConfig {
                 let text = map.to_string();
                 let names = crate::metadata::parse_labels(&text)
                     .map_err(|m| bad(format!("`id2label`: {m}")))?;
-                let placeholder = names
+                let generic = names
                     .iter()
                     .enumerate()
                     .all(|(i, n)| *n == format!("LABEL_{i}"));
-                (!placeholder).then_some(names)
+                (!generic).then_some(names)
             }
             (None, Some(list)) => Some(
                 crate::metadata::parse_labels(&list.to_string())
@@ -271,7 +271,7 @@ mod tests {
         assert_eq!(hf.depths, Some(vec![3, 4, 6, 3]));
         assert_eq!(hf.downsample_in_bottleneck, Some(true));
         assert_eq!(hf.downsample_in_first_stage, None);
-        assert!(c.labels.is_none(), "placeholder labels are no labels");
+        assert!(c.labels.is_none(), "generic LABEL_i names are no labels");
         let named = r#"{"model_type": "resnet", "id2label": {"1": "dog", "0": "cat"}}"#;
         let c = SourceConfig::parse(Path::new("c.json"), named).unwrap();
         assert_eq!(c.labels, Some(vec!["cat".to_string(), "dog".to_string()]));
