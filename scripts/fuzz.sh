@@ -3,10 +3,11 @@
 #   weights  safetensors bytes -> WeightsFile::from_bytes -> metadata -> arch::detect
 #            -> build_graph -> infer_shapes -> MemoryPlan
 #   npy      .npy bytes -> npy::from_bytes (+ a write/read round trip)
+#   config   config.json text -> SourceConfig::parse -> arch::detect_with (transformers fixture)
 # Seeds come from tests/fixtures (and the embedded default model); the corpora grow under
 # fuzz/corpus/ and crashes land in fuzz/artifacts/ (both ignored by git). Not part of CI.
 #
-# Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]   (default: 60 s, both targets)
+# Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]   (default: 60 s, every target)
 # Needs: cargo install cargo-fuzz
 #
 # cargo-fuzz passes nightly-only flags (-Zsanitizer=..., -Cpasses=sancov); on the stable
@@ -18,7 +19,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(weights npy)
+[ ${#targets[@]} -gt 0 ] || targets=(weights npy config)
 export RUSTC_BOOTSTRAP=1
 # The fuzz build has its own flags; keep it out of any shared CARGO_TARGET_DIR.
 export CARGO_TARGET_DIR="$root/fuzz/target"
@@ -27,17 +28,21 @@ for t in "${targets[@]}"; do
     corpus="corpus/$t"
     mkdir -p "$corpus" artifacts
     case "$t" in
-        weights) seeds=("$root"/tests/fixtures/*.safetensors "$root"/weights/default.safetensors) ;;
+        weights) seeds=("$root"/tests/fixtures/*.safetensors "$root"/tests/fixtures/family/*/model.safetensors
+                         "$root"/weights/default.safetensors) ;;
         npy) seeds=("$root"/tests/fixtures/*.npy "$root"/tests/fixtures/preprocess/*.npy) ;;
-        *) echo "unknown target $t (weights, npy)" >&2; exit 2 ;;
+        config) seeds=("$root"/tests/fixtures/family/*/config.json) ;;
+        *) echo "unknown target $t (weights, npy, config)" >&2; exit 2 ;;
     esac
     for s in "${seeds[@]}"; do
         [ -e "$s" ] || continue
-        cp -n "$s" "$corpus/seed-$(basename "$s")"
+        # Family fixtures are all model.safetensors: name seeds by their folder too.
+        name="$(basename "$(dirname "$s")")-$(basename "$s")"
+        cp -n "$s" "$corpus/seed-$name"
         if [ "$t" = weights ]; then
             # The header alone too (the target makes up its data): small seeds to mutate.
             n=$(od -An -t u8 -N 8 "$s" | tr -d ' ')
-            dd if="$s" of="$corpus/seed-header-$(basename "$s" .safetensors).json" bs=64K \
+            dd if="$s" of="$corpus/seed-header-$name.json" bs=64K \
                 iflag=skip_bytes,count_bytes skip=8 count="$n" status=none
         fi
     done

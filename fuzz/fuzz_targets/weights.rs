@@ -53,6 +53,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = (a.name(), a.parameter_count(), a.depth());
+    let _ = metadata::default_preprocess(&w, Some(&a), None);
     let g = build_graph(&a);
     // A few input sizes, including ones too small for the network.
     for (n, h, w) in [(1, 224, 224), (3, 33, 47), (1, 1, 1), (2, 7, 300)] {
