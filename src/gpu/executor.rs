@@ -378,18 +378,14 @@ impl Engine {
                             group_tiles: group_tiles as u32,
                             _pad: 0,
                         };
-                        let tiles_m = m.div_ceil(tiles.tile_m as usize) as u64;
+                        // Pixel tiles fold into y and z like any flat dispatch (the kernel
+                        // reads m0 = (wid.y + wid.z·nwg.y)·TILE_M).
+                        let [wy, wz, _] = flat_dispatch(
+                            m.div_ceil(tiles.tile_m as usize) as u64,
+                            1,
+                            &ctx.limits,
+                        )?;
                         let max = ctx.limits.max_compute_workgroups_per_dimension as u64;
-                        let wy = tiles_m.min(max);
-                        let wz = tiles_m.div_ceil(wy);
-                        if wz > max {
-                            return Err(Error::AdapterLimit {
-                                what: format!("{} workgroups", node.name),
-                                needed: tiles_m,
-                                limit_name: "max_compute_workgroups_per_dimension²",
-                                limit: max * max,
-                            });
-                        }
                         if tiles_n as u64 > max {
                             return Err(Error::AdapterLimit {
                                 what: format!("{} channel tiles", node.name),
@@ -432,7 +428,7 @@ impl Engine {
                             pipeline,
                             params,
                             buffers,
-                            [tiles_n as u32, wy as u32, wz as u32],
+                            [tiles_n as u32, wy, wz],
                         )
                     }
                     Op::MaxPool { .. } | Op::AvgPool { .. } | Op::GlobalAvgPool => {
