@@ -44,12 +44,11 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import export_weights  # noqa: E402
+from make_fixtures import calibrate_running_stats  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "family")
 DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
-CALIB_BATCHES = 4
-CALIB_SHAPE = (2, 3, 64, 64)
 
 
 # ---- builders: each returns (model, last_bns, export kwargs) ------------------------------------
@@ -189,15 +188,7 @@ def calibrate(model, lasts, seed):
         for m in model.modules():
             if isinstance(m, nn.Linear):
                 m.bias.normal_(0.0, 0.5)
-        saved = [bn.momentum for bn in bns]
-        for bn in bns:
-            bn.reset_running_stats()
-            bn.momentum = None
-        model.train()
-        for _ in range(CALIB_BATCHES):
-            model(torch.randn(*CALIB_SHAPE))
-        for bn, mom in zip(bns, saved):
-            bn.momentum = mom
+        calibrate_running_stats(model, bns)
     return model.eval()
 
 

@@ -129,6 +129,20 @@ def check_keys_against_torchvision():
     print("state_dict keys match torchvision resnet18 / resnet50 (same keys, same order)")
 
 
+def calibrate_running_stats(model, bns):
+    """Running statistics as the cumulative average of the activations over CALIB_BATCHES
+    random batches in train mode (under the caller's no_grad); momentum restored after."""
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    for _ in range(CALIB_BATCHES):
+        model(torch.randn(*CALIB_SHAPE))
+    for bn, mom in zip(bns, saved):
+        bn.momentum = mom
+
+
 def build(block, layers, base, classes, seed):
     torch.manual_seed(seed)
     model = NarrowResNet(BLOCKS[block], layers, classes, base)
@@ -145,16 +159,7 @@ def build(block, layers, base, classes, seed):
             if last is not None:
                 last.weight.uniform_(0.1, 0.4)
         model.fc.bias.normal_(0.0, 0.5)
-        # calibrate running statistics: cumulative average over CALIB_BATCHES batches
-        saved = [bn.momentum for bn in bns]
-        for bn in bns:
-            bn.reset_running_stats()
-            bn.momentum = None
-        model.train()
-        for _ in range(CALIB_BATCHES):
-            model(torch.randn(*CALIB_SHAPE))
-        for bn, mom in zip(bns, saved):
-            bn.momentum = mom
+        calibrate_running_stats(model, bns)
     model.eval()
     return model
 
