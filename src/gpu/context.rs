@@ -30,6 +30,8 @@ pub struct GpuOptions {
     /// Force the register-only conv kernel (`Some(true)`) or the tiled one (`Some(false)`);
     /// `None` picks by adapter type (register-only on CPU adapters).
     pub register_kernels: Option<bool>,
+    /// Where tuning results and compiled pipelines are cached between runs.
+    pub disk_cache: super::disk_cache::DiskCache,
 }
 
 /// One line about an adapter, for `resnet adapters` and logs.
@@ -136,6 +138,8 @@ pub struct GpuContext {
     /// CPU adapters (lavapipe, WARP) run the register-only conv kernel: their workgroup
     /// barriers are costly and their caches make workgroup-memory tiles pointless.
     pub prefer_register_kernels: bool,
+    /// Where tuning results and compiled pipelines are kept between runs.
+    pub disk_cache: super::disk_cache::DiskCache,
     /// Why the device can no longer be used (lost, or a wait timed out); set once, by the
     /// device-lost callback or by a timeout, and checked before every use.
     broken: Arc<OnceLock<String>>,
@@ -259,6 +263,7 @@ impl GpuContext {
             limits,
             checked_shaders: options.checked_shaders,
             prefer_register_kernels,
+            disk_cache: options.disk_cache.clone(),
             broken,
             uncaptured,
             timeout_ms: AtomicU64::new(GPU_TIMEOUT.as_millis() as u64),

@@ -1,6 +1,7 @@
 //! Everything that touches wgpu: device, kernels, weight preparation and the executor.
 
 pub mod context;
+pub mod disk_cache;
 pub mod executor;
 pub mod kernels;
 mod params;

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+use resnet_wgpu::gpu::disk_cache::DiskCache;
 use resnet_wgpu::{GpuContext, GpuOptions};
 
 /// Both shader modes the suite runs in: runtime bounds checks off (production) and on.
@@ -51,6 +52,8 @@ pub fn gpu_mode(mode: Mode) -> Option<Arc<GpuContext>> {
             let options = GpuOptions {
                 checked_shaders: mode.checked,
                 register_kernels: Some(mode.register),
+                // Tests run the configurations they name, whatever a user has tuned.
+                disk_cache: DiskCache::Off,
                 ..Default::default()
             };
             open(&options)

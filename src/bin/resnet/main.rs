@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use resnet_wgpu::model::{arch, build_graph, Arch};
+use resnet_wgpu::gpu::disk_cache::DiskCache;
 use resnet_wgpu::{npy, reference, AdapterChoice, Engine, Error, GpuOptions, Output, WeightsFile};
 
 /// The trained default model (see scripts/train_default.py), compiled in so `resnet classify`
@@ -36,6 +37,13 @@ struct Cli {
     /// Convolution kernel: auto, tiled (workgroup memory) or register (no barriers).
     #[arg(long, global = true, value_enum, default_value = "auto")]
     conv_kernel: ConvKernelFlag,
+    /// Directory for tuning results and compiled pipelines (default: $RESNET_WGPU_CACHE_DIR,
+    /// else the user cache directory, e.g. ~/.cache/resnet-wgpu).
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Neither read nor write caches on disk: heuristic kernels, pipelines compiled afresh.
+    #[arg(long, global = true)]
+    no_cache: bool,
     /// More logging (-v info, -vv debug); RUST_LOG also works.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -122,6 +130,11 @@ fn gpu_options(cli: &Cli) -> GpuOptions {
             ConvKernelFlag::Auto => None,
             ConvKernelFlag::Tiled => Some(false),
             ConvKernelFlag::Register => Some(true),
+        },
+        disk_cache: match &cli.cache_dir {
+            _ if cli.no_cache => DiskCache::Off,
+            Some(dir) => DiskCache::Dir(dir.clone()),
+            None => DiskCache::User,
         },
     }
 }
