@@ -16,6 +16,12 @@
 // group is a grid dimension: workgroup x = g·group_tiles + channel tile. The weight keeps the
 // dense layout (K, C_out) with k = (ky·kW + kx)·(C_in/G) + ci, so a group's B tile is a
 // column block of it. A dense conv is the case G = 1.
+//
+// Split-K (SPLIT_K, dense only): when a layer has too few output tiles to fill the GPU
+// (7×7 and 14×14 layers at batch 1), K is cut into slices of p.k_split: workgroup
+// x = slice·group_tiles + channel tile, and each slice writes its raw partial sums to
+// `output`, bound to a scratch buffer (slices, M, C_out). `split_k_reduce` then adds the
+// slices in order and applies bias, residual and ReLU.
 
 override TILE_M: u32 = 64u;     // output pixels per workgroup, multiple of THREAD_M
 override TILE_N: u32 = 64u;     // output channels per workgroup, multiple of THREAD_N
@@ -25,6 +31,7 @@ override RELU: bool = true;
 override INPUT_NCHW: bool = false; // the stem reads the user's NCHW input directly
 override POINTWISE: bool = false;  // 1×1, stride 1, pad 0: A is the input matrix itself
 override GROUPED: bool = false;    // groups as a grid dimension (see above)
+override SPLIT_K: bool = false;    // write partial sums of one K slice (see above)
 
 // Register blocking is fixed (WGSL function-scope arrays need constant sizes).
 const THREAD_M: u32 = 4u;
@@ -46,15 +53,16 @@ struct Params {
     group_in_c: u32,  // in_c / groups (= in_c for a dense conv)
     group_out_c: u32, // out_c / groups
     group_tiles: u32, // channel tiles per group: ceil(group_out_c / TILE_N)
-    _pad: u32,
+    k_split: u32,     // K elements per split-K slice, a multiple of TILE_K (= k unsplit)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> input: array<f32>;        // (N, H, W, C_in), or (N, C_in, H, W) if INPUT_NCHW
+@group(0) @binding(1) var<storage, read> input: array<f32>;        // (N, H, W, C_in), or (N, C_in, H, W) if INPUT_NCHW;
+                                                                   // split_k_reduce: partial sums (slices, M, C_out)
 @group(0) @binding(2) var<storage, read> weight: array<f32>;       // (kH·kW·C_in/G, C_out)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;         // (C_out)
 @group(0) @binding(4) var<storage, read> residual: array<f32>;     // (N, H_out, W_out, C_out), read only if HAS_RESIDUAL
-@group(0) @binding(5) var<storage, read_write> output: array<f32>; // (N, H_out, W_out, C_out)
+@group(0) @binding(5) var<storage, read_write> output: array<f32>; // (N, H_out, W_out, C_out); SPLIT_K: (slices, M, C_out)
 
 // Stored as vec4 so each thread reads its THREAD_M rows and THREAD_N columns in one load.
 var<workgroup> a_tile: array<vec4<f32>, TILE_K * TILE_M / 4u>; // [kk][mm / 4][mm % 4]
@@ -90,6 +98,16 @@ fn main(
     var n0 = wid.x * TILE_N;
     var n_end = p.out_c;
     var ci0 = 0u;
+    // This workgroup's K range (one slice under SPLIT_K).
+    var k_begin = 0u;
+    var k_end = p.k;
+    var slice = 0u;
+    if (SPLIT_K) {
+        slice = wid.x / p.group_tiles;
+        n0 = (wid.x - slice * p.group_tiles) * TILE_N;
+        k_begin = slice * p.k_split;
+        k_end = min(p.k, k_begin + p.k_split);
+    }
     if (GROUPED) {
         let g = wid.x / p.group_tiles;
         n0 = g * p.group_out_c + (wid.x - g * p.group_tiles) * TILE_N;
@@ -122,7 +140,7 @@ fn main(
     }
 
     var acc: array<vec4<f32>, THREAD_M>; // [row] → THREAD_N = 4 output channels
-    for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
+    for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
         // Consecutive threads take consecutive k: contiguous channels of one input pixel.
         let k = k0 + kk_a;
         let row = p.kernel * p.group_in_c;
@@ -133,7 +151,7 @@ fn main(
         for (var j = 0u; j < a_loads; j++) {
             let mm = mm_a + j * mm_step;
             var v = 0.0;
-            if (k < p.k) {
+            if (k < k_end) {
                 if (POINTWISE) {
                     let m = m0 + mm;
                     if (m < p.m) {
@@ -152,7 +170,7 @@ fn main(
             let k = k0 + kk;
             let o = n0 + nn;
             var v = 0.0;
-            if (k < p.k && o < n_end) {
+            if (k < k_end && o < n_end) {
                 v = weight[k * p.out_c + o];
             }
             b_tile[(kk * TILE_N + nn) / 4u][nn % 4u] = v;
@@ -176,7 +194,9 @@ fn main(
         }
         for (var c = 0u; c < THREAD_N; c++) {
             let o = n0 + lid.x * THREAD_N + c;
-            if (o < n_end) {
+            if (SPLIT_K && o < n_end) {
+                output[(slice * p.m + m) * p.out_c + o] = acc[r][c];
+            } else if (o < n_end) {
                 var v = acc[r][c] + bias[o];
                 if (HAS_RESIDUAL) {
                     v += residual[m * p.out_c + o];
@@ -285,4 +305,33 @@ fn direct(
             output[m * p.out_c + o] = v;
         }
     }
+}
+
+// Split-K reduction: output[m, o] = relu?(Σ_slice partial[slice, m, o] + bias[o] + residual?),
+// the slices added in order, so the result does not depend on scheduling. One invocation per
+// output element; the flat index folds into y as for every flat dispatch.
+@compute @workgroup_size(256, 1, 1)
+fn split_k_reduce(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = (wid.y * nwg.x + wid.x) * 256u + lid.x;
+    let total = p.m * p.out_c;
+    if (i >= total) {
+        return;
+    }
+    let slices = (p.k + p.k_split - 1u) / p.k_split;
+    var v = 0.0;
+    for (var s = 0u; s < slices; s++) {
+        v += input[s * total + i];
+    }
+    v += bias[i % p.out_c];
+    if (HAS_RESIDUAL) {
+        v += residual[i];
+    }
+    if (RELU) {
+        v = max(v, 0.0);
+    }
+    output[i] = v;
 }

@@ -18,5 +18,5 @@ pub mod weights;
 
 pub use error::{Error, Result};
 pub use gpu::context::{AdapterChoice, GpuContext, GpuOptions};
-pub use gpu::executor::{Engine, Output};
+pub use gpu::executor::{Engine, Output, TuneOptions, TuneReport};
 pub use weights::WeightsFile;

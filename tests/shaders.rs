@@ -356,3 +356,63 @@ fn unknown_constants_are_rejected() {
     )
     .is_err());
 }
+
+/// Every configuration `resnet tune` may try (both kernels, every tile size, split-K), on
+/// shapes from a stem to a late grouped layer: specialised, validated, emitted as SPIR-V,
+/// with the workgroup size and memory the plan budgets. The split-K sum in each epilogue too.
+#[test]
+fn every_tuning_candidate_compiles() {
+    use resnet_wgpu::gpu::conv_config::{ConvAlgo, ConvConfig, ConvProblem, DeviceFit};
+    let fit = DeviceFit::of(&wgpu::Limits::default());
+    let problem = |batch, hw, in_c, out_c, kernel, stride, groups, input_nchw| ConvProblem {
+        batch,
+        in_h: hw,
+        in_w: hw,
+        in_c,
+        out_h: hw / stride,
+        out_w: hw / stride,
+        out_c,
+        kernel,
+        stride,
+        pad: kernel / 2,
+        groups,
+        input_nchw,
+        residual: true,
+        relu: true,
+    };
+    let problems = [
+        problem(1, 224, 3, 64, 7, 2, 1, true),
+        problem(1, 7, 512, 512, 3, 1, 1, false),
+        problem(8, 14, 1024, 256, 1, 1, 1, false),
+        problem(1, 14, 256, 256, 3, 1, 32, false),
+        problem(1, 14, 96, 96, 3, 1, 16, false),
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for p in &problems {
+        let mut configs = ConvConfig::candidates(p, &fit);
+        let splits: Vec<ConvConfig> = configs.iter().flat_map(|c| c.splits_of(p, &fit)).collect();
+        configs.extend(splits);
+        for c in configs {
+            let constants = c.constants(p);
+            if !seen.insert((c.kernel(), format!("{constants:?}"))) {
+                continue;
+            }
+            let (size, shared) = specialise(c.kernel(), &constants);
+            assert_eq!(size, [c.tiles.tile_n / 4, c.tiles.tile_m / 4, 1], "{c:?}");
+            let budget = match c.algo {
+                ConvAlgo::Tiled => c.tiles.workgroup_bytes(),
+                ConvAlgo::Registers => 0,
+            };
+            assert_eq!(shared, budget, "{c:?}: workgroup memory");
+        }
+    }
+    assert!(seen.len() > 50, "only {} specialisations", seen.len());
+    for bits in 0..4u32 {
+        let constants = vec![
+            ("HAS_RESIDUAL", (bits & 1) as f64),
+            ("RELU", (bits >> 1) as f64),
+        ];
+        let (size, shared) = specialise(Kernel::ConvReduce, &constants);
+        assert_eq!((size, shared), ([256, 1, 1], 0));
+    }
+}

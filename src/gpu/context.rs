@@ -138,6 +138,9 @@ pub struct GpuContext {
     /// CPU adapters (lavapipe, WARP) run the register-only conv kernel: their workgroup
     /// barriers are costly and their caches make workgroup-memory tiles pointless.
     pub prefer_register_kernels: bool,
+    /// The user named the conv kernel (`GpuOptions::register_kernels`): tuning results are
+    /// not used.
+    pub conv_kernel_forced: bool,
     /// Where tuning results and compiled pipelines are kept between runs.
     pub disk_cache: super::disk_cache::DiskCache,
     /// Why the device can no longer be used (lost, or a wait timed out); set once, by the
@@ -263,11 +266,17 @@ impl GpuContext {
             limits,
             checked_shaders: options.checked_shaders,
             prefer_register_kernels,
+            conv_kernel_forced: options.register_kernels.is_some(),
             disk_cache: options.disk_cache.clone(),
             broken,
             uncaptured,
             timeout_ms: AtomicU64::new(GPU_TIMEOUT.as_millis() as u64),
         })
+    }
+
+    /// A CPU adapter (lavapipe, WARP): no split-K, register-only kernels by default.
+    pub fn is_cpu(&self) -> bool {
+        self.adapter.get_info().device_type == wgpu::DeviceType::Cpu
     }
 
     /// How long a wait on the GPU may take before it is an error.

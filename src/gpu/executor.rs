@@ -8,21 +8,27 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 mod batching;
+mod conv_step;
 mod readback;
+mod tune;
 
 pub(crate) use readback::read_u64;
 use readback::{copy_out, read_buffer};
 
 use super::context::{GpuContext, GpuOptions};
+use super::conv_config::{ConvConfig, ConvProblem, DeviceFit};
 use super::flat_dispatch;
-use super::kernels::{conv_constants, grouped_conv_constants, ConvTiles, Kernel, Kernels};
-use super::params::{u32_of, ConvParams, LinearParams, PoolParams};
+use super::kernels::{Kernel, Kernels};
+use super::params::{u32_of, LinearParams, PoolParams};
+use super::tune_cache::TuneCache;
 use super::weights::{bind, prepare, LayerWeights};
 use crate::error::{Error, Result};
 use crate::graph::plan::MemoryPlan;
 use crate::graph::{Graph, Op, Shape};
 use crate::model::{arch, build_graph, Arch};
 use crate::weights::WeightsFile;
+pub(crate) use conv_step::{conv_problem, conv_steps, ConvBuffers};
+pub use tune::{ShapeTuning, TuneOptions, TuneReport};
 
 /// Which value an inference reads back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,6 +52,8 @@ pub struct Step {
     pub(crate) pipeline: Arc<wgpu::ComputePipeline>,
     pub(crate) bind_group: wgpu::BindGroup,
     pub(crate) workgroups: [u32; 3],
+    // The step's parameters, alive as long as its bind group.
+    pub(crate) _uniform: wgpu::Buffer,
 }
 
 impl Step {
@@ -79,8 +87,8 @@ pub struct GpuPlan {
     slots: Vec<wgpu::Buffer>,
     readback: wgpu::Buffer,
     input_slot: usize,
-    // Keeps the per-step uniform buffers alive as long as the bind groups.
-    _uniforms: Vec<wgpu::Buffer>,
+    /// Split-K partial sums, shared by every split conv of the plan (they run in order).
+    _scratch: Option<wgpu::Buffer>,
 }
 
 /// (batch, height, width) of a plan.
@@ -96,6 +104,8 @@ pub struct Engine {
     layers: BTreeMap<String, LayerWeights>,
     weight_bytes: u64,
     plans: Mutex<HashMap<PlanKey, SharedPlan>>,
+    /// Tuned conv configurations for this adapter, by [`ConvProblem::key`].
+    tuned: Mutex<BTreeMap<String, ConvConfig>>,
 }
 
 /// A cached plan; each runs under its own lock, so different sizes run concurrently.
@@ -131,6 +141,7 @@ impl Engine {
             Kernels::new(&ctx.device, ctx.checked_shaders)
         })??;
         let layers = prepare(&ctx, &kernels, &graph, weights)?;
+        let tuned = load_tuned(&ctx);
         let weight_bytes = layers
             .values()
             .map(|l| l.weight.size() + l.bias.size())
@@ -143,6 +154,7 @@ impl Engine {
             layers,
             weight_bytes,
             plans: Mutex::new(HashMap::new()),
+            tuned: Mutex::new(tuned),
         })
     }
 
@@ -226,6 +238,71 @@ impl Engine {
         })
     }
 
+    /// How a conv runs: the tuned configuration for this adapter and shape when there is a
+    /// valid one (and no kernel was forced), else the heuristic.
+    pub fn conv_config(&self, p: &ConvProblem) -> ConvConfig {
+        let ctx = &self.ctx;
+        let fit = DeviceFit::of(&ctx.limits);
+        if !ctx.conv_kernel_forced {
+            let tuned = self
+                .tuned
+                .lock()
+                .ok()
+                .and_then(|t| t.get(&p.key()).copied());
+            match tuned.map(|c| (c, c.check(p, &fit))) {
+                Some((c, Ok(()))) => return c,
+                Some((c, Err(why))) => log::warn!(
+                    "tuned {} for `{}` cannot run here ({why}); using the heuristic",
+                    c.describe(),
+                    p.key()
+                ),
+                None => {}
+            }
+        }
+        ConvConfig::heuristic(p, ctx.prefer_register_kernels, !ctx.is_cpu(), &fit)
+    }
+
+    /// Replaces the tuned conv configurations (by [`ConvProblem::key`]) and drops the plans
+    /// built so far, so the next inference uses them.
+    pub fn set_conv_configs(&self, configs: BTreeMap<String, ConvConfig>) -> Result<()> {
+        *self
+            .tuned
+            .lock()
+            .map_err(|_| Error::Gpu("tuning table poisoned".into()))? = configs;
+        self.plans
+            .lock()
+            .map_err(|_| Error::Gpu("plan cache poisoned".into()))?
+            .clear();
+        Ok(())
+    }
+
+    /// Every conv of the network at `(n, h, w)`: node name and problem, in graph order.
+    pub fn conv_problems(
+        &self,
+        n: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<Vec<(String, ConvProblem)>> {
+        let shapes = self.graph.infer_shapes(n, h, w)?;
+        Ok(self
+            .graph
+            .nodes
+            .iter()
+            .filter_map(|node| match &node.op {
+                Op::Conv(c) => Some((
+                    node.name.clone(),
+                    conv_problem(
+                        c,
+                        shapes[node.inputs[0]],
+                        shapes[node.output],
+                        node.inputs.len() > 1,
+                    ),
+                )),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// The prepared (folded, re-laid) weight and bias of a node, read back for tests.
     pub fn layer_weights(&self, node: &str) -> Result<(Vec<f32>, Vec<f32>)> {
         let l = self
@@ -247,45 +324,94 @@ impl Engine {
         let readback_bytes = shapes[graph.output]
             .bytes()
             .max(shapes[graph.features].bytes());
+        // Split-K convs share one partial-sum buffer, sized for the largest.
+        let scratch_bytes = graph
+            .nodes
+            .iter()
+            .filter_map(|node| match &node.op {
+                Op::Conv(c) => {
+                    let p = conv_problem(
+                        c,
+                        shapes[node.inputs[0]],
+                        shapes[node.output],
+                        node.inputs.len() > 1,
+                    );
+                    Some(self.conv_config(&p).scratch_bytes(&p))
+                }
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
         // Out of memory here is the likeliest GPU error of all: keep it in a scope.
-        let (slots, readback, dummy) = ctx.scoped("allocating activation buffers", || {
-            let slots: Vec<wgpu::Buffer> = memory
-                .slot_bytes
-                .iter()
-                .enumerate()
-                .map(|(i, &bytes)| {
+        let (slots, readback, dummy, scratch) =
+            ctx.scoped("allocating activation buffers", || {
+                let slots: Vec<wgpu::Buffer> = memory
+                    .slot_bytes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &bytes)| {
+                        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                            label: Some(&format!("activations slot {i}")),
+                            size: bytes.max(4).div_ceil(4) * 4,
+                            usage: wgpu::BufferUsages::STORAGE
+                                | wgpu::BufferUsages::COPY_DST
+                                | wgpu::BufferUsages::COPY_SRC,
+                            mapped_at_creation: false,
+                        })
+                    })
+                    .collect();
+                let readback = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("readback"),
+                    size: readback_bytes.max(4),
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                // Bound where a kernel's layout has a slot the specialisation never reads.
+                let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("unused binding"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                });
+                let scratch = (scratch_bytes > 0).then(|| {
                     ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some(&format!("activations slot {i}")),
-                        size: bytes.max(4).div_ceil(4) * 4,
-                        usage: wgpu::BufferUsages::STORAGE
-                            | wgpu::BufferUsages::COPY_DST
-                            | wgpu::BufferUsages::COPY_SRC,
+                        label: Some("split-K partial sums"),
+                        size: scratch_bytes,
+                        usage: wgpu::BufferUsages::STORAGE,
                         mapped_at_creation: false,
                     })
-                })
-                .collect();
-            let readback = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("readback"),
-                size: readback_bytes.max(4),
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            // Bound where a kernel's layout has a slot the specialisation never reads.
-            let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("unused binding"),
-                size: 16,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            });
-            (slots, readback, dummy)
-        })?;
+                });
+                (slots, readback, dummy, scratch)
+            })?;
         let mut steps = Vec::new();
-        let mut uniforms = Vec::new();
         ctx.scoped("building the plan", || -> Result<()> {
             for node in &graph.nodes {
                 let x = shapes[node.inputs[0]];
                 let y = shapes[node.output];
                 let slot = |v: usize| &slots[memory.slot_of[v]];
+                if let Op::Conv(c) = &node.op {
+                    let l = &self.layers[&node.name];
+                    let p = conv_problem(c, x, y, node.inputs.len() > 1);
+                    let buffers = ConvBuffers {
+                        input: slot(node.inputs[0]),
+                        weight: &l.weight,
+                        bias: &l.bias,
+                        residual: node.inputs.get(1).map(|&r| slot(r)),
+                        output: slot(node.output),
+                        scratch: scratch.as_ref(),
+                        unused: &dummy,
+                    };
+                    let config = self.conv_config(&p);
+                    steps.extend(conv_steps(
+                        ctx,
+                        &self.kernels,
+                        &node.name,
+                        &p,
+                        &config,
+                        &buffers,
+                    )?);
+                    continue;
+                }
                 let uniform = |bytes: &[u8]| {
                     ctx.device
                         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -302,135 +428,7 @@ impl Engine {
                     Vec<&wgpu::Buffer>,
                     [u32; 3],
                 ) = match &node.op {
-                    Op::Conv(c) => {
-                        let l = &self.layers[&node.name];
-                        let m = y.n * y.h * y.w;
-                        let grouped = c.groups > 1;
-                        let (gin, gout) = (c.group_in_channels(), c.out_channels / c.groups);
-                        let k = c.kernel * c.kernel * gin;
-                        // The register-only kernel on CPU adapters and for groups of 4k
-                        // channels (a 4-channel slice never straddles groups); else staged.
-                        let registers = if grouped {
-                            gout % 4 == 0
-                        } else {
-                            ctx.prefer_register_kernels
-                        };
-                        let kernel = if registers {
-                            Kernel::ConvDirect
-                        } else {
-                            Kernel::Conv
-                        };
-                        let tiles = if registers {
-                            ConvTiles::for_registers(c.out_channels)
-                        } else if grouped {
-                            ConvTiles::for_grouped(gout)
-                        } else {
-                            ConvTiles::for_shape(m, c.out_channels)
-                        };
-                        if !tiles.is_valid()
-                            || tiles.workgroup_bytes()
-                                > ctx.limits.max_compute_workgroup_storage_size
-                        {
-                            return Err(Error::Gpu(format!(
-                                "{}: conv tile configuration {tiles:?} does not fit this adapter",
-                                node.name
-                            )));
-                        }
-                        let pointwise = c.kernel == 1
-                            && c.stride == 1
-                            && c.pad == 0
-                            && !c.input_nchw
-                            && !grouped;
-                        let residual = node.inputs.get(1).map(|&r| slot(r));
-                        let constants = if grouped {
-                            grouped_conv_constants(tiles, residual.is_some(), c.relu)
-                        } else {
-                            conv_constants(
-                                tiles,
-                                residual.is_some(),
-                                c.relu,
-                                c.input_nchw,
-                                pointwise,
-                            )
-                        };
-                        // Grouped: x enumerates (group, channel tile); dense: channel tiles.
-                        let group_tiles = gout.div_ceil(tiles.tile_n as usize);
-                        let tiles_n = if registers {
-                            c.out_channels.div_ceil(tiles.tile_n as usize)
-                        } else {
-                            c.groups * group_tiles
-                        };
-                        let p = ConvParams {
-                            batch: n as u32,
-                            in_h: x.h as u32,
-                            in_w: x.w as u32,
-                            in_c: x.c as u32,
-                            out_h: y.h as u32,
-                            out_w: y.w as u32,
-                            out_c: y.c as u32,
-                            kernel: c.kernel as u32,
-                            stride: c.stride as u32,
-                            pad: c.pad as u32,
-                            m: u32_of(&node.name, m)?,
-                            k: u32_of(&node.name, k)?,
-                            group_in_c: gin as u32,
-                            group_out_c: gout as u32,
-                            group_tiles: group_tiles as u32,
-                            _pad: 0,
-                        };
-                        // Pixel tiles fold into y and z like any flat dispatch (the kernel
-                        // reads m0 = (wid.y + wid.z·nwg.y)·TILE_M).
-                        let [wy, wz, _] = flat_dispatch(
-                            m.div_ceil(tiles.tile_m as usize) as u64,
-                            1,
-                            &ctx.limits,
-                        )?;
-                        let max = ctx.limits.max_compute_workgroups_per_dimension as u64;
-                        if tiles_n as u64 > max {
-                            return Err(Error::AdapterLimit {
-                                what: format!("{} channel tiles", node.name),
-                                needed: tiles_n as u64,
-                                limit_name: "max_compute_workgroups_per_dimension",
-                                limit: max,
-                            });
-                        }
-                        let config = format!(
-                            "conv {0}x{0}/s{1}{7}{2}{3} tile {4}x{5}x{6}",
-                            c.kernel,
-                            c.stride,
-                            if residual.is_some() { " +res" } else { "" },
-                            if c.relu { " relu" } else { "" },
-                            tiles.tile_m,
-                            tiles.tile_n,
-                            tiles.tile_k,
-                            if registers && grouped {
-                                format!(" g{} registers", c.groups)
-                            } else if registers {
-                                " registers".to_string()
-                            } else if grouped {
-                                format!(" g{}", c.groups)
-                            } else {
-                                String::new()
-                            }
-                        );
-                        let pipeline = self.kernels.pipeline(&ctx.device, kernel, constants)?;
-                        let params = uniform(bytemuck::bytes_of(&p));
-                        let buffers = vec![
-                            slot(node.inputs[0]),
-                            &l.weight,
-                            &l.bias,
-                            residual.unwrap_or(&dummy),
-                            slot(node.output),
-                        ];
-                        (
-                            kernel,
-                            config,
-                            pipeline,
-                            params,
-                            buffers,
-                            [tiles_n as u32, wy, wz],
-                        )
-                    }
+                    Op::Conv(_) => unreachable!("convolutions are built above"),
                     Op::MaxPool { .. } | Op::AvgPool { .. } | Op::GlobalAvgPool => {
                         let (kern, (k, s, p)) = match &node.op {
                             Op::MaxPool {
@@ -535,8 +533,8 @@ impl Engine {
                     pipeline,
                     bind_group,
                     workgroups,
+                    _uniform: params,
                 });
-                uniforms.push(params);
             }
             Ok(())
         })??;
@@ -548,8 +546,29 @@ impl Engine {
             slots,
             readback,
             input_slot,
-            _uniforms: uniforms,
+            _scratch: scratch,
         })
+    }
+}
+
+/// The tuned configurations for this adapter from the disk cache, if any. A cache that
+/// cannot be read is a warning: inference goes on with the heuristics.
+fn load_tuned(ctx: &GpuContext) -> BTreeMap<String, ConvConfig> {
+    let Some(dir) = ctx.disk_cache.dir() else {
+        return BTreeMap::new();
+    };
+    match TuneCache::load(&TuneCache::path(&dir)) {
+        Ok(cache) => {
+            let tuned = cache.configs_for(&TuneCache::adapter_key(&ctx.info));
+            if !tuned.is_empty() {
+                log::info!("{} tuned conv shapes from {}", tuned.len(), dir.display());
+            }
+            tuned
+        }
+        Err(e) => {
+            log::warn!("ignoring the tuning cache: {e}");
+            BTreeMap::new()
+        }
     }
 }
 

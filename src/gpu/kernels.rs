@@ -21,6 +21,9 @@ pub enum Kernel {
     /// Register-only implicit GEMM, no barriers (`direct` in conv.wgsl): CPU adapters, and
     /// grouped convs with groups of 4k channels.
     ConvDirect,
+    /// Split-K reduction (`split_k_reduce` in conv.wgsl): adds the partial sums of a split
+    /// conv and applies its epilogue.
+    ConvReduce,
     FoldBn,
     MaxPool,
     AvgPool,
@@ -38,9 +41,10 @@ pub enum Binding {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 7] = [
+    pub const ALL: [Kernel; 8] = [
         Kernel::Conv,
         Kernel::ConvDirect,
+        Kernel::ConvReduce,
         Kernel::FoldBn,
         Kernel::MaxPool,
         Kernel::AvgPool,
@@ -50,7 +54,7 @@ impl Kernel {
 
     pub fn file(self) -> &'static str {
         match self {
-            Kernel::Conv | Kernel::ConvDirect => "conv.wgsl",
+            Kernel::Conv | Kernel::ConvDirect | Kernel::ConvReduce => "conv.wgsl",
             Kernel::FoldBn => "fold_bn.wgsl",
             Kernel::MaxPool | Kernel::AvgPool | Kernel::GlobalAvgPool => "pool.wgsl",
             Kernel::Linear => "linear.wgsl",
@@ -70,6 +74,7 @@ impl Kernel {
             Kernel::MaxPool => "max_pool",
             Kernel::AvgPool => "avg_pool",
             Kernel::ConvDirect => "direct",
+            Kernel::ConvReduce => "split_k_reduce",
             Kernel::GlobalAvgPool => "global_avg_pool",
             _ => "main",
         }
@@ -78,8 +83,11 @@ impl Kernel {
     pub fn bindings(self) -> &'static [Binding] {
         use Binding::*;
         match self {
-            // params, input, weight, bias, residual, output
-            Kernel::Conv | Kernel::ConvDirect => &[Uniform, Read, Read, Read, Read, ReadWrite],
+            // params, input, weight, bias, residual, output (the reduction reads the
+            // partial sums as `input` and never touches `weight`)
+            Kernel::Conv | Kernel::ConvDirect | Kernel::ConvReduce => {
+                &[Uniform, Read, Read, Read, Read, ReadWrite]
+            }
             // params, w_raw, gamma, beta, mean, var, w_out, b_out
             Kernel::FoldBn => &[Uniform, Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
             // params, input, output
@@ -223,7 +231,7 @@ impl Kernels {
 }
 
 /// Tile configuration of one conv dispatch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ConvTiles {
     pub tile_m: u32,
     pub tile_n: u32,
@@ -317,6 +325,7 @@ pub fn conv_constants(
         ("INPUT_NCHW", input_nchw as u32 as f64),
         ("POINTWISE", pointwise as u32 as f64),
         ("GROUPED", 0.0),
+        ("SPLIT_K", 0.0),
     ]
 }
 

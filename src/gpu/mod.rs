@@ -1,11 +1,13 @@
 //! Everything that touches wgpu: device, kernels, weight preparation and the executor.
 
 pub mod context;
+pub mod conv_config;
 pub mod disk_cache;
 pub mod executor;
 pub mod kernels;
 mod params;
 pub mod profile;
+pub mod tune_cache;
 pub mod weights;
 
 use crate::error::{Error, Result};

@@ -21,7 +21,8 @@ pub struct ConvParams {
     pub group_in_c: u32,
     pub group_out_c: u32,
     pub group_tiles: u32,
-    pub _pad: u32,
+    /// K elements per split-K slice (= k without a split).
+    pub k_split: u32,
 }
 
 #[repr(C)]

@@ -240,3 +240,86 @@ impl Engine {
         })
     }
 }
+
+/// Times `steps` (one conv: its dispatch, plus the split-K sum) as a unit: `warmup`
+/// untimed runs, then `iters` runs each in its own pass between two timestamps, all in one
+/// command buffer so nothing but GPU work is measured. Wall clock per run (submit and wait)
+/// where the device has no timestamps. Returns the GPU ms of each timed run.
+pub(crate) fn time_repeated(
+    ctx: &GpuContext,
+    steps: &[&super::executor::Step],
+    warmup: usize,
+    iters: usize,
+) -> Result<(TimingMethod, Vec<f64>)> {
+    let method = TimingMethod::for_device(&ctx.device);
+    let encode_run = |encoder: &mut wgpu::CommandEncoder, writes| {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("tuning run"),
+            timestamp_writes: writes,
+        });
+        for step in steps {
+            step.encode(&mut pass);
+        }
+    };
+    let new_encoder = || {
+        ctx.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("tuning"),
+            })
+    };
+    let mut encoder = new_encoder();
+    for _ in 0..warmup {
+        encode_run(&mut encoder, None);
+    }
+    if method == TimingMethod::WallClock {
+        let submission = ctx.scoped("tuning warm-up", || ctx.queue.submit([encoder.finish()]))?;
+        ctx.wait_for(Some(submission))?;
+        let mut ms = Vec::with_capacity(iters);
+        for _ in 0..iters {
+            let mut encoder = new_encoder();
+            encode_run(&mut encoder, None);
+            let t = Instant::now();
+            let submission = ctx.scoped("tuning run", || ctx.queue.submit([encoder.finish()]))?;
+            ctx.wait_for(Some(submission))?;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        return Ok((method, ms));
+    }
+    let count = u32::try_from(iters * 2).map_err(|_| Error::Usage("too many timed runs".into()))?;
+    let query_set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+        label: Some("tuning timestamps"),
+        ty: wgpu::QueryType::Timestamp,
+        count,
+    });
+    let bytes = count as u64 * 8;
+    let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("tuning timestamps (resolve)"),
+        size: bytes,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let readback = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("tuning timestamps (readback)"),
+        size: bytes,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    for i in 0..iters as u32 {
+        let writes = wgpu::ComputePassTimestampWrites {
+            query_set: &query_set,
+            beginning_of_pass_write_index: Some(2 * i),
+            end_of_pass_write_index: Some(2 * i + 1),
+        };
+        encode_run(&mut encoder, Some(writes));
+    }
+    encoder.resolve_query_set(&query_set, 0..count, &resolve, 0);
+    encoder.copy_buffer_to_buffer(&resolve, 0, &readback, 0, bytes);
+    let submission = ctx.scoped("timing a conv", || ctx.queue.submit([encoder.finish()]))?;
+    let ticks = super::executor::read_u64(ctx, &readback, bytes, Some(submission))?;
+    let period_ns = ctx.queue.get_timestamp_period() as f64;
+    let ms = ticks
+        .chunks_exact(2)
+        .map(|t| t[1].saturating_sub(t[0]) as f64 * period_ns / 1e6)
+        .collect();
+    Ok((method, ms))
+}

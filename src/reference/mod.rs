@@ -5,6 +5,9 @@ use crate::error::{Error, Result};
 use crate::graph::{pool_out_size, Graph, Op, Shape};
 use crate::weights::WeightsFile;
 
+mod sampled;
+pub use sampled::{conv_rows, sample_rows};
+
 pub const BN_EPS: f64 = 1e-5;
 
 /// Folds BatchNorm into conv weights in f64, exactly as `torch.nn.utils.fusion` does:

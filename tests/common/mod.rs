@@ -82,7 +82,12 @@ fn open(options: &GpuOptions) -> Option<Arc<GpuContext>> {
 pub fn gpu(checked: bool) -> Option<Arc<GpuContext>> {
     static CTX: [OnceLock<Option<Arc<GpuContext>>>; 2] = [OnceLock::new(), OnceLock::new()];
     CTX[checked as usize]
-        .get_or_init(|| open(&GpuOptions::with_checks(checked)))
+        .get_or_init(|| {
+            open(&GpuOptions {
+                disk_cache: DiskCache::Off,
+                ..GpuOptions::with_checks(checked)
+            })
+        })
         .clone()
 }
 

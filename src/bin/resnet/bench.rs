@@ -74,7 +74,7 @@ pub struct BenchArgs {
     json: bool,
 }
 
-fn input(n: usize, h: usize, w: usize) -> anyhow::Result<Vec<f32>> {
+pub fn input(n: usize, h: usize, w: usize) -> anyhow::Result<Vec<f32>> {
     // Refuse what cannot be held rather than abort on a failed allocation.
     let len = [n, 3, h, w]
         .iter()

@@ -3,6 +3,7 @@
 mod bench;
 mod classify;
 mod info;
+mod tune;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,8 +11,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use resnet_wgpu::model::{arch, build_graph, Arch};
 use resnet_wgpu::gpu::disk_cache::DiskCache;
+use resnet_wgpu::model::{arch, build_graph, Arch};
 use resnet_wgpu::{npy, reference, AdapterChoice, Engine, Error, GpuOptions, Output, WeightsFile};
 
 /// The trained default model (see scripts/train_default.py), compiled in so `resnet classify`
@@ -92,6 +93,8 @@ enum Command {
     Profile(bench::ProfileArgs),
     /// Measure latency and throughput per batch size.
     Bench(bench::BenchArgs),
+    /// Time each conv shape's kernel configurations on this adapter and cache the fastest.
+    Tune(tune::TuneArgs),
     /// List every adapter wgpu can see.
     Adapters {
         #[arg(long)]
@@ -265,6 +268,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Classify(args) => classify::classify(args, &options),
         Command::Profile(args) => bench::profile(args, &options),
         Command::Bench(args) => bench::bench(args, &options),
+        Command::Tune(args) => tune::tune(args, &options),
         Command::Info {
             weights,
             size,

@@ -1,0 +1,149 @@
+//! `resnet tune`: time every conv shape's candidate configurations on this adapter, keep
+//! the fastest verified ones in the tuning cache, and report tuned against default.
+
+use anyhow::bail;
+use resnet_wgpu::gpu::tune_cache::{TuneCache, TunedConv};
+use resnet_wgpu::reference::relative_error;
+use resnet_wgpu::{Engine, Error, GpuOptions, Output, TuneOptions};
+
+use crate::bench::{input, ModelSource};
+use crate::parse_size;
+
+#[derive(clap::Args)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    model: ModelSource,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Input size HxW.
+    #[arg(long, default_value = "224x224", value_parser = parse_size)]
+    size: (usize, usize),
+    /// Untimed runs per configuration (at least 3).
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Timed runs per configuration; the median counts (at least 5).
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Time every tile configuration, not just the local search from the defaults (slow).
+    #[arg(long)]
+    exhaustive: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn tune(args: TuneArgs, options: &GpuOptions) -> anyhow::Result<()> {
+    let (h, w) = args.size;
+    if args.batch == 0 {
+        bail!(Error::Usage("--batch must be at least 1".into()));
+    }
+    let weights = args.model.open()?;
+    let engine = Engine::load(&weights, options)?;
+    let cache_path = engine.ctx.disk_cache.dir().map(|d| TuneCache::path(&d));
+    // Read the cache before the long search: a broken one is reported now, not after.
+    let mut cache = match &cache_path {
+        Some(path) => TuneCache::load(path).unwrap_or_else(|e| {
+            log::warn!("starting a new tuning cache: {e}");
+            TuneCache::empty()
+        }),
+        None => TuneCache::empty(),
+    };
+    let tune_options = TuneOptions {
+        warmup: args.warmup,
+        iters: args.iters,
+        exhaustive: args.exhaustive,
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} conv shapes  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = engine.tune(args.batch, h, w, tune_options, &mut |i, n, key| {
+        bar.set_length(n as u64);
+        bar.set_position(i as u64);
+        bar.set_message(key.to_string());
+    })?;
+    bar.finish_and_clear();
+
+    // The whole network under the tuned choices against the heuristics, on one input.
+    let x = input(args.batch, h, w)?;
+    engine.set_conv_configs(Default::default())?;
+    let want = engine.run(&x, args.batch, h, w, Output::Logits)?;
+    let tuned = report
+        .shapes
+        .iter()
+        .map(|s| (s.key.clone(), s.best))
+        .collect();
+    engine.set_conv_configs(tuned)?;
+    let got = engine.run(&x, args.batch, h, w, Output::Logits)?;
+    let network_error = relative_error(&got, &want);
+    if network_error > 1e-4 {
+        bail!(Error::Gpu(format!(
+            "the tuned network differs from the default one by {network_error:.2e}; nothing saved"
+        )));
+    }
+
+    let saved = match &cache_path {
+        Some(path) => {
+            let entry = cache
+                .adapters
+                .entry(TuneCache::adapter_key(&engine.ctx.info))
+                .or_default();
+            for s in &report.shapes {
+                entry.insert(
+                    s.key.clone(),
+                    TunedConv {
+                        config: s.best,
+                        ms: s.best_ms,
+                        default_ms: s.default_ms,
+                    },
+                );
+            }
+            cache.save(path)?;
+            Some(path.display().to_string())
+        }
+        None => None,
+    };
+
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        value["network_error"] = serde_json::json!(network_error);
+        value["cache"] = serde_json::json!(saved);
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "adapter: {}  timing: {:?}  input: {}x3x{h}x{w}",
+        report.adapter, report.method, args.batch
+    );
+    println!(
+        "{:<40} {:>5} {:<28} {:>9} {:<28} {:>9} {:>7} {:>6}",
+        "conv shape", "convs", "default", "ms", "tuned", "ms", "speedup", "tried"
+    );
+    for s in &report.shapes {
+        println!(
+            "{:<40} {:>5} {:<28} {:>9.3} {:<28} {:>9.3} {:>6.2}x {:>6}",
+            s.key,
+            s.nodes.len(),
+            s.default.describe(),
+            s.default_ms,
+            s.best.describe(),
+            s.best_ms,
+            s.default_ms / s.best_ms.max(1e-12),
+            s.tried
+        );
+        for r in &s.rejected {
+            println!("    rejected (wrong output): {r}");
+        }
+    }
+    let (default_ms, best_ms) = report.totals();
+    println!(
+        "all convs: default {default_ms:.3} ms, tuned {best_ms:.3} ms ({:.2}x); tuned network vs default: relative difference {network_error:.1e}",
+        default_ms / best_ms.max(1e-12)
+    );
+    match saved {
+        Some(path) => println!("saved to {path}; inference on this adapter now uses it"),
+        None => println!("not saved (--no-cache)"),
+    }
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! The tuner's search space and cache: every configuration `resnet tune` may pick (tile
+//! sizes, both conv kernels, split-K) against the CPU reference, in both shader modes; a
+//! tuning run's choices going through the cache into a later engine.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::{gpu, Rng};
+use resnet_wgpu::gpu::conv_config::{ConvAlgo, ConvConfig, DeviceFit};
+use resnet_wgpu::gpu::disk_cache::DiskCache;
+use resnet_wgpu::gpu::tune_cache::{TuneCache, TunedConv};
+use resnet_wgpu::graph::{Conv, Graph, Op};
+use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
+use resnet_wgpu::reference::{conv_rows, relative_error};
+use resnet_wgpu::weights::serialize_f32;
+use resnet_wgpu::{Engine, GpuContext, GpuOptions, Output, TuneOptions, WeightsFile};
+
+/// `[n, h, w, c_in, c_out, kernel, stride, pad, groups, nchw, residual]`
+type Row = [usize; 11];
+
+const ROWS: [Row; 6] = [
+    // A late layer at batch 1 (few output tiles: split-K territory), odd channels.
+    [1, 7, 7, 131, 130, 3, 1, 1, 1, 0, 1],
+    // 1×1 as a plain GEMM, M and N off every tile size.
+    [2, 9, 11, 20, 33, 1, 1, 0, 1, 0, 0],
+    // The stem: NCHW input, 7×7 stride 2, three channels.
+    [1, 13, 13, 3, 17, 7, 2, 3, 1, 1, 0],
+    // 1×1 stride 2 projection with a residual.
+    [3, 5, 6, 64, 50, 1, 2, 0, 1, 0, 1],
+    // Grouped, 4 channels per group (register kernel allowed).
+    [1, 8, 8, 32, 32, 3, 1, 1, 8, 0, 1],
+    // Grouped, 6 channels per group (tiled kernel only).
+    [1, 9, 9, 24, 36, 3, 2, 1, 6, 0, 0],
+];
+
+fn conv(r: &Row, name: &str, relu: bool) -> Op {
+    let [_, _, _, cin, cout, kernel, stride, pad, groups, nchw, _] = *r;
+    Op::Conv(Conv {
+        weight: format!("{name}.weight"),
+        bn: format!("{name}.bn"),
+        in_channels: cin,
+        out_channels: cout,
+        groups,
+        kernel,
+        stride,
+        pad,
+        relu,
+        input_nchw: nchw != 0,
+    })
+}
+
+/// Conv `b` of the input, with conv `a` of the input (no ReLU) as its residual when the row
+/// asks for one; BatchNorm with non-trivial statistics on both.
+fn engine(ctx: &Arc<GpuContext>, r: &Row, rng: &mut Rng) -> Engine {
+    let [_, _, _, cin, cout, k, _, _, groups, _, residual] = *r;
+    let mut tensors = Vec::new();
+    for name in ["a", "b"] {
+        tensors.push((
+            format!("{name}.weight"),
+            vec![cout, cin / groups, k, k],
+            rng.vec(cout * cin / groups * k * k, -1.0, 1.0),
+        ));
+        for (p, (lo, hi)) in ["weight", "bias", "running_mean", "running_var"]
+            .iter()
+            .zip([(0.5, 1.5), (-0.5, 0.5), (-0.5, 0.5), (0.1, 2.0)])
+        {
+            tensors.push((format!("{name}.bn.{p}"), vec![cout], rng.vec(cout, lo, hi)));
+        }
+    }
+    let mut g = Graph {
+        input_channels: cin,
+        ..Graph::default()
+    };
+    let x = g.new_value();
+    g.input = x;
+    let mut inputs = vec![x];
+    if residual != 0 {
+        inputs.push(g.push("a", conv(r, "a", false), vec![x]));
+    }
+    g.output = g.push("b", conv(r, "b", true), inputs);
+    g.features = g.output;
+    let weights =
+        WeightsFile::from_bytes("tuning test", serialize_f32(&tensors, None).unwrap()).unwrap();
+    Engine::from_graph(ctx.clone(), g, &weights).unwrap()
+}
+
+/// Every configuration the tuner may time for conv `b` (the whole tile space of both
+/// kernels) and every split-K of each tiled one.
+fn search_space(engine: &Engine, r: &Row) -> Vec<ConvConfig> {
+    let (n, h, w) = (r[0], r[1], r[2]);
+    let problems = engine.conv_problems(n, h, w).unwrap();
+    let p = problems.iter().find(|(name, _)| name == "b").unwrap().1;
+    let fit = DeviceFit::of(&engine.ctx.limits);
+    let mut space = ConvConfig::candidates(&p, &fit);
+    let splits: Vec<ConvConfig> = space.iter().flat_map(|c| c.splits_of(&p, &fit)).collect();
+    space.extend(splits);
+    space
+}
+
+fn check_row(ctx: &Arc<GpuContext>, r: &Row, row: usize) -> (usize, f64) {
+    let seed = 77 + row as u64;
+    let mut rng = Rng::new(seed);
+    let engine = engine(ctx, r, &mut rng);
+    let (n, h, w) = (r[0], r[1], r[2]);
+    let x = rng.vec(n * r[3] * h * w, -1.0, 1.0);
+    let problems: BTreeMap<String, _> =
+        engine.conv_problems(n, h, w).unwrap().into_iter().collect();
+    let reference = |name: &str, residual: Option<&[f32]>| {
+        let p = problems[name];
+        let (wk, bias) = engine.layer_weights(name).unwrap();
+        let rows: Vec<usize> = (0..p.m()).collect();
+        conv_rows(&p, &x, &wk, &bias, residual, &rows)
+    };
+    let a = (r[10] != 0).then(|| reference("a", None));
+    let want = reference("b", a.as_deref());
+    let key = problems["b"].key();
+    let (mut count, mut worst) = (0, 0f64);
+    let space = search_space(&engine, r);
+    // The late layer is the split-K case: it must get split configurations.
+    let splits = space.iter().filter(|c| c.split_k > 1).count();
+    assert!(row != 0 || splits >= 3, "{r:?}: {space:?}");
+    for config in space {
+        engine
+            .set_conv_configs(BTreeMap::from([(key.clone(), config)]))
+            .unwrap();
+        let got = engine.run(&x, n, h, w, Output::Logits).unwrap();
+        let err = relative_error(&got, &want);
+        assert!(
+            err <= 1e-5,
+            "{r:?} under {}: relative error {err:.3e}",
+            config.describe()
+        );
+        worst = worst.max(err);
+        count += 1;
+    }
+    (count, worst)
+}
+
+#[test]
+fn every_tuning_candidate_matches_the_reference() {
+    let start = std::time::Instant::now();
+    for checked in [false, true] {
+        let Some(ctx) = gpu(checked) else { return };
+        let (mut count, mut worst) = (0, 0f64);
+        for (i, r) in ROWS.iter().enumerate() {
+            let (c, e) = check_row(&ctx, r, i);
+            count += c;
+            worst = worst.max(e);
+        }
+        eprintln!("checked={checked}: {count} configurations, worst relative error {worst:.2e}");
+    }
+    eprintln!("{:.1?}", start.elapsed());
+}
+
+#[test]
+fn tune_picks_verified_winners_and_the_cache_carries_them() {
+    let Some(ctx) = gpu(false) else { return };
+    let a = arch::with_widths(arch::BlockKind::Basic, &[1, 1], 8, 10);
+    let weights = synthetic_weights(&a, 3).unwrap();
+    let engine = Engine::load_on(ctx.clone(), &weights).unwrap();
+    let (n, h, w) = (1, 24, 24);
+    let report = engine
+        .tune(n, h, w, TuneOptions::default(), &mut |_, _, _| {})
+        .unwrap();
+    let distinct: std::collections::BTreeSet<String> = engine
+        .conv_problems(n, h, w)
+        .unwrap()
+        .iter()
+        .map(|(_, p)| p.key())
+        .collect();
+    assert_eq!(report.shapes.len(), distinct.len());
+    for s in &report.shapes {
+        assert!(s.best_ms <= s.default_ms, "{s:?}");
+        assert!(s.best_ms > 0.0 && s.best_ms.is_finite(), "{s:?}");
+        assert!(s.verify_error <= 1e-4, "{s:?}");
+        assert!(s.tried >= 2 && s.rejected.is_empty(), "{s:?}");
+    }
+    let (default_ms, best_ms) = report.totals();
+    assert!(best_ms <= default_ms);
+
+    // Into a cache directory, and out again in a new engine on this adapter.
+    let dir = std::env::temp_dir().join(format!("resnet-tuning-test-{}", std::process::id()));
+    let mut cache = TuneCache::empty();
+    let entry = cache
+        .adapters
+        .entry(TuneCache::adapter_key(&ctx.info))
+        .or_default();
+    for s in &report.shapes {
+        entry.insert(
+            s.key.clone(),
+            TunedConv {
+                config: s.best,
+                ms: s.best_ms,
+                default_ms: s.default_ms,
+            },
+        );
+    }
+    cache.save(&TuneCache::path(&dir)).unwrap();
+    let options = GpuOptions {
+        disk_cache: DiskCache::Dir(dir.clone()),
+        ..GpuOptions::with_checks(false)
+    };
+    let tuned = Engine::load(&weights, &options).unwrap();
+    for (_, p) in tuned.conv_problems(n, h, w).unwrap() {
+        let s = report.shapes.iter().find(|s| s.key == p.key()).unwrap();
+        assert_eq!(tuned.conv_config(&p), s.best, "{}", p.key());
+    }
+    // A forced kernel overrides the cache.
+    let forced = Engine::load(
+        &weights,
+        &GpuOptions {
+            register_kernels: Some(false),
+            ..options
+        },
+    )
+    .unwrap();
+    for (_, p) in forced.conv_problems(n, h, w).unwrap() {
+        assert_ne!(
+            forced.conv_config(&p).algo,
+            ConvAlgo::Registers,
+            "{}",
+            p.key()
+        );
+    }
+    // Tuned and default networks agree.
+    let x = Rng::new(5).vec(3 * h * w, -1.0, 1.0);
+    let got = tuned.run(&x, n, h, w, Output::Logits).unwrap();
+    let want = engine.run(&x, n, h, w, Output::Logits).unwrap();
+    assert!(relative_error(&got, &want) <= 1e-5);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
