@@ -75,6 +75,8 @@ pub struct PlanStats {
     pub dispatches: usize,
     pub activation_buffers: usize,
     pub peak_activation_bytes: u64,
+    /// Split-K partial sums (0 when no conv splits).
+    pub scratch_bytes: u64,
     pub weight_bytes: u64,
     pub gflops: f64,
 }
@@ -88,7 +90,7 @@ pub struct GpuPlan {
     readback: wgpu::Buffer,
     input_slot: usize,
     /// Split-K partial sums, shared by every split conv of the plan (they run in order).
-    _scratch: Option<wgpu::Buffer>,
+    scratch: Option<wgpu::Buffer>,
 }
 
 /// (batch, height, width) of a plan.
@@ -233,6 +235,7 @@ impl Engine {
             dispatches: plan.steps.len(),
             activation_buffers: plan.memory.slot_bytes.len(),
             peak_activation_bytes: plan.memory.peak_bytes(),
+            scratch_bytes: plan.scratch.as_ref().map_or(0, |b| b.size()),
             weight_bytes: self.weight_bytes,
             gflops: plan.steps.iter().map(|s| s.flops as f64).sum::<f64>() / 1e9,
         })
@@ -546,7 +549,7 @@ impl Engine {
             slots,
             readback,
             input_slot,
-            _scratch: scratch,
+            scratch: scratch,
         })
     }
 }

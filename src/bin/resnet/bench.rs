@@ -245,7 +245,7 @@ pub fn bench(args: BenchArgs, options: &GpuOptions) -> anyhow::Result<()> {
             ms,
             images_per_second: n as f64 / (ms / 1e3),
             cold_ms,
-            peak_gpu_bytes: stats.peak_activation_bytes + stats.weight_bytes,
+            peak_gpu_bytes: stats.peak_activation_bytes + stats.scratch_bytes + stats.weight_bytes,
         });
     }
     let name = engine.arch.as_ref().map(|a| a.name()).unwrap_or_default();
