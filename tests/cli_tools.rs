@@ -59,7 +59,10 @@ fn profile_json_and_chart() {
         total += ms;
     }
     let reported = p["total_gpu_ms"].as_f64().unwrap();
-    assert!((reported - total).abs() <= 1e-6 * total.max(1.0), "{reported} vs {total}");
+    assert!(
+        (reported - total).abs() <= 1e-6 * total.max(1.0),
+        "{reported} vs {total}"
+    );
     assert!(total > 0.0);
     let svg = std::fs::read_to_string(&chart).unwrap();
     assert!(svg.starts_with("<svg") && svg.matches("<rect").count() == 23);
@@ -71,7 +74,15 @@ fn bench_json_per_batch() {
     if common::gpu(false).is_none() {
         return;
     }
-    let mut args = vec!["bench", "--no-cache", "--batch", "1,2", "--iters", "2", "--json"];
+    let mut args = vec![
+        "bench",
+        "--no-cache",
+        "--batch",
+        "1,2",
+        "--iters",
+        "2",
+        "--json",
+    ];
     args.extend(NET);
     let b = json(&resnet(&args), "bench");
     let rows = b["results"].as_array().unwrap();
@@ -82,7 +93,10 @@ fn bench_json_per_batch() {
         let ips = row["images_per_second"].as_f64().unwrap();
         assert!(ms > 0.0 && (ips - n * 1e3 / ms).abs() < 1e-6 * ips, "{row}");
         assert!(row["cold_ms"].as_f64().unwrap() > 0.0);
-        assert!(row["peak_gpu_bytes"].as_u64().unwrap() > 11_000_000 * 4, "{row}");
+        assert!(
+            row["peak_gpu_bytes"].as_u64().unwrap() > 11_000_000 * 4,
+            "{row}"
+        );
     }
 }
 
@@ -116,10 +130,7 @@ fn tune_writes_a_cache_that_profile_then_uses() {
     let mut args = vec!["profile", "--cache-dir", cache, "--iters", "1", "--json"];
     args.extend(NET);
     let p = json(&resnet(&args), "profile");
-    let describe: Vec<String> = shapes
-        .iter()
-        .map(|s| describe(&s["best"]))
-        .collect();
+    let describe: Vec<String> = shapes.iter().map(|s| describe(&s["best"])).collect();
     for l in p["layers"].as_array().unwrap() {
         if l["kernel"] == "Conv" || l["kernel"] == "ConvDirect" {
             let config = l["config"].as_str().unwrap();

@@ -9,16 +9,18 @@ use wgpu::util::DeviceExt;
 
 mod batching;
 mod conv_step;
+mod pipelines;
 mod readback;
 mod tune;
 
+use pipelines::log_compiles;
 pub(crate) use readback::read_u64;
 use readback::{copy_out, read_buffer};
 
 use super::context::{GpuContext, GpuOptions};
 use super::conv_config::{ConvConfig, ConvProblem, DeviceFit};
 use super::flat_dispatch;
-use super::kernels::{Kernel, Kernels};
+use super::kernels::{CompileStats, Kernel, Kernels};
 use super::params::{u32_of, LinearParams, PoolParams};
 use super::tune_cache::TuneCache;
 use super::weights::{bind, prepare, LayerWeights};
@@ -142,7 +144,9 @@ impl Engine {
         let kernels = ctx.scoped("compiling the shaders", || {
             Kernels::new(&ctx.device, ctx.checked_shaders)
         })??;
+        let start = std::time::Instant::now();
         let layers = prepare(&ctx, &kernels, &graph, weights)?;
+        log_compiles("weights prepared", start, &kernels, CompileStats::default());
         let tuned = load_tuned(&ctx);
         let weight_bytes = layers
             .values()
@@ -218,7 +222,14 @@ impl Engine {
         if let Some(p) = plans.get(&(n, h, w)) {
             return Ok(p.clone());
         }
+        let (start, before) = (std::time::Instant::now(), self.kernels.compile_stats());
         let plan = Arc::new(Mutex::new(self.build_plan(n, h, w)?));
+        log_compiles(
+            &format!("plan {n}x{h}x{w} built"),
+            start,
+            &self.kernels,
+            before,
+        );
         plans.insert((n, h, w), plan.clone());
         Ok(plan)
     }

@@ -3,7 +3,9 @@
 //! constants, never by editing their text.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -110,10 +112,22 @@ pub struct Kernels {
     modules: BTreeMap<&'static str, wgpu::ShaderModule>,
     layouts: BTreeMap<Kernel, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     pipelines: Mutex<BTreeMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    /// Pipelines compiled and the time spent in their creation calls, summed over threads:
+    /// what a cold start pays, logged by the engine (`-v`).
+    compiled: AtomicUsize,
+    compile_ns: AtomicU64,
+}
+
+/// Pipelines compiled so far and the summed time of their creation calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompileStats {
+    pub pipelines: usize,
+    pub time: Duration,
 }
 
 impl Kernels {
     pub fn new(device: &wgpu::Device, checked: bool) -> Result<Self> {
+        let start = Instant::now();
         let mut modules = BTreeMap::new();
         for (file, source) in SHADER_FILES {
             let desc = wgpu::ShaderModuleDescriptor {
@@ -133,6 +147,11 @@ impl Kernels {
             };
             modules.insert(file, module);
         }
+        log::info!(
+            "{} shader modules created in {:.1} ms",
+            modules.len(),
+            start.elapsed().as_secs_f64() * 1e3
+        );
         let mut layouts = BTreeMap::new();
         for kernel in Kernel::ALL {
             let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
@@ -175,7 +194,17 @@ impl Kernels {
             modules,
             layouts,
             pipelines: Mutex::new(BTreeMap::new()),
+            compiled: AtomicUsize::new(0),
+            compile_ns: AtomicU64::new(0),
         })
+    }
+
+    /// Pipelines compiled since this device's kernels were made, and the time it took.
+    pub fn compile_stats(&self) -> CompileStats {
+        CompileStats {
+            pipelines: self.compiled.load(Ordering::Relaxed),
+            time: Duration::from_nanos(self.compile_ns.load(Ordering::Relaxed)),
+        }
     }
 
     pub fn bind_group_layout(&self, kernel: Kernel) -> &wgpu::BindGroupLayout {
@@ -205,6 +234,7 @@ impl Kernels {
             return Ok(p.clone());
         }
         let label = format!("{kernel:?}{constants:?}");
+        let start = Instant::now();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
@@ -224,6 +254,9 @@ impl Kernels {
                 msg: e.to_string(),
             });
         }
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        self.compile_ns
+            .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let pipeline = Arc::new(pipeline);
         cache.insert(key, pipeline.clone());
         Ok(pipeline)
