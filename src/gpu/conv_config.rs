@@ -286,6 +286,15 @@ impl ConvConfig {
         ]
     }
 
+    /// Every pipeline this configuration runs: the conv, and under split-K the reduction.
+    pub fn pipelines(&self, p: &ConvProblem) -> Vec<(Kernel, Constants)> {
+        let mut v = vec![(self.kernel(), self.constants(p))];
+        if self.split_k > 1 {
+            v.push((Kernel::ConvReduce, Self::reduce_constants(p)));
+        }
+        v
+    }
+
     /// For profiles and logs: `tiled 64x64x16`, `registers 32x64`, `tiled 64x64x32 split-K 8`.
     pub fn describe(&self) -> String {
         let t = self.tiles;

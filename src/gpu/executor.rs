@@ -335,6 +335,8 @@ impl Engine {
         let shapes = graph.infer_shapes(n, h, w)?;
         let memory = MemoryPlan::new(graph, &shapes, true);
         self.check_limits(n, h, w, &shapes, &memory)?;
+        // Every pipeline of the plan at once, in parallel: the steps below find them made.
+        self.create_pipelines(&shapes)?;
         let readback_bytes = shapes[graph.output]
             .bytes()
             .max(shapes[graph.features].bytes());

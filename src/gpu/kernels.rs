@@ -2,9 +2,9 @@
 //! (kernel, specialisation constants). Shaders are specialised only through `override`
 //! constants, never by editing their text.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -216,51 +216,160 @@ impl Kernels {
         &self,
         device: &wgpu::Device,
         kernel: Kernel,
-        mut constants: Constants,
+        constants: Constants,
     ) -> Result<Arc<wgpu::ComputePipeline>> {
-        constants.sort_by(|a, b| a.0.cmp(b.0));
-        let key = (
-            kernel,
-            constants
-                .iter()
-                .map(|(k, v)| (*k, v.to_bits()))
-                .collect::<Vec<_>>(),
-        );
-        let mut cache = self
-            .pipelines
-            .lock()
-            .map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
-        if let Some(p) = cache.get(&key) {
+        let (key, constants) = canonical(kernel, constants);
+        if let Some(p) = self.lock()?.get(&key) {
             return Ok(p.clone());
         }
+        let pipeline = Arc::new(self.compile(device, kernel, &constants)?);
+        Ok(self.lock()?.entry(key).or_insert(pipeline).clone())
+    }
+
+    /// Creates every pipeline of `requests` that does not exist yet, on up to
+    /// `available_parallelism` threads: the driver work behind a pipeline (naga's translation
+    /// of the specialised module, the driver's compile) is independent per pipeline, and a
+    /// plan needs a dozen at once. Duplicates are created once. On failure the error is that
+    /// of the first failing request in order; the pipelines created before it are kept.
+    pub fn create_pipelines(
+        &self,
+        device: &wgpu::Device,
+        requests: &[(Kernel, Constants)],
+    ) -> Result<()> {
+        let todo: Vec<(PipelineKey, Kernel, Constants)> = {
+            let have = self.lock()?;
+            let mut seen = BTreeSet::new();
+            requests
+                .iter()
+                .map(|(kernel, constants)| {
+                    let (key, constants) = canonical(*kernel, constants.clone());
+                    (key, *kernel, constants)
+                })
+                .filter(|(key, ..)| !have.contains_key(key) && seen.insert(key.clone()))
+                .collect()
+        };
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(todo.len());
+        let start = Instant::now();
+        // Workers take the next request in order and stop taking new ones after a failure,
+        // so every request before a failed one was attempted: the first error in request
+        // order is the same whatever the timing.
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let work = || {
+            let mut done = Vec::new();
+            while !failed.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((_, kernel, constants)) = todo.get(i) else {
+                    break;
+                };
+                let result = self.compile(device, *kernel, constants);
+                if result.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                done.push((i, result));
+            }
+            done
+        };
+        let done: Vec<(usize, Result<wgpu::ComputePipeline>)> = if threads == 1 {
+            work()
+        } else {
+            std::thread::scope(|s| {
+                let workers: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        };
+        log::info!(
+            "{} pipelines created in {:.1} ms on {threads} threads",
+            done.len(),
+            start.elapsed().as_secs_f64() * 1e3
+        );
+        let mut results: Vec<Option<Result<wgpu::ComputePipeline>>> =
+            todo.iter().map(|_| None).collect();
+        for (i, result) in done {
+            results[i] = Some(result);
+        }
+        let mut have = self.lock()?;
+        for ((key, ..), result) in todo.into_iter().zip(results) {
+            match result {
+                Some(Ok(pipeline)) => {
+                    have.entry(key).or_insert(Arc::new(pipeline));
+                }
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, BTreeMap<PipelineKey, Arc<wgpu::ComputePipeline>>>> {
+        self.pipelines
+            .lock()
+            .map_err(|_| Error::Gpu("pipeline cache poisoned".into()))
+    }
+
+    /// Creates one pipeline inside its own error scopes. Scopes are per thread in wgpu
+    /// (`std::thread::ThreadId` keys its scope stacks), so this pushes and pops them on the
+    /// thread that creates the pipeline, whichever thread that is.
+    fn compile(
+        &self,
+        device: &wgpu::Device,
+        kernel: Kernel,
+        constants: &Constants,
+    ) -> Result<wgpu::ComputePipeline> {
         let label = format!("{kernel:?}{constants:?}");
         let start = Instant::now();
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        // A driver that fails to compile a valid module reports an internal error.
+        let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
             layout: Some(&self.layouts[&kernel].1),
             module: &self.modules[kernel.file()],
             entry_point: Some(kernel.entry()),
             compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &constants,
+                constants,
                 // Every kernel writes workgroup memory before reading it.
                 zero_initialize_workgroup_memory: false,
             },
             cache: None,
         });
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        let v = pollster::block_on(validation.pop());
+        let i = pollster::block_on(internal.pop());
+        let o = pollster::block_on(oom.pop());
+        if let Some(e) = v.or(i) {
             return Err(Error::Shader {
                 name: label,
                 msg: e.to_string(),
             });
         }
+        if let Some(e) = o {
+            return Err(Error::Gpu(format!("creating pipeline {label}: {e}")));
+        }
         self.compiled.fetch_add(1, Ordering::Relaxed);
         self.compile_ns
             .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        let pipeline = Arc::new(pipeline);
-        cache.insert(key, pipeline.clone());
         Ok(pipeline)
     }
+}
+
+/// A request in canonical form: constants sorted by name, so equal specialisations share one
+/// pipeline whatever order they were listed in.
+fn canonical(kernel: Kernel, mut constants: Constants) -> (PipelineKey, Constants) {
+    constants.sort_by(|a, b| a.0.cmp(b.0));
+    let key = (
+        kernel,
+        constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
+    );
+    (key, constants)
 }
 
 /// Tile configuration of one conv dispatch.

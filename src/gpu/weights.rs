@@ -9,7 +9,7 @@ use wgpu::util::DeviceExt;
 
 use super::context::GpuContext;
 use super::flat_dispatch;
-use super::kernels::{Kernel, Kernels};
+use super::kernels::{Constants, Kernel, Kernels};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op};
 use crate::reference::BN_EPS;
@@ -92,6 +92,8 @@ pub fn prepare(
     graph: &Graph,
     weights: &WeightsFile,
 ) -> Result<BTreeMap<String, LayerWeights>> {
+    // The fold specialisations are known from the stored dtypes alone: create them together.
+    kernels.create_pipelines(&ctx.device, &fold_requests(graph, weights))?;
     let mut prepared = BTreeMap::new();
     let mut encoder = ctx
         .device
@@ -174,18 +176,11 @@ pub fn prepare(
                     contents: bytemuck::bytes_of(&params),
                     usage: wgpu::BufferUsages::UNIFORM,
                 });
-            let dtype = |d: StoredDtype| d as u32 as f64;
+            let dtypes = [0, 1, 2, 3].map(|i| params_raw[i].1);
             let pipeline = kernels.pipeline(
                 &ctx.device,
                 Kernel::FoldBn,
-                vec![
-                    ("W_DTYPE", dtype(w_dtype)),
-                    ("GAMMA_DTYPE", dtype(params_raw[0].1)),
-                    ("BETA_DTYPE", dtype(params_raw[1].1)),
-                    ("MEAN_DTYPE", dtype(params_raw[2].1)),
-                    ("VAR_DTYPE", dtype(params_raw[3].1)),
-                    ("HAS_BN", has_bn as u32 as f64),
-                ],
+                fold_constants(w_dtype, dtypes, has_bn),
             )?;
             let buffers = [
                 &uniform,
@@ -222,6 +217,48 @@ pub fn prepare(
     ctx.wait_for(Some(submission))?;
     drop(keep_alive);
     Ok(prepared)
+}
+
+/// Specialisation of the fold kernel: the stored dtype of the weight and of γ, β, mean and
+/// var (a linear layer binds its bias in all four slots), and whether there is a BatchNorm.
+fn fold_constants(weight: StoredDtype, params: [StoredDtype; 4], has_bn: bool) -> Constants {
+    let dtype = |d: StoredDtype| d as u32 as f64;
+    vec![
+        ("W_DTYPE", dtype(weight)),
+        ("GAMMA_DTYPE", dtype(params[0])),
+        ("BETA_DTYPE", dtype(params[1])),
+        ("MEAN_DTYPE", dtype(params[2])),
+        ("VAR_DTYPE", dtype(params[3])),
+        ("HAS_BN", has_bn as u32 as f64),
+    ]
+}
+
+/// The fold pipelines [`prepare`] will use. A tensor that is missing or of a dtype we do not
+/// read is left out here: `prepare` reports it, with its name.
+fn fold_requests(graph: &Graph, weights: &WeightsFile) -> Vec<(Kernel, Constants)> {
+    let dtype = |name: &str| weights.get(name).and_then(|t| t.dtype);
+    graph
+        .nodes
+        .iter()
+        .filter_map(|node| {
+            let (weight, params, has_bn) = match &node.op {
+                Op::Conv(c) => (
+                    &c.weight,
+                    ["weight", "bias", "running_mean", "running_var"]
+                        .map(|p| dtype(&format!("{}.{p}", c.bn))),
+                    true,
+                ),
+                Op::Linear { weight, bias, .. } => (weight, [dtype(bias); 4], false),
+                _ => return None,
+            };
+            let [g, b, m, v] = params;
+            let params = [g?, b?, m?, v?];
+            Some((
+                Kernel::FoldBn,
+                fold_constants(dtype(weight)?, params, has_bn),
+            ))
+        })
+        .collect()
 }
 
 /// A bind group with the buffers of `kernel`'s layout, in binding order.

@@ -1,8 +1,46 @@
-//! Pipelines of a load and of a plan: what compiling them cost, logged for `-v`.
+//! The pipelines a plan needs, known before its steps are built so that they are created
+//! together, in parallel; and what creating them cost, logged for `-v`.
 
 use std::time::Instant;
 
-use crate::gpu::kernels::{CompileStats, Kernels};
+use super::{conv_problem, Engine};
+use crate::error::Result;
+use crate::gpu::conv_config::DeviceFit;
+use crate::gpu::kernels::{CompileStats, Kernel, Kernels};
+use crate::graph::{Op, Shape};
+
+impl Engine {
+    /// Creates every pipeline a plan at `shapes` will use, together (see
+    /// `Kernels::create_pipelines`), instead of one by one as its steps are built.
+    pub(super) fn create_pipelines(&self, shapes: &[Shape]) -> Result<()> {
+        let ctx = &self.ctx;
+        ctx.check()?;
+        let fit = DeviceFit::of(&ctx.limits);
+        let mut requests = Vec::new();
+        for node in &self.graph.nodes {
+            match &node.op {
+                Op::Conv(c) => {
+                    let p = conv_problem(
+                        c,
+                        shapes[node.inputs[0]],
+                        shapes[node.output],
+                        node.inputs.len() > 1,
+                    );
+                    let config = self.conv_config(&p);
+                    // A configuration that cannot run is left to `conv_steps`, which says why.
+                    if config.check(&p, &fit).is_ok() {
+                        requests.extend(config.pipelines(&p));
+                    }
+                }
+                Op::MaxPool { .. } => requests.push((Kernel::MaxPool, vec![])),
+                Op::AvgPool { .. } => requests.push((Kernel::AvgPool, vec![])),
+                Op::GlobalAvgPool => requests.push((Kernel::GlobalAvgPool, vec![])),
+                Op::Linear { .. } => requests.push((Kernel::Linear, vec![])),
+            }
+        }
+        self.kernels.create_pipelines(&ctx.device, &requests)
+    }
+}
 
 /// Logs how long a load step took and what of it went into compiling pipelines: the part
 /// of a cold start that caches and parallel compilation address.
