@@ -213,11 +213,13 @@ impl GpuContext {
         // Ask for everything the adapter offers: large networks and batches need the big
         // binding sizes; the plan checks each buffer against these limits.
         let limits = adapter.limits();
-        // Timestamps for the profiler, where the adapter has them.
+        // Timestamps for the profiler, and a pipeline cache that can be kept on disk (see
+        // `pipeline_cache`), where the adapter has them.
         let features = adapter.features()
             & (wgpu::Features::TIMESTAMP_QUERY
                 | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
-                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
+                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+                | wgpu::Features::PIPELINE_CACHE);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("resnet-wgpu"),
             required_features: features,

@@ -22,6 +22,7 @@ use super::conv_config::{ConvConfig, ConvProblem, DeviceFit};
 use super::flat_dispatch;
 use super::kernels::{CompileStats, Kernel, Kernels};
 use super::params::{u32_of, LinearParams, PoolParams};
+use super::pipeline_cache::PipelineCacheState;
 use super::tune_cache::TuneCache;
 use super::weights::{bind, prepare, LayerWeights};
 use crate::error::{Error, Result};
@@ -141,11 +142,10 @@ impl Engine {
 
     /// Any graph over the ops (kernel tests build one-op graphs).
     pub fn from_graph(ctx: Arc<GpuContext>, graph: Graph, weights: &WeightsFile) -> Result<Self> {
-        let kernels = ctx.scoped("compiling the shaders", || {
-            Kernels::new(&ctx.device, ctx.checked_shaders)
-        })??;
+        let kernels = ctx.scoped("compiling the shaders", || Kernels::new(&ctx))??;
         let start = std::time::Instant::now();
         let layers = prepare(&ctx, &kernels, &graph, weights)?;
+        // The fold pipelines reach disk with the first plan's (`plan` saves the cache).
         log_compiles("weights prepared", start, &kernels, CompileStats::default());
         let tuned = load_tuned(&ctx);
         let weight_bytes = layers
@@ -230,6 +230,7 @@ impl Engine {
             &self.kernels,
             before,
         );
+        self.kernels.save_pipeline_cache();
         plans.insert((n, h, w), plan.clone());
         Ok(plan)
     }
@@ -315,6 +316,11 @@ impl Engine {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Whether compiled pipelines are kept on disk between runs, and where.
+    pub fn pipeline_cache(&self) -> &PipelineCacheState {
+        self.kernels.pipeline_cache()
     }
 
     /// The prepared (folded, re-laid) weight and bias of a node, read back for tests.

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::context::GpuContext;
+use super::pipeline_cache::{DiskPipelineCache, PipelineCacheState};
 use crate::error::{Error, Result};
 
 /// Shader files, compiled into the binary.
@@ -116,6 +118,9 @@ pub struct Kernels {
     /// what a cold start pays, logged by the engine (`-v`).
     compiled: AtomicUsize,
     compile_ns: AtomicU64,
+    /// The driver's pipeline cache, kept on disk between runs where the device has one.
+    disk: Option<DiskPipelineCache>,
+    disk_state: PipelineCacheState,
 }
 
 /// Pipelines compiled so far and the summed time of their creation calls.
@@ -126,7 +131,10 @@ pub struct CompileStats {
 }
 
 impl Kernels {
-    pub fn new(device: &wgpu::Device, checked: bool) -> Result<Self> {
+    /// Modules and layouts for `ctx`'s device, and its pipeline cache from disk (see
+    /// `pipeline_cache`) where the device has one and disk caches are on.
+    pub fn new(ctx: &GpuContext) -> Result<Self> {
+        let (device, checked) = (&ctx.device, ctx.checked_shaders);
         let start = Instant::now();
         let mut modules = BTreeMap::new();
         for (file, source) in SHADER_FILES {
@@ -152,6 +160,8 @@ impl Kernels {
             modules.len(),
             start.elapsed().as_secs_f64() * 1e3
         );
+        let (disk, disk_state) =
+            DiskPipelineCache::open(device, &ctx.adapter.get_info(), ctx.disk_cache.dir());
         let mut layouts = BTreeMap::new();
         for kernel in Kernel::ALL {
             let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
@@ -196,7 +206,22 @@ impl Kernels {
             pipelines: Mutex::new(BTreeMap::new()),
             compiled: AtomicUsize::new(0),
             compile_ns: AtomicU64::new(0),
+            disk,
+            disk_state,
         })
+    }
+
+    /// Whether created pipelines are kept on disk, and where.
+    pub fn pipeline_cache(&self) -> &PipelineCacheState {
+        &self.disk_state
+    }
+
+    /// Writes the pipeline cache to disk if pipelines were created since the last save. Never
+    /// fails: a cache that cannot be written is logged and the run goes on.
+    pub fn save_pipeline_cache(&self) {
+        if let Some(disk) = &self.disk {
+            disk.save();
+        }
     }
 
     /// Pipelines compiled since this device's kernels were made, and the time it took.
@@ -340,7 +365,7 @@ impl Kernels {
                 // Every kernel writes workgroup memory before reading it.
                 zero_initialize_workgroup_memory: false,
             },
-            cache: None,
+            cache: self.disk.as_ref().map(|d| &d.cache),
         });
         let v = pollster::block_on(validation.pop());
         let i = pollster::block_on(internal.pop());
@@ -353,6 +378,9 @@ impl Kernels {
         }
         if let Some(e) = o {
             return Err(Error::Gpu(format!("creating pipeline {label}: {e}")));
+        }
+        if let Some(disk) = &self.disk {
+            disk.touched();
         }
         self.compiled.fetch_add(1, Ordering::Relaxed);
         self.compile_ns

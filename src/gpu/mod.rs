@@ -6,6 +6,7 @@ pub mod disk_cache;
 pub mod executor;
 pub mod kernels;
 mod params;
+pub mod pipeline_cache;
 pub mod profile;
 pub mod tune_cache;
 pub mod weights;

@@ -169,6 +169,15 @@ pub fn resnet_with(cmd: &mut std::process::Command) -> std::process::Output {
     use std::io::Read;
     use std::process::Stdio;
     use std::time::{Duration, Instant};
+    // The CLI keeps caches in the user's cache directory by default: point it at a folder of
+    // this test process instead, unless the test chose one.
+    let env = resnet_wgpu::gpu::disk_cache::CACHE_DIR_ENV;
+    if !cmd.get_envs().any(|(k, _)| k == env) {
+        cmd.env(
+            env,
+            std::env::temp_dir().join(format!("resnet-test-cache-{}", std::process::id())),
+        );
+    }
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
