@@ -61,6 +61,12 @@ pub fn gpu_mode(mode: Mode) -> Option<Arc<GpuContext>> {
         .clone()
 }
 
+/// A fresh device with `options` (a test that needs its own disk cache); like [`gpu`], it
+/// fails under CI when there is no adapter.
+pub fn gpu_with(options: &GpuOptions) -> Option<Arc<GpuContext>> {
+    open(options)
+}
+
 fn open(options: &GpuOptions) -> Option<Arc<GpuContext>> {
     match GpuContext::new(options) {
         Ok(c) => {
