@@ -202,3 +202,53 @@ fn no_disk_cache_writes_nothing() {
     }
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn pipelines_created_together_once_each_with_errors_named() {
+    use resnet_wgpu::gpu::kernels::{conv_constants, ConvTiles, Kernel, Kernels};
+    use resnet_wgpu::Error;
+    let Some(ctx) = common::gpu(false) else {
+        return;
+    };
+    let kernels = Kernels::new(&ctx).unwrap();
+    let conv = conv_constants(ConvTiles::for_registers(64), true, true, false, false);
+    let mut reordered = conv.clone();
+    reordered.reverse();
+    let requests = vec![
+        (Kernel::ConvDirect, conv.clone()),
+        (Kernel::MaxPool, vec![]),
+        (Kernel::ConvDirect, reordered),
+        (Kernel::GlobalAvgPool, vec![]),
+        (Kernel::MaxPool, vec![]),
+    ];
+    kernels.create_pipelines(&ctx.device, &requests).unwrap();
+    assert_eq!(kernels.compile_stats().pipelines, 3, "duplicates compiled");
+    // Made already: neither one at a time nor together compiles again.
+    kernels
+        .pipeline(&ctx.device, Kernel::ConvDirect, conv)
+        .unwrap();
+    kernels.create_pipelines(&ctx.device, &requests).unwrap();
+    assert_eq!(kernels.compile_stats().pipelines, 3);
+
+    // Two bad requests among good ones: the error is the first bad one's, whichever thread
+    // met it, and it names the pipeline.
+    let bad = vec![
+        (Kernel::MaxPool, vec![]),
+        (Kernel::AvgPool, vec![]),
+        (Kernel::Linear, vec![("NO_SUCH_CONSTANT", 1.0)]),
+        (Kernel::AvgPool, vec![("ALSO_NO_SUCH_CONSTANT", 1.0)]),
+    ];
+    for _ in 0..3 {
+        match kernels.create_pipelines(&ctx.device, &bad) {
+            Err(Error::Shader { name, msg }) => {
+                assert!(
+                    name.contains("Linear") && name.contains("NO_SUCH_CONSTANT"),
+                    "{name}: {msg}"
+                )
+            }
+            other => panic!("expected a shader error, got {other:?}"),
+        }
+    }
+    // Errors were caught by the creating threads' scopes, not raised on the device.
+    ctx.check().unwrap();
+}
