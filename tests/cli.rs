@@ -11,7 +11,7 @@ use resnet_wgpu::npy::read_f32;
 use resnet_wgpu::reference::relative_error;
 
 fn resnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_resnet"))
+    common::isolate_caches(&mut Command::new(env!("CARGO_BIN_EXE_resnet")))
         .args(args)
         .output()
         .expect("run resnet")

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn resnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_resnet"))
+    common::isolate_caches(&mut Command::new(env!("CARGO_BIN_EXE_resnet")))
         .args(args)
         .output()
         .expect("run resnet")

@@ -310,10 +310,12 @@ fn info_names_layout_and_variant() {
             .map(|(n, t)| (n.clone(), t.shape.clone(), w.to_f32(n).unwrap()))
             .collect();
         std::fs::write(&path, serialize_f32(&tensors, None).unwrap()).unwrap();
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_resnet"))
-            .args(["info", "--json", "--weights", path.to_str().unwrap()])
-            .output()
-            .unwrap();
+        let o = common::isolate_caches(&mut std::process::Command::new(env!(
+            "CARGO_BIN_EXE_resnet"
+        )))
+        .args(["info", "--json", "--weights", path.to_str().unwrap()])
+        .output()
+        .unwrap();
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{name}: {stderr}");
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -363,10 +365,12 @@ fn presets_match_transformers_and_timm() {
 }
 
 fn resnet(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_resnet"))
-        .args(args)
-        .output()
-        .unwrap()
+    common::isolate_caches(&mut std::process::Command::new(env!(
+        "CARGO_BIN_EXE_resnet"
+    )))
+    .args(args)
+    .output()
+    .unwrap()
 }
 
 #[test]

@@ -8,13 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{fixture, gpu};
+use resnet_wgpu::gpu::disk_cache::DiskCache;
 use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
 use resnet_wgpu::{Engine, Error, GpuContext, GpuOptions, Output, WeightsFile};
 
 /// A device of its own, or `None` where the suite skips GPU tests (never under CI).
 fn own_device() -> Option<Arc<GpuContext>> {
     gpu(false)?;
-    Some(Arc::new(GpuContext::new(&GpuOptions::default()).unwrap()))
+    let options = GpuOptions {
+        disk_cache: DiskCache::Off,
+        ..Default::default()
+    };
+    Some(Arc::new(GpuContext::new(&options).unwrap()))
 }
 
 fn oversized(ctx: &GpuContext) -> wgpu::Buffer {

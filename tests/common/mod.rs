@@ -170,13 +170,9 @@ pub fn resnet(args: &[&str]) -> std::process::Output {
     resnet_with(std::process::Command::new(env!("CARGO_BIN_EXE_resnet")).args(args))
 }
 
-/// Like [`resnet`] with a prepared command (environment, user id...).
-pub fn resnet_with(cmd: &mut std::process::Command) -> std::process::Output {
-    use std::io::Read;
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
-    // The CLI keeps caches in the user's cache directory by default: point it at a folder of
-    // this test process instead, unless the test chose one.
+/// Points the CLI's default cache directory (the user's, where it would keep tuning results
+/// and compiled pipelines) at a folder of this test process, unless the test chose one.
+pub fn isolate_caches(cmd: &mut std::process::Command) -> &mut std::process::Command {
     let env = resnet_wgpu::gpu::disk_cache::CACHE_DIR_ENV;
     if !cmd.get_envs().any(|(k, _)| k == env) {
         cmd.env(
@@ -184,7 +180,15 @@ pub fn resnet_with(cmd: &mut std::process::Command) -> std::process::Output {
             std::env::temp_dir().join(format!("resnet-test-cache-{}", std::process::id())),
         );
     }
-    let mut child = cmd
+    cmd
+}
+
+/// Like [`resnet`] with a prepared command (environment, user id...).
+pub fn resnet_with(cmd: &mut std::process::Command) -> std::process::Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = isolate_caches(cmd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
