@@ -568,7 +568,7 @@ impl Engine {
             slots,
             readback,
             input_slot,
-            scratch: scratch,
+            scratch,
         })
     }
 }
