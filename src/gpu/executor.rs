@@ -222,15 +222,7 @@ impl Engine {
         if let Some(p) = plans.get(&(n, h, w)) {
             return Ok(p.clone());
         }
-        let (start, before) = (std::time::Instant::now(), self.kernels.compile_stats());
-        let plan = Arc::new(Mutex::new(self.build_plan(n, h, w)?));
-        log_compiles(
-            &format!("plan {n}x{h}x{w} built"),
-            start,
-            &self.kernels,
-            before,
-        );
-        self.kernels.save_pipeline_cache();
+        let plan = Arc::new(Mutex::new(self.build_plan_and_cache(n, h, w)?));
         plans.insert((n, h, w), plan.clone());
         Ok(plan)
     }

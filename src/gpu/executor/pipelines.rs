@@ -3,13 +3,24 @@
 
 use std::time::Instant;
 
-use super::{conv_problem, Engine};
+use super::{conv_problem, Engine, GpuPlan};
 use crate::error::Result;
 use crate::gpu::conv_config::DeviceFit;
 use crate::gpu::kernels::{CompileStats, Kernel, Kernels};
 use crate::graph::{Op, Shape};
 
 impl Engine {
+    /// [`Engine::build_plan`], then what compiling its pipelines cost in the log (`-v`) and
+    /// the pipeline cache on disk if anything new was compiled.
+    pub(super) fn build_plan_and_cache(&self, n: usize, h: usize, w: usize) -> Result<GpuPlan> {
+        let (start, before) = (Instant::now(), self.kernels.compile_stats());
+        let plan = self.build_plan(n, h, w)?;
+        let what = format!("plan {n}x{h}x{w} built");
+        log_compiles(&what, start, &self.kernels, before);
+        self.kernels.save_pipeline_cache();
+        Ok(plan)
+    }
+
     /// Creates every pipeline a plan at `shapes` will use, together (see
     /// `Kernels::create_pipelines`), instead of one by one as its steps are built.
     pub(super) fn create_pipelines(&self, shapes: &[Shape]) -> Result<()> {
