@@ -249,7 +249,16 @@ impl Engine {
             }
             Ok(())
         };
+        // Compiles a round's candidates in parallel before they are timed one by one. A
+        // failure here only means some candidate does not compile: `measure` skips it.
+        let precompile = |configs: &[ConvConfig]| {
+            let requests: Vec<_> = configs.iter().flat_map(|c| c.pipelines(p)).collect();
+            if let Err(e) = self.kernels.create_pipelines(&ctx.device, &requests) {
+                log::debug!("{}: some candidates do not compile: {e}", p.key());
+            }
+        };
         if options.exhaustive {
+            precompile(&candidates);
             for c in candidates {
                 consider(c, &mut timed)?;
             }
@@ -264,6 +273,7 @@ impl Engine {
                 .take(3)
                 .flat_map(|t| t.config.splits_of(p, &fit))
                 .collect();
+            precompile(&splits);
             for c in splits {
                 consider(c, &mut timed)?;
             }
@@ -285,7 +295,9 @@ impl Engine {
                     else {
                         break;
                     };
-                    for c in current.neighbours(p, &fit) {
+                    let neighbours = current.neighbours(p, &fit);
+                    precompile(&neighbours);
+                    for c in neighbours {
                         consider(c, &mut timed)?;
                     }
                     let next = current
