@@ -232,7 +232,10 @@ impl ConvConfig {
                 }
                 if self.split_k > 1 {
                     if p.grouped() {
-                        return Err("split-K of grouped convs is not implemented".into());
+                        return Err(
+                            "split-K runs on dense convs only (the grouped grid uses x for groups)"
+                                .into(),
+                        );
                     }
                     // Every slice must own some K, or its partial sums stay unwritten.
                     let per = self.k_per_split(p);
