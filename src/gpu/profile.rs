@@ -65,26 +65,8 @@ pub fn time_dispatches(ctx: &GpuContext, plan: &GpuPlan) -> Result<DispatchTimes
         return Ok(DispatchTimes { method, ms });
     }
     // Two timestamps per dispatch (before, after), every slot written before it is resolved.
-    let count = u32::try_from(steps.len() * 2)
-        .map_err(|_| Error::Gpu("too many dispatches to time".into()))?;
-    let query_set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-        label: Some("dispatch timestamps"),
-        ty: wgpu::QueryType::Timestamp,
-        count,
-    });
-    let bytes = count as u64 * 8;
-    let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("timestamps (resolve)"),
-        size: bytes,
-        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
-    let readback = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("timestamps (readback)"),
-        size: bytes,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
+    let stamps = Timestamps::new(ctx, steps.len(), "dispatch timestamps")?;
+    let query_set = &stamps.query_set;
     let mut encoder = ctx
         .device
         .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -96,14 +78,14 @@ pub fn time_dispatches(ctx: &GpuContext, plan: &GpuPlan) -> Result<DispatchTimes
             timestamp_writes: None,
         });
         for (i, step) in steps.iter().enumerate() {
-            pass.write_timestamp(&query_set, 2 * i as u32);
+            pass.write_timestamp(query_set, 2 * i as u32);
             step.encode(&mut pass);
-            pass.write_timestamp(&query_set, 2 * i as u32 + 1);
+            pass.write_timestamp(query_set, 2 * i as u32 + 1);
         }
     } else {
         for (i, step) in steps.iter().enumerate() {
             let writes = wgpu::ComputePassTimestampWrites {
-                query_set: &query_set,
+                query_set,
                 beginning_of_pass_write_index: Some(2 * i as u32),
                 end_of_pass_write_index: Some(2 * i as u32 + 1),
             };
@@ -114,16 +96,7 @@ pub fn time_dispatches(ctx: &GpuContext, plan: &GpuPlan) -> Result<DispatchTimes
             step.encode(&mut pass);
         }
     }
-    encoder.resolve_query_set(&query_set, 0..count, &resolve, 0);
-    encoder.copy_buffer_to_buffer(&resolve, 0, &readback, 0, bytes);
-    let submission = ctx.scoped("timing dispatches", || ctx.queue.submit([encoder.finish()]))?;
-    let ticks = super::executor::read_u64(ctx, &readback, bytes, Some(submission))?;
-    // Timestamps count in ticks of `period` nanoseconds.
-    let period_ns = ctx.queue.get_timestamp_period() as f64;
-    let ms = ticks
-        .chunks_exact(2)
-        .map(|t| t[1].saturating_sub(t[0]) as f64 * period_ns / 1e6)
-        .collect();
+    let ms = stamps.resolve_ms(ctx, encoder, "timing dispatches")?;
     Ok(DispatchTimes { method, ms })
 }
 
@@ -285,41 +258,77 @@ pub(crate) fn time_repeated(
         }
         return Ok((method, ms));
     }
-    let count = u32::try_from(iters * 2).map_err(|_| Error::Usage("too many timed runs".into()))?;
-    let query_set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-        label: Some("tuning timestamps"),
-        ty: wgpu::QueryType::Timestamp,
-        count,
-    });
-    let bytes = count as u64 * 8;
-    let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("tuning timestamps (resolve)"),
-        size: bytes,
-        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
-    let readback = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("tuning timestamps (readback)"),
-        size: bytes,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
+    let stamps = Timestamps::new(ctx, iters, "tuning timestamps")?;
     for i in 0..iters as u32 {
         let writes = wgpu::ComputePassTimestampWrites {
-            query_set: &query_set,
+            query_set: &stamps.query_set,
             beginning_of_pass_write_index: Some(2 * i),
             end_of_pass_write_index: Some(2 * i + 1),
         };
         encode_run(&mut encoder, Some(writes));
     }
-    encoder.resolve_query_set(&query_set, 0..count, &resolve, 0);
-    encoder.copy_buffer_to_buffer(&resolve, 0, &readback, 0, bytes);
-    let submission = ctx.scoped("timing a conv", || ctx.queue.submit([encoder.finish()]))?;
-    let ticks = super::executor::read_u64(ctx, &readback, bytes, Some(submission))?;
-    let period_ns = ctx.queue.get_timestamp_period() as f64;
-    let ms = ticks
-        .chunks_exact(2)
-        .map(|t| t[1].saturating_sub(t[0]) as f64 * period_ns / 1e6)
-        .collect();
+    let ms = stamps.resolve_ms(ctx, encoder, "timing a conv")?;
     Ok((method, ms))
+}
+
+/// A query set of `2·intervals` timestamps (each interval's start and end) with the buffers
+/// to resolve and read them.
+struct Timestamps {
+    query_set: wgpu::QuerySet,
+    count: u32,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+}
+
+impl Timestamps {
+    fn new(ctx: &GpuContext, intervals: usize, label: &str) -> Result<Self> {
+        let count = u32::try_from(intervals * 2)
+            .map_err(|_| Error::Usage(format!("{label}: too many intervals to time")))?;
+        let bytes = count as u64 * 8;
+        let buffer = |what: &str, usage| {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&format!("{label} ({what})")),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        Ok(Timestamps {
+            query_set: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some(label),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            }),
+            count,
+            resolve: buffer(
+                "resolve",
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            ),
+            readback: buffer(
+                "readback",
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            ),
+        })
+    }
+
+    /// Resolves every slot (all written by `encoder`'s work), submits, and returns each
+    /// interval in ms.
+    fn resolve_ms(
+        &self,
+        ctx: &GpuContext,
+        mut encoder: wgpu::CommandEncoder,
+        what: &str,
+    ) -> Result<Vec<f64>> {
+        let bytes = self.count as u64 * 8;
+        encoder.resolve_query_set(&self.query_set, 0..self.count, &self.resolve, 0);
+        encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.readback, 0, bytes);
+        let submission = ctx.scoped(what, || ctx.queue.submit([encoder.finish()]))?;
+        let ticks = super::executor::read_u64(ctx, &self.readback, bytes, Some(submission))?;
+        // Timestamps count in ticks of `period` nanoseconds.
+        let period_ns = ctx.queue.get_timestamp_period() as f64;
+        Ok(ticks
+            .chunks_exact(2)
+            .map(|t| t[1].saturating_sub(t[0]) as f64 * period_ns / 1e6)
+            .collect())
+    }
 }
