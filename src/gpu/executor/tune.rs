@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::conv_step::{conv_steps, ConvBuffers};
 use super::{copy_out, Engine};
 use crate::error::{Error, Result};
-use crate::gpu::conv_config::{ConvAlgo, ConvConfig, ConvProblem, DeviceFit};
+use crate::gpu::conv_config::{ConvAlgo, ConvConfig, ConvProblem, DeviceFit, SPLITS};
 use crate::gpu::profile::{median, time_repeated, TimingMethod};
 use crate::gpu::weights::check_size;
 use crate::reference::{conv_rows, relative_error, sample_rows};
@@ -157,11 +157,14 @@ impl Engine {
         let x = seeded(in_len, 1);
         let residual = p.residual.then(|| seeded(out_len, 2));
         let candidates = ConvConfig::candidates(p, &fit);
-        let max_scratch = candidates
+        // Partial sums for the largest split that fits a binding (the search may reach any
+        // split whatever the tiles); none for grouped convs, which never split.
+        let max_scratch = SPLITS[1..]
             .iter()
-            .flat_map(|c| c.splits_of(p, &fit))
-            .map(|c| c.scratch_bytes(p))
-            .max()
+            .rev()
+            .map(|&s| s as u64 * out_len as u64 * 4)
+            .find(|&bytes| bytes <= fit.binding_bytes)
+            .filter(|_| !p.grouped())
             .unwrap_or(0);
         let buffers = ctx.scoped("allocating tuning buffers", || -> Result<_> {
             let storage = |label: &str, bytes: u64, data: Option<&[f32]>| -> Result<wgpu::Buffer> {
@@ -204,6 +207,9 @@ impl Engine {
         };
         // Full measurement: median GPU ms, or None when the adapter rejects the pipeline.
         let measure = |config: &ConvConfig, warmup: usize, iters: usize| -> Result<Option<f64>> {
+            if config.scratch_bytes(p) > max_scratch {
+                return Ok(None);
+            }
             let steps = match conv_steps(ctx, &self.kernels, node, p, config, &bufs) {
                 Ok(s) => s,
                 Err(Error::Shader { name, msg }) => {
