@@ -23,13 +23,6 @@ fn json(o: &Output, what: &str) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{what}: not JSON: {e}"))
 }
 
-fn tmp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("resnet-tools-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 const NET: [&str; 4] = ["--arch", "resnet18", "--size", "32x32"];
 
 #[test]
@@ -37,7 +30,7 @@ fn profile_json_and_chart() {
     if common::gpu(false).is_none() {
         return;
     }
-    let dir = tmp_dir("profile");
+    let dir = common::scratch("tools-profile");
     let chart = dir.join("layers.svg");
     let mut args = vec!["profile", "--no-cache", "--iters", "2", "--json", "--chart"];
     let chart_arg = chart.to_str().unwrap();
@@ -105,7 +98,7 @@ fn tune_writes_a_cache_that_profile_then_uses() {
     if common::gpu(false).is_none() {
         return;
     }
-    let dir = tmp_dir("tune");
+    let dir = common::scratch("tools-tune");
     let cache = dir.to_str().unwrap();
     let mut args = vec!["tune", "--cache-dir", cache, "--json"];
     args.extend(NET);

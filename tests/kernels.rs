@@ -5,7 +5,10 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{encode_tensors, gpu, gpu_mode, Rng, ALL_MODES, MODES};
+use common::{
+    conv_tensors, encode_tensors, gpu, gpu_mode, Rng, Tensors, ALL_MODES, BN_NAMES, BN_RANGES,
+    MODES,
+};
 use resnet_wgpu::graph::{Conv, Graph, Op, Shape};
 use resnet_wgpu::reference::{self, relative_error, ConvParams};
 use resnet_wgpu::weights::serialize_f32;
@@ -24,8 +27,6 @@ const MAX_POOL: Op = Op::MaxPool {
     stride: 2,
     pad: 1,
 };
-
-type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
 
 fn assert_close(got: &[f32], want: &[f32], tol: f64, what: &str) -> f64 {
     let err = relative_error(got, want);
@@ -122,20 +123,6 @@ fn macs(r: &Row) -> usize {
     let [n, h, w, cin, cout, k, s, pad, _, _, res] = *r;
     let out = |i: usize| (i + 2 * pad - k) / s + 1;
     n * out(h) * out(w) * k * k * cin * cout * (1 + res)
-}
-
-const BN_NAMES: [&str; 4] = ["weight", "bias", "running_mean", "running_var"];
-/// γ, β, mean and variance drawn from these ranges (variance well away from 0).
-const BN_RANGES: [(f32, f32); 4] = [(0.5, 1.5), (-0.5, 0.5), (-0.5, 0.5), (0.1, 2.0)];
-
-/// Conv weight `(C_out, C_in, k, k)` and BatchNorm tensors for node `name`.
-fn conv_tensors(rng: &mut Rng, name: &str, cout: usize, cin: usize, k: usize) -> Tensors {
-    let w = rng.vec(cout * cin * k * k, -1.0, 1.0);
-    let mut t = vec![(format!("{name}.weight"), vec![cout, cin, k, k], w)];
-    for (p, (lo, hi)) in BN_NAMES.iter().zip(BN_RANGES) {
-        t.push((format!("{name}.bn.{p}"), vec![cout], rng.vec(cout, lo, hi)));
-    }
-    t
 }
 
 /// Runs one conv case on the GPU and on the CPU; returns the relative error.

@@ -7,10 +7,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{gpu, Rng};
+use common::{conv_tensors, gpu, Rng};
 use resnet_wgpu::gpu::conv_config::{ConvAlgo, ConvConfig, DeviceFit};
 use resnet_wgpu::gpu::disk_cache::DiskCache;
-use resnet_wgpu::gpu::tune_cache::{TuneCache, TunedConv};
+use resnet_wgpu::gpu::tune_cache::TuneCache;
 use resnet_wgpu::graph::{Conv, Graph, Op};
 use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
 use resnet_wgpu::reference::{conv_rows, relative_error};
@@ -57,17 +57,7 @@ fn engine(ctx: &Arc<GpuContext>, r: &Row, rng: &mut Rng) -> Engine {
     let [_, _, _, cin, cout, k, _, _, groups, _, residual] = *r;
     let mut tensors = Vec::new();
     for name in ["a", "b"] {
-        tensors.push((
-            format!("{name}.weight"),
-            vec![cout, cin / groups, k, k],
-            rng.vec(cout * cin / groups * k * k, -1.0, 1.0),
-        ));
-        for (p, (lo, hi)) in ["weight", "bias", "running_mean", "running_var"]
-            .iter()
-            .zip([(0.5, 1.5), (-0.5, 0.5), (-0.5, 0.5), (0.1, 2.0)])
-        {
-            tensors.push((format!("{name}.bn.{p}"), vec![cout], rng.vec(cout, lo, hi)));
-        }
+        tensors.extend(conv_tensors(rng, name, cout, cin / groups, k));
     }
     let mut g = Graph {
         input_channels: cin,
@@ -181,22 +171,9 @@ fn tune_picks_verified_winners_and_the_cache_carries_them() {
     assert!(best_ms <= default_ms);
 
     // Into a cache directory, and out again in a new engine on this adapter.
-    let dir = std::env::temp_dir().join(format!("resnet-tuning-test-{}", std::process::id()));
+    let dir = common::scratch("tuning-cache");
     let mut cache = TuneCache::empty();
-    let entry = cache
-        .adapters
-        .entry(TuneCache::adapter_key(&ctx.info))
-        .or_default();
-    for s in &report.shapes {
-        entry.insert(
-            s.key.clone(),
-            TunedConv {
-                config: s.best,
-                ms: s.best_ms,
-                default_ms: s.default_ms,
-            },
-        );
-    }
+    cache.record(&ctx.info, &report);
     cache.save(&TuneCache::path(&dir)).unwrap();
     let options = GpuOptions {
         disk_cache: DiskCache::Dir(dir.clone()),

@@ -295,19 +295,34 @@ impl Engine {
             .graph
             .nodes
             .iter()
-            .filter_map(|node| match &node.op {
-                Op::Conv(c) => Some((
-                    node.name.clone(),
-                    conv_problem(
-                        c,
-                        shapes[node.inputs[0]],
-                        shapes[node.output],
-                        node.inputs.len() > 1,
-                    ),
+            .zip(self.node_problems(&shapes))
+            .filter_map(|(node, p)| Some((node.name.clone(), p?)))
+            .collect())
+    }
+
+    /// Per node, the conv problem at these shapes (`None` for other ops).
+    fn node_problems(&self, shapes: &[Shape]) -> Vec<Option<ConvProblem>> {
+        self.graph
+            .nodes
+            .iter()
+            .map(|node| match &node.op {
+                Op::Conv(c) => Some(conv_problem(
+                    c,
+                    shapes[node.inputs[0]],
+                    shapes[node.output],
+                    node.inputs.len() > 1,
                 )),
                 _ => None,
             })
-            .collect())
+            .collect()
+    }
+
+    /// Per node, the conv problem and the configuration it runs under (`None` for other ops).
+    fn conv_choices(&self, shapes: &[Shape]) -> Vec<Option<(ConvProblem, ConvConfig)>> {
+        self.node_problems(shapes)
+            .into_iter()
+            .map(|p| p.map(|p| (p, self.conv_config(&p))))
+            .collect()
     }
 
     /// Whether compiled pipelines are kept on disk between runs, and where.
@@ -333,27 +348,19 @@ impl Engine {
         let shapes = graph.infer_shapes(n, h, w)?;
         let memory = MemoryPlan::new(graph, &shapes, true);
         self.check_limits(n, h, w, &shapes, &memory)?;
+        // How each conv runs, decided once: buffer sizes, compilation and dispatch agree
+        // even if the tuned table changes meanwhile.
+        let convs = self.conv_choices(&shapes);
         // Every pipeline of the plan at once, in parallel: the steps below find them made.
-        self.create_pipelines(&shapes)?;
+        self.create_pipelines(&convs)?;
         let readback_bytes = shapes[graph.output]
             .bytes()
             .max(shapes[graph.features].bytes());
         // Split-K convs share one partial-sum buffer, sized for the largest.
-        let scratch_bytes = graph
-            .nodes
+        let scratch_bytes = convs
             .iter()
-            .filter_map(|node| match &node.op {
-                Op::Conv(c) => {
-                    let p = conv_problem(
-                        c,
-                        shapes[node.inputs[0]],
-                        shapes[node.output],
-                        node.inputs.len() > 1,
-                    );
-                    Some(self.conv_config(&p).scratch_bytes(&p))
-                }
-                _ => None,
-            })
+            .flatten()
+            .map(|(p, config)| config.scratch_bytes(p))
             .max()
             .unwrap_or(0);
         // Out of memory here is the likeliest GPU error of all: keep it in a scope.
@@ -399,13 +406,12 @@ impl Engine {
             })?;
         let mut steps = Vec::new();
         ctx.scoped("building the plan", || -> Result<()> {
-            for node in &graph.nodes {
+            for (index, node) in graph.nodes.iter().enumerate() {
                 let x = shapes[node.inputs[0]];
                 let y = shapes[node.output];
                 let slot = |v: usize| &slots[memory.slot_of[v]];
-                if let Op::Conv(c) = &node.op {
+                if let Some((p, config)) = &convs[index] {
                     let l = &self.layers[&node.name];
-                    let p = conv_problem(c, x, y, node.inputs.len() > 1);
                     let buffers = ConvBuffers {
                         input: slot(node.inputs[0]),
                         weight: &l.weight,
@@ -415,13 +421,12 @@ impl Engine {
                         scratch: scratch.as_ref(),
                         unused: &dummy,
                     };
-                    let config = self.conv_config(&p);
                     steps.extend(conv_steps(
                         ctx,
                         &self.kernels,
                         &node.name,
-                        &p,
-                        &config,
+                        p,
+                        config,
                         &buffers,
                     )?);
                     continue;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::context::AdapterSummary;
 use super::conv_config::ConvConfig;
+use super::executor::TuneReport;
 use crate::error::{Error, Result};
 
 /// Format version; a file of another version is ignored (and rewritten by the next tune).
@@ -78,6 +79,22 @@ impl TuneCache {
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::Usage(format!("serialising the tuning cache: {e}")))?;
         crate::fsutil::write_atomic(path, text.as_bytes())
+    }
+
+    /// Records every winner of `report`, tuned on `adapter`, replacing earlier results for
+    /// the same shapes.
+    pub fn record(&mut self, adapter: &AdapterSummary, report: &TuneReport) {
+        let entry = self.adapters.entry(Self::adapter_key(adapter)).or_default();
+        for s in &report.shapes {
+            entry.insert(
+                s.key.clone(),
+                TunedConv {
+                    config: s.best,
+                    ms: s.best_ms,
+                    default_ms: s.default_ms,
+                },
+            );
+        }
     }
 
     /// The configurations tuned on `adapter`, by conv shape key.

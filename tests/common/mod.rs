@@ -246,3 +246,20 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch folder");
     dir
 }
+
+/// Named tensors in f32, as `serialize_f32` takes them.
+pub type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+
+pub const BN_NAMES: [&str; 4] = ["weight", "bias", "running_mean", "running_var"];
+/// γ, β, mean and variance drawn from these ranges (variance well away from 0).
+pub const BN_RANGES: [(f32, f32); 4] = [(0.5, 1.5), (-0.5, 0.5), (-0.5, 0.5), (0.1, 2.0)];
+
+/// Conv weight `(C_out, C_in, k, k)` and BatchNorm tensors for node `name`.
+pub fn conv_tensors(rng: &mut Rng, name: &str, cout: usize, cin: usize, k: usize) -> Tensors {
+    let w = rng.vec(cout * cin * k * k, -1.0, 1.0);
+    let mut t = vec![(format!("{name}.weight"), vec![cout, cin, k, k], w)];
+    for (p, (lo, hi)) in BN_NAMES.iter().zip(BN_RANGES) {
+        t.push((format!("{name}.bn.{p}"), vec![cout], rng.vec(cout, lo, hi)));
+    }
+    t
+}

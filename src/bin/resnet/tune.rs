@@ -2,7 +2,7 @@
 //! the fastest verified ones in the tuning cache, and report tuned against default.
 
 use anyhow::bail;
-use resnet_wgpu::gpu::tune_cache::{TuneCache, TunedConv};
+use resnet_wgpu::gpu::tune_cache::TuneCache;
 use resnet_wgpu::reference::relative_error;
 use resnet_wgpu::{Engine, Error, GpuOptions, Output, TuneOptions};
 
@@ -85,20 +85,7 @@ pub fn tune(args: TuneArgs, options: &GpuOptions) -> anyhow::Result<()> {
 
     let saved = match &cache_path {
         Some(path) => {
-            let entry = cache
-                .adapters
-                .entry(TuneCache::adapter_key(&engine.ctx.info))
-                .or_default();
-            for s in &report.shapes {
-                entry.insert(
-                    s.key.clone(),
-                    TunedConv {
-                        config: s.best,
-                        ms: s.best_ms,
-                        default_ms: s.default_ms,
-                    },
-                );
-            }
+            cache.record(&engine.ctx.info, &report);
             cache.save(path)?;
             Some(path.display().to_string())
         }

@@ -3,11 +3,11 @@
 
 use std::time::Instant;
 
-use super::{conv_problem, Engine, GpuPlan};
+use super::{Engine, GpuPlan};
 use crate::error::Result;
-use crate::gpu::conv_config::DeviceFit;
+use crate::gpu::conv_config::{ConvConfig, ConvProblem, DeviceFit};
 use crate::gpu::kernels::{CompileStats, Kernel, Kernels};
-use crate::graph::{Op, Shape};
+use crate::graph::Op;
 
 impl Engine {
     /// [`Engine::build_plan`], then what compiling its pipelines cost in the log (`-v`) and
@@ -21,32 +21,29 @@ impl Engine {
         Ok(plan)
     }
 
-    /// Creates every pipeline a plan at `shapes` will use, together (see
+    /// Creates every pipeline a plan will use (its convs' choices in `convs`, per node), together (see
     /// `Kernels::create_pipelines`), instead of one by one as its steps are built.
-    pub(super) fn create_pipelines(&self, shapes: &[Shape]) -> Result<()> {
+    pub(super) fn create_pipelines(
+        &self,
+        convs: &[Option<(ConvProblem, ConvConfig)>],
+    ) -> Result<()> {
         let ctx = &self.ctx;
         ctx.check()?;
         let fit = DeviceFit::of(&ctx.limits);
         let mut requests = Vec::new();
-        for node in &self.graph.nodes {
-            match &node.op {
-                Op::Conv(c) => {
-                    let p = conv_problem(
-                        c,
-                        shapes[node.inputs[0]],
-                        shapes[node.output],
-                        node.inputs.len() > 1,
-                    );
-                    let config = self.conv_config(&p);
+        for (node, conv) in self.graph.nodes.iter().zip(convs) {
+            match (&node.op, conv) {
+                (Op::Conv(_), Some((p, config))) => {
                     // A configuration that cannot run is left to `conv_steps`, which says why.
-                    if config.check(&p, &fit).is_ok() {
-                        requests.extend(config.pipelines(&p));
+                    if config.check(p, &fit).is_ok() {
+                        requests.extend(config.pipelines(p));
                     }
                 }
-                Op::MaxPool { .. } => requests.push((Kernel::MaxPool, vec![])),
-                Op::AvgPool { .. } => requests.push((Kernel::AvgPool, vec![])),
-                Op::GlobalAvgPool => requests.push((Kernel::GlobalAvgPool, vec![])),
-                Op::Linear { .. } => requests.push((Kernel::Linear, vec![])),
+                (Op::Conv(_), None) => {}
+                (Op::MaxPool { .. }, _) => requests.push((Kernel::MaxPool, vec![])),
+                (Op::AvgPool { .. }, _) => requests.push((Kernel::AvgPool, vec![])),
+                (Op::GlobalAvgPool, _) => requests.push((Kernel::GlobalAvgPool, vec![])),
+                (Op::Linear { .. }, _) => requests.push((Kernel::Linear, vec![])),
             }
         }
         self.kernels.create_pipelines(&ctx.device, &requests)
