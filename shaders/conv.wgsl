@@ -86,7 +86,7 @@ fn load_input(n: u32, iy: i32, ix: i32, ci: u32) -> f32 {
 }
 
 @compute @workgroup_size(TILE_N / THREAD_N, TILE_M / THREAD_M, 1)
-fn main(
+fn tiled(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -218,10 +218,10 @@ fn main(
 // multiple of 4 channels (every ResNeXt: each A element is reused only group_out_c times).
 // Consecutive threads take consecutive 4-channel slices of C_out, so weight loads are
 // contiguous; a slice never straddles two groups (the plan checks group_out_c % 4 == 0 when
-// grouped). Grid as for `main`: x covers C_out in TILE_N-channel tiles, y (spilling into z)
+// grouped). Grid as for `tiled`: x covers C_out in TILE_N-channel tiles, y (spilling into z)
 // covers M in TILE_M-pixel tiles; TILE_K is unused.
 @compute @workgroup_size(TILE_N / THREAD_N, TILE_M / THREAD_M, 1)
-fn direct(
+fn registers(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

@@ -1,8 +1,8 @@
 //! resnet-wgpu: the ResNet family on any GPU through WebGPU, matching PyTorch.
 //!
 //! Pipeline: safetensors ([`weights`]) → architecture and graph ([`model`], [`graph`]) →
-//! static plan ([`graph::plan`]) → executor on the device ([`gpu`]) running the WGSL kernels
-//! in `shaders/`. [`reference`] is the plain CPU implementation every kernel is tested against.
+//! static plan ([`graph::plan`]) → ops, plan and engine on the device ([`gpu`]) running the WGSL
+//! kernels in `shaders/`. [`reference`] is the plain CPU implementation every kernel is tested against.
 
 pub mod error;
 pub mod fsutil;
@@ -18,5 +18,7 @@ pub mod weights;
 
 pub use error::{Error, Result};
 pub use gpu::context::{AdapterChoice, GpuContext, GpuOptions};
-pub use gpu::executor::{Engine, Output, TuneOptions, TuneReport};
+pub use gpu::engine::{Engine, Output};
+pub use gpu::tuning::{TuneOptions, TuneReport};
+pub use model::Network;
 pub use weights::WeightsFile;

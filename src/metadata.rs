@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+pub use crate::model::config::parse_labels;
 use crate::model::{Arch, Layout, Shortcut, SourceConfig, Stem};
 use crate::preprocess::{presets, CropRounding, Interp, Preprocess};
 use crate::weights::WeightsFile;
@@ -93,48 +94,6 @@ fn check_count(names: Vec<String>, classes: usize, what: String) -> Result<Vec<S
         )));
     }
     Ok(names)
-}
-
-/// A JSON array of names, a JSON object `{"0": "cat", …}`, or plain text with one name per line.
-pub fn parse_labels(text: &str) -> std::result::Result<Vec<String>, String> {
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('[') || trimmed.starts_with('{') {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-        return match value {
-            serde_json::Value::Array(items) => items
-                .into_iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(String::from)
-                        .ok_or_else(|| "labels must be strings".to_string())
-                })
-                .collect(),
-            serde_json::Value::Object(map) => {
-                let mut pairs: Vec<(usize, String)> = map
-                    .into_iter()
-                    .map(|(k, v)| {
-                        Ok((
-                            k.parse::<usize>()
-                                .map_err(|_| format!("key `{k}` is not a class index"))?,
-                            v.as_str().ok_or("labels must be strings")?.to_string(),
-                        ))
-                    })
-                    .collect::<std::result::Result<_, String>>()?;
-                pairs.sort();
-                if pairs.iter().enumerate().any(|(i, (k, _))| i != *k) {
-                    return Err("class indices must run 0, 1, 2 … without gaps".into());
-                }
-                Ok(pairs.into_iter().map(|(_, v)| v).collect())
-            }
-            _ => Err("expected an array or an object".into()),
-        };
-    }
-    Ok(text
-        .lines()
-        .map(|l| l.trim_end_matches('\r').to_string())
-        .filter(|l| !l.is_empty())
-        .collect())
 }
 
 /// The preprocessing stored in the file's metadata, else torchvision's V1 preset

@@ -125,7 +125,7 @@ fn tune_writes_a_cache_that_profile_then_uses() {
     let p = json(&resnet(&args), "profile");
     let describe: Vec<String> = shapes.iter().map(|s| describe(&s["best"])).collect();
     for l in p["layers"].as_array().unwrap() {
-        if l["kernel"] == "Conv" || l["kernel"] == "ConvDirect" {
+        if l["kernel"] == "ConvTiled" || l["kernel"] == "ConvRegisters" {
             let config = l["config"].as_str().unwrap();
             assert!(
                 describe.iter().any(|d| config.ends_with(d.as_str())),

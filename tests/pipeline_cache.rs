@@ -205,19 +205,21 @@ fn no_disk_cache_writes_nothing() {
 
 #[test]
 fn pipelines_created_together_once_each_with_errors_named() {
-    use resnet_wgpu::gpu::kernels::{conv_constants, ConvTiles, Kernel, Kernels};
+    use resnet_wgpu::gpu::kernels::Kernels;
+    use resnet_wgpu::gpu::ops::conv::{conv_constants, ConvTiles};
+    use resnet_wgpu::gpu::ops::{all_kernels, Kernel};
     use resnet_wgpu::Error;
     let Some(ctx) = common::gpu(false) else {
         return;
     };
-    let kernels = Kernels::new(&ctx).unwrap();
+    let kernels = Kernels::new(&ctx, &all_kernels()).unwrap();
     let conv = conv_constants(ConvTiles::for_registers(64), true, true, false, false);
     let mut reordered = conv.clone();
     reordered.reverse();
     let requests = vec![
-        (Kernel::ConvDirect, conv.clone()),
+        (Kernel::ConvRegisters, conv.clone()),
         (Kernel::MaxPool, vec![]),
-        (Kernel::ConvDirect, reordered),
+        (Kernel::ConvRegisters, reordered),
         (Kernel::GlobalAvgPool, vec![]),
         (Kernel::MaxPool, vec![]),
     ];
@@ -225,7 +227,7 @@ fn pipelines_created_together_once_each_with_errors_named() {
     assert_eq!(kernels.compile_stats().pipelines, 3, "duplicates compiled");
     // Made already: neither one at a time nor together compiles again.
     kernels
-        .pipeline(&ctx.device, Kernel::ConvDirect, conv)
+        .pipeline(&ctx.device, Kernel::ConvRegisters, conv)
         .unwrap();
     kernels.create_pipelines(&ctx.device, &requests).unwrap();
     assert_eq!(kernels.compile_stats().pipelines, 3);

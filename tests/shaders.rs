@@ -5,9 +5,9 @@
 use naga::back::PipelineConstants;
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 use naga::{AddressSpace, Module, ShaderStage, StorageAccess};
-use resnet_wgpu::gpu::kernels::{
-    conv_constants, Binding, Constants, ConvTiles, Kernel, SHADER_FILES,
-};
+use resnet_wgpu::gpu::kernels::{Binding, Constants, SHADER_FILES};
+use resnet_wgpu::gpu::ops::conv::{conv_constants, ConvTiles};
+use resnet_wgpu::gpu::ops::Kernel;
 
 fn validator() -> Validator {
     Validator::new(ValidationFlags::all(), Capabilities::all())
@@ -241,7 +241,7 @@ fn conv_every_specialisation_compiles() {
         for bits in 0..16u32 {
             let [residual, relu, nchw, pointwise] = [0, 1, 2, 3].map(|b| bits & (1 << b) != 0);
             let constants = conv_constants(tiles, residual, relu, nchw, pointwise);
-            let (size, shared) = specialise(Kernel::Conv, &constants);
+            let (size, shared) = specialise(Kernel::ConvTiled, &constants);
             assert_eq!(
                 size,
                 [tiles.tile_n / 4, tiles.tile_m / 4, 1],
@@ -351,7 +351,7 @@ fn unknown_constants_are_rejected() {
     assert!(naga::back::pipeline_constants::process_overrides(
         &module,
         &info,
-        Some((ShaderStage::Compute, "main")),
+        Some((ShaderStage::Compute, "tiled")),
         &map
     )
     .is_err());
@@ -362,7 +362,7 @@ fn unknown_constants_are_rejected() {
 /// with the workgroup size and memory the plan budgets. The split-K sum in each epilogue too.
 #[test]
 fn every_tuning_candidate_compiles() {
-    use resnet_wgpu::gpu::conv_config::{ConvAlgo, ConvConfig, ConvProblem, DeviceFit};
+    use resnet_wgpu::gpu::ops::conv::{ConvAlgo, ConvConfig, ConvProblem, DeviceFit};
     let fit = DeviceFit::of(&wgpu::Limits::default());
     let problem = |batch, hw, in_c, out_c, kernel, stride, groups, input_nchw| ConvProblem {
         batch,
@@ -394,10 +394,11 @@ fn every_tuning_candidate_compiles() {
         configs.extend(splits);
         for c in configs {
             let constants = c.constants(p);
-            if !seen.insert((c.kernel(), format!("{constants:?}"))) {
+            let kernel = Kernel::named(c.kernel().name).expect("a listed kernel");
+            if !seen.insert((kernel, format!("{constants:?}"))) {
                 continue;
             }
-            let (size, shared) = specialise(c.kernel(), &constants);
+            let (size, shared) = specialise(kernel, &constants);
             assert_eq!(size, [c.tiles.tile_n / 4, c.tiles.tile_m / 4, 1], "{c:?}");
             let budget = match c.algo {
                 ConvAlgo::Tiled => c.tiles.workgroup_bytes(),

@@ -6,9 +6,9 @@
 use naga::back::PipelineConstants;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use naga::ShaderStage;
-use resnet_wgpu::gpu::kernels::{
-    conv_constants, grouped_conv_constants, Constants, ConvTiles, Kernel,
-};
+use resnet_wgpu::gpu::kernels::Constants;
+use resnet_wgpu::gpu::ops::conv::{conv_constants, grouped_conv_constants, ConvTiles};
+use resnet_wgpu::gpu::ops::Kernel;
 
 fn validator() -> Validator {
     Validator::new(ValidationFlags::all(), Capabilities::all())
@@ -76,7 +76,10 @@ fn grouped_conv_every_specialisation_compiles() {
         // Enough threads per workgroup to keep a GPU's SIMD lanes busy.
         assert!((64..=256).contains(&t.threads()), "{t:?}");
         for (residual, relu) in [(false, false), (false, true), (true, false), (true, true)] {
-            let size = specialise(Kernel::Conv, &grouped_conv_constants(t, residual, relu));
+            let size = specialise(
+                Kernel::ConvTiled,
+                &grouped_conv_constants(t, residual, relu),
+            );
             assert_eq!(size, [t.tile_n / 4, t.tile_m / 4, 1], "{t:?}");
         }
     }
@@ -84,14 +87,14 @@ fn grouped_conv_every_specialisation_compiles() {
 
 #[test]
 fn register_grouped_conv_compiles() {
-    assert_eq!(Kernel::ConvDirect.file(), "conv.wgsl");
-    assert_eq!(Kernel::ConvDirect.entry(), "direct");
+    assert_eq!(Kernel::ConvRegisters.file(), "conv.wgsl");
+    assert_eq!(Kernel::ConvRegisters.entry(), "registers");
     for out_c in [16, 63, 64, 4096] {
         let t = ConvTiles::for_registers(out_c);
         assert!(t.is_valid() && t.threads() <= 256, "{t:?}");
         for (residual, relu) in [(false, false), (false, true), (true, false), (true, true)] {
             let size = specialise(
-                Kernel::ConvDirect,
+                Kernel::ConvRegisters,
                 &grouped_conv_constants(t, residual, relu),
             );
             assert_eq!(size, [t.tile_n / 4, t.tile_m / 4, 1], "{t:?}");
@@ -112,7 +115,7 @@ fn grouped_constants_differ_from_dense_only_in_grouped() {
         .collect();
     assert_eq!(differ, vec!["GROUPED"]);
     // The constants name every override of conv.wgsl, so none is left at a default.
-    let module = naga::front::wgsl::parse_str(Kernel::Conv.source()).unwrap();
+    let module = naga::front::wgsl::parse_str(Kernel::ConvTiled.source()).unwrap();
     let mut names: Vec<&str> = module
         .overrides
         .iter()

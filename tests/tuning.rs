@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::{conv_tensors, gpu, Rng};
-use resnet_wgpu::gpu::conv_config::{ConvAlgo, ConvConfig, DeviceFit};
 use resnet_wgpu::gpu::disk_cache::DiskCache;
-use resnet_wgpu::gpu::tune_cache::TuneCache;
+use resnet_wgpu::gpu::ops::conv::{ConvAlgo, ConvConfig, DeviceFit};
+use resnet_wgpu::gpu::tuning::cache::TuneCache;
 use resnet_wgpu::graph::{Conv, Graph, Op};
 use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
 use resnet_wgpu::reference::{conv_rows, relative_error};

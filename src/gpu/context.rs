@@ -27,8 +27,8 @@ pub struct GpuOptions {
     /// Create every shader with wgpu's runtime bounds checks (slow on NVIDIA; a safety net
     /// and a second test configuration). Off by default: the plan proves indices in range.
     pub checked_shaders: bool,
-    /// Force the register-only conv kernel (`Some(true)`) or the tiled one (`Some(false)`);
-    /// `None` picks by adapter type (register-only on CPU adapters).
+    /// Force the `registers` conv kernel (`Some(true)`) or the `tiled` one (`Some(false)`);
+    /// `None` picks by adapter type (`registers` on CPU adapters).
     pub register_kernels: Option<bool>,
     /// Where tuning results and compiled pipelines are cached between runs.
     pub disk_cache: super::disk_cache::DiskCache,
@@ -127,7 +127,8 @@ fn rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
-/// An open device. The executor is the only other place that holds wgpu objects.
+/// An open device. Only `gpu/` holds wgpu objects: the kernels, the ops' steps and the
+/// engine's plans are made on this device.
 pub struct GpuContext {
     pub adapter: wgpu::Adapter,
     pub device: wgpu::Device,
@@ -135,9 +136,10 @@ pub struct GpuContext {
     pub info: AdapterSummary,
     pub limits: wgpu::Limits,
     pub checked_shaders: bool,
-    /// CPU adapters (lavapipe, WARP) run the register-only conv kernel: their workgroup
-    /// barriers are costly and their caches make workgroup-memory tiles pointless.
-    pub prefer_register_kernels: bool,
+    /// The `registers` conv kernel is the default here: CPU adapters (lavapipe, WARP), whose
+    /// workgroup barriers are costly and caches make workgroup-memory tiles pointless, or
+    /// forced (`GpuOptions::register_kernels`).
+    pub prefer_registers: bool,
     /// The user named the conv kernel (`GpuOptions::register_kernels`): tuning results are
     /// not used.
     pub conv_kernel_forced: bool,
@@ -151,113 +153,142 @@ pub struct GpuContext {
     timeout_ms: AtomicU64,
 }
 
+/// The adapter `choice` names (or the best one): real GPUs first, and Vulkan/Metal/DX12
+/// over GL for the same device. A choice that matches nothing is a user error listing what
+/// there is.
+fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
+    let (name, backends) = resolve(choice)?;
+    let mut adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
+    if let Some(want) = &name {
+        let want = want.to_lowercase();
+        adapters.retain(|a| a.get_info().name.to_lowercase().contains(&want));
+    }
+    adapters.sort_by_key(|a| {
+        let i = a.get_info();
+        (rank(i.device_type), i.backend == wgpu::Backend::Gl)
+    });
+    match adapters.into_iter().next() {
+        Some(adapter) => Ok(adapter),
+        None => Err(no_adapter(name, backends)),
+    }
+}
+
+/// Why no adapter matched: none at all, or none of the name and backends asked for.
+fn no_adapter(name: Option<String>, backends: wgpu::Backends) -> Error {
+    let restricted = backends != wgpu::Backends::all();
+    if name.is_none() && !restricted {
+        return Error::NoAdapter(
+            " (on Linux without a GPU, install Mesa's lavapipe: scripts/setup.sh)".into(),
+        );
+    }
+    // The user asked for something that is not there: list what is, on any backend.
+    let everywhere: Vec<String> = list_adapters(&AdapterChoice {
+        name: None,
+        backend: Some("vulkan,metal,dx12,gl".into()),
+    })
+    .map(|l| {
+        l.iter()
+            .map(|a| format!("{} ({})", a.name, a.backend))
+            .collect()
+    })
+    .unwrap_or_default();
+    let mut wanted = Vec::new();
+    if let Some(n) = &name {
+        wanted.push(format!("name `{n}`"));
+    }
+    if restricted {
+        use wgpu::Backends as B;
+        let names: Vec<&str> = [
+            (B::VULKAN, "vulkan"),
+            (B::METAL, "metal"),
+            (B::DX12, "dx12"),
+            (B::GL, "gl"),
+        ]
+        .into_iter()
+        .filter(|(b, _)| backends.contains(*b))
+        .map(|(_, n)| n)
+        .collect();
+        wanted.push(format!("backend {}", names.join(",")));
+    }
+    Error::AdapterNotFound {
+        wanted: wanted.join(" and "),
+        available: if everywhere.is_empty() {
+            "none".into()
+        } else {
+            everywhere.join(", ")
+        },
+    }
+}
+
+/// The device with the adapter's full `limits`, and the features we use where it has them.
+fn open_device(
+    adapter: &wgpu::Adapter,
+    info: &AdapterSummary,
+    limits: &wgpu::Limits,
+) -> Result<(wgpu::Device, wgpu::Queue)> {
+    // Timestamps for the profiler, and a pipeline cache that can be kept on disk (see
+    // `pipeline_cache`), where the adapter has them.
+    let features = adapter.features()
+        & (wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+            | wgpu::Features::PIPELINE_CACHE);
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("resnet-wgpu"),
+        required_features: features,
+        required_limits: limits.clone(),
+        experimental_features: wgpu::ExperimentalFeatures::disabled(),
+        memory_hints: wgpu::MemoryHints::Performance,
+        trace: wgpu::Trace::Off,
+    }))
+    .map_err(|e| Error::Device {
+        adapter: info.name.clone(),
+        msg: e.to_string(),
+    })?;
+    Ok((device, queue))
+}
+
+/// The device-lost callback (sets the sticky "broken" state) and an uncaptured-error
+/// handler in place of wgpu's panicking default.
+fn error_handlers(device: &wgpu::Device) -> (Arc<OnceLock<String>>, Arc<Mutex<Option<String>>>) {
+    let broken = Arc::new(OnceLock::new());
+    let lost = broken.clone();
+    device.set_device_lost_callback(move |reason, msg| {
+        // `Destroyed` is also how a device we drop ends: nobody is left to tell then.
+        if reason != wgpu::DeviceLostReason::Destroyed {
+            log::error!("GPU device lost: {reason:?}: {msg}");
+        }
+        let detail = if msg.is_empty() {
+            format!("{reason:?}")
+        } else {
+            format!("{reason:?}: {msg}")
+        };
+        let _ = lost.set(format!("the GPU device was lost ({detail})"));
+    });
+    // wgpu's default handler panics on an error raised outside an error scope; record
+    // it instead, so the caller gets an error.
+    let uncaptured = Arc::new(Mutex::new(None));
+    let sink = uncaptured.clone();
+    device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+        log::error!("uncaptured GPU error: {e}");
+        if let Ok(mut slot) = sink.lock() {
+            slot.get_or_insert_with(|| e.to_string());
+        }
+    }));
+    (broken, uncaptured)
+}
+
 impl GpuContext {
     pub fn new(options: &GpuOptions) -> Result<Self> {
-        let (name, backends) = resolve(&options.adapter)?;
-        let mut adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
-        if let Some(want) = &name {
-            let want = want.to_lowercase();
-            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&want));
-        }
-        // Prefer real GPUs, and Vulkan/Metal/DX12 over GL for the same device.
-        adapters.sort_by_key(|a| {
-            let i = a.get_info();
-            (rank(i.device_type), i.backend == wgpu::Backend::Gl)
-        });
-        let Some(adapter) = adapters.into_iter().next() else {
-            let restricted = backends != wgpu::Backends::all();
-            if name.is_none() && !restricted {
-                return Err(Error::NoAdapter(
-                    " (on Linux without a GPU, install Mesa's lavapipe: scripts/setup.sh)".into(),
-                ));
-            }
-            // The user asked for something that is not there: list what is, on any backend.
-            let everywhere: Vec<String> = list_adapters(&AdapterChoice {
-                name: None,
-                backend: Some("vulkan,metal,dx12,gl".into()),
-            })
-            .map(|l| {
-                l.iter()
-                    .map(|a| format!("{} ({})", a.name, a.backend))
-                    .collect()
-            })
-            .unwrap_or_default();
-            let mut wanted = Vec::new();
-            if let Some(n) = &name {
-                wanted.push(format!("name `{n}`"));
-            }
-            if restricted {
-                use wgpu::Backends as B;
-                let names: Vec<&str> = [
-                    (B::VULKAN, "vulkan"),
-                    (B::METAL, "metal"),
-                    (B::DX12, "dx12"),
-                    (B::GL, "gl"),
-                ]
-                .into_iter()
-                .filter(|(b, _)| backends.contains(*b))
-                .map(|(_, n)| n)
-                .collect();
-                wanted.push(format!("backend {}", names.join(",")));
-            }
-            return Err(Error::AdapterNotFound {
-                wanted: wanted.join(" and "),
-                available: if everywhere.is_empty() {
-                    "none".into()
-                } else {
-                    everywhere.join(", ")
-                },
-            });
-        };
+        let adapter = choose_adapter(&options.adapter)?;
         let info = AdapterSummary::of(&adapter.get_info());
         // Ask for everything the adapter offers: large networks and batches need the big
         // binding sizes; the plan checks each buffer against these limits.
         let limits = adapter.limits();
-        // Timestamps for the profiler, and a pipeline cache that can be kept on disk (see
-        // `pipeline_cache`), where the adapter has them.
-        let features = adapter.features()
-            & (wgpu::Features::TIMESTAMP_QUERY
-                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
-                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
-                | wgpu::Features::PIPELINE_CACHE);
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("resnet-wgpu"),
-            required_features: features,
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| Error::Device {
-            adapter: info.name.clone(),
-            msg: e.to_string(),
-        })?;
-        let broken = Arc::new(OnceLock::new());
-        let lost = broken.clone();
-        device.set_device_lost_callback(move |reason, msg| {
-            // `Destroyed` is also how a device we drop ends: nobody is left to tell then.
-            if reason != wgpu::DeviceLostReason::Destroyed {
-                log::error!("GPU device lost: {reason:?}: {msg}");
-            }
-            let detail = if msg.is_empty() {
-                format!("{reason:?}")
-            } else {
-                format!("{reason:?}: {msg}")
-            };
-            let _ = lost.set(format!("the GPU device was lost ({detail})"));
-        });
-        // wgpu's default handler panics on an error raised outside an error scope; record
-        // it instead, so the caller gets an error.
-        let uncaptured = Arc::new(Mutex::new(None));
-        let sink = uncaptured.clone();
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            log::error!("uncaptured GPU error: {e}");
-            if let Ok(mut slot) = sink.lock() {
-                slot.get_or_insert_with(|| e.to_string());
-            }
-        }));
+        let (device, queue) = open_device(&adapter, &info, &limits)?;
+        let (broken, uncaptured) = error_handlers(&device);
         log::info!("adapter: {info}");
-        let prefer_register_kernels = options
+        let prefer_registers = options
             .register_kernels
             .unwrap_or(adapter.get_info().device_type == wgpu::DeviceType::Cpu);
         Ok(GpuContext {
@@ -267,7 +298,7 @@ impl GpuContext {
             info,
             limits,
             checked_shaders: options.checked_shaders,
-            prefer_register_kernels,
+            prefer_registers,
             conv_kernel_forced: options.register_kernels.is_some(),
             disk_cache: options.disk_cache.clone(),
             broken,
@@ -276,7 +307,7 @@ impl GpuContext {
         })
     }
 
-    /// A CPU adapter (lavapipe, WARP): no split-K, register-only kernels by default.
+    /// A CPU adapter (lavapipe, WARP): no split-K, `registers` kernels by default.
     pub fn is_cpu(&self) -> bool {
         self.adapter.get_info().device_type == wgpu::DeviceType::Cpu
     }
@@ -358,5 +389,15 @@ impl GpuContext {
             return Err(Error::Gpu(format!("{what}: {e}")));
         }
         Ok(out)
+    }
+}
+
+impl GpuOptions {
+    /// Convenience for tests and the CLI: the default adapter with checks as given.
+    pub fn with_checks(checked_shaders: bool) -> Self {
+        GpuOptions {
+            checked_shaders,
+            ..Default::default()
+        }
     }
 }

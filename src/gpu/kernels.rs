@@ -1,6 +1,7 @@
-//! The WGSL kernels: sources, bind-group layouts and a pipeline cache keyed by
-//! (kernel, specialisation constants). Shaders are specialised only through `override`
-//! constants, never by editing their text.
+//! The generic kernel machinery: shader modules (compiled in), bind-group layouts and a
+//! pipeline cache keyed by (kernel, specialisation constants). What each kernel is — its
+//! file, entry point and bindings — lives with its op in `ops/`. Shaders are specialised only
+//! through `override` constants, never by editing their text.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -19,24 +20,31 @@ pub const SHADER_FILES: [(&str, &str); 4] = [
     ("linear.wgsl", include_str!("../../shaders/linear.wgsl")),
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kernel {
-    Conv,
-    /// Register-only implicit GEMM, no barriers (`direct` in conv.wgsl): CPU adapters, and
-    /// grouped convs with groups of 4k channels.
-    ConvDirect,
-    /// Split-K reduction (`split_k_reduce` in conv.wgsl): adds the partial sums of a split
-    /// conv and applies its epilogue.
-    ConvReduce,
-    FoldBn,
-    MaxPool,
-    AvgPool,
-    GlobalAvgPool,
-    Linear,
+/// What the generic machinery needs to know of one kernel: its shader file, entry point and
+/// bindings. Each op file declares its kernels' specs next to the code that dispatches them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelSpec {
+    /// Labels the layout, the pipelines and their errors (`ConvTiled`, `MaxPool`, …).
+    pub name: &'static str,
+    pub file: &'static str,
+    pub entry: &'static str,
+    /// In binding order; the layouts are explicit so every binding exists whatever the
+    /// specialisation (a disabled residual still has its slot).
+    pub bindings: &'static [Binding],
 }
 
-/// How a binding is used; the layouts are explicit so every binding exists whatever the
-/// specialisation (a disabled residual still has its slot).
+impl KernelSpec {
+    /// The WGSL source of the kernel's file.
+    pub fn source(&self) -> &'static str {
+        SHADER_FILES
+            .iter()
+            .find(|(f, _)| *f == self.file)
+            .map(|(_, s)| *s)
+            .unwrap_or("")
+    }
+}
+
+/// How a binding is used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Binding {
     Uniform,
@@ -44,75 +52,15 @@ pub enum Binding {
     ReadWrite,
 }
 
-impl Kernel {
-    pub const ALL: [Kernel; 8] = [
-        Kernel::Conv,
-        Kernel::ConvDirect,
-        Kernel::ConvReduce,
-        Kernel::FoldBn,
-        Kernel::MaxPool,
-        Kernel::AvgPool,
-        Kernel::GlobalAvgPool,
-        Kernel::Linear,
-    ];
-
-    pub fn file(self) -> &'static str {
-        match self {
-            Kernel::Conv | Kernel::ConvDirect | Kernel::ConvReduce => "conv.wgsl",
-            Kernel::FoldBn => "fold_bn.wgsl",
-            Kernel::MaxPool | Kernel::AvgPool | Kernel::GlobalAvgPool => "pool.wgsl",
-            Kernel::Linear => "linear.wgsl",
-        }
-    }
-
-    pub fn source(self) -> &'static str {
-        SHADER_FILES
-            .iter()
-            .find(|(f, _)| *f == self.file())
-            .map(|(_, s)| *s)
-            .unwrap_or("")
-    }
-
-    pub fn entry(self) -> &'static str {
-        match self {
-            Kernel::MaxPool => "max_pool",
-            Kernel::AvgPool => "avg_pool",
-            Kernel::ConvDirect => "direct",
-            Kernel::ConvReduce => "split_k_reduce",
-            Kernel::GlobalAvgPool => "global_avg_pool",
-            _ => "main",
-        }
-    }
-
-    pub fn bindings(self) -> &'static [Binding] {
-        use Binding::*;
-        match self {
-            // params, input, weight, bias, residual, output (the reduction reads the
-            // partial sums as `input` and never touches `weight`)
-            Kernel::Conv | Kernel::ConvDirect | Kernel::ConvReduce => {
-                &[Uniform, Read, Read, Read, Read, ReadWrite]
-            }
-            // params, w_raw, gamma, beta, mean, var, w_out, b_out
-            Kernel::FoldBn => &[Uniform, Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
-            // params, input, output
-            Kernel::MaxPool | Kernel::AvgPool | Kernel::GlobalAvgPool => {
-                &[Uniform, Read, ReadWrite]
-            }
-            // params, x, weight, bias, y
-            Kernel::Linear => &[Uniform, Read, Read, Read, ReadWrite],
-        }
-    }
-}
-
 /// Specialisation constants, kept sorted so equal specialisations share one pipeline.
 pub type Constants = Vec<(&'static str, f64)>;
 
-type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
+type PipelineKey = (&'static str, Vec<(&'static str, u64)>);
 
 /// Shader modules, layouts and pipelines for one device.
 pub struct Kernels {
     modules: BTreeMap<&'static str, wgpu::ShaderModule>,
-    layouts: BTreeMap<Kernel, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    layouts: BTreeMap<&'static str, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     pipelines: Mutex<BTreeMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     /// Pipelines compiled and the time spent in their creation calls, summed over threads:
     /// what a cold start pays, logged by the engine (`-v`).
@@ -131,30 +79,15 @@ pub struct CompileStats {
 }
 
 impl Kernels {
-    /// Modules and layouts for `ctx`'s device, and its pipeline cache from disk (see
-    /// `pipeline_cache`) where the device has one and disk caches are on.
-    pub fn new(ctx: &GpuContext) -> Result<Self> {
-        let (device, checked) = (&ctx.device, ctx.checked_shaders);
+    /// Modules for `ctx`'s device, layouts for `kernels`, and the pipeline cache from disk
+    /// (see `pipeline_cache`) where the device has one and disk caches are on.
+    pub fn new(ctx: &GpuContext, kernels: &[KernelSpec]) -> Result<Self> {
+        let device = &ctx.device;
         let start = Instant::now();
-        let mut modules = BTreeMap::new();
-        for (file, source) in SHADER_FILES {
-            let desc = wgpu::ShaderModuleDescriptor {
-                label: Some(file),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            };
-            let module = if checked {
-                device.create_shader_module(desc)
-            } else {
-                // SAFETY: every storage access in our kernels is guarded by the sizes in its
-                // params, and the plan checks that each bound buffer holds at least those
-                // sizes (see `executor::check_binding`); loops are bounded by the same params.
-                unsafe {
-                    device
-                        .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
-                }
-            };
-            modules.insert(file, module);
-        }
+        let modules: BTreeMap<_, _> = SHADER_FILES
+            .iter()
+            .map(|&(file, source)| (file, shader_module(ctx, file, source)))
+            .collect();
         log::info!(
             "{} shader modules created in {:.1} ms",
             modules.len(),
@@ -162,44 +95,10 @@ impl Kernels {
         );
         let (disk, disk_state) =
             DiskPipelineCache::open(device, &ctx.adapter.get_info(), ctx.disk_cache.dir());
-        let mut layouts = BTreeMap::new();
-        for kernel in Kernel::ALL {
-            let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
-                .bindings()
-                .iter()
-                .enumerate()
-                .map(|(i, b)| wgpu::BindGroupLayoutEntry {
-                    binding: i as u32,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: match b {
-                        Binding::Uniform => wgpu::BindingType::Buffer {
-                            ty: wgpu::BufferBindingType::Uniform,
-                            has_dynamic_offset: false,
-                            min_binding_size: None,
-                        },
-                        Binding::Read | Binding::ReadWrite => wgpu::BindingType::Buffer {
-                            ty: wgpu::BufferBindingType::Storage {
-                                read_only: *b == Binding::Read,
-                            },
-                            has_dynamic_offset: false,
-                            min_binding_size: None,
-                        },
-                    },
-                    count: None,
-                })
-                .collect();
-            let label = format!("{kernel:?}");
-            let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(&label),
-                entries: &entries,
-            });
-            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(&label),
-                bind_group_layouts: &[Some(&bgl)],
-                immediate_size: 0,
-            });
-            layouts.insert(kernel, (bgl, pl));
-        }
+        let layouts = kernels
+            .iter()
+            .map(|k| (k.name, layout(device, k)))
+            .collect();
         Ok(Kernels {
             modules,
             layouts,
@@ -232,17 +131,46 @@ impl Kernels {
         }
     }
 
-    pub fn bind_group_layout(&self, kernel: Kernel) -> &wgpu::BindGroupLayout {
-        &self.layouts[&kernel].0
+    fn layout_of(
+        &self,
+        kernel: KernelSpec,
+    ) -> Result<&(wgpu::BindGroupLayout, wgpu::PipelineLayout)> {
+        self.layouts
+            .get(kernel.name)
+            .ok_or_else(|| Error::Gpu(format!("kernel {} has no layout", kernel.name)))
+    }
+
+    /// A bind group with `buffers` in `kernel`'s binding order.
+    pub fn bind(
+        &self,
+        device: &wgpu::Device,
+        kernel: KernelSpec,
+        label: &str,
+        buffers: &[&wgpu::Buffer],
+    ) -> Result<wgpu::BindGroup> {
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        Ok(device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &self.layout_of(kernel)?.0,
+            entries: &entries,
+        }))
     }
 
     /// The pipeline for `kernel` with `constants`, created on first use.
     pub fn pipeline(
         &self,
         device: &wgpu::Device,
-        kernel: Kernel,
+        kernel: impl Into<KernelSpec>,
         constants: Constants,
     ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let kernel = kernel.into();
         let (key, constants) = canonical(kernel, constants);
         if let Some(p) = self.lock()?.get(&key) {
             return Ok(p.clone());
@@ -256,19 +184,20 @@ impl Kernels {
     /// of the specialised module, the driver's compile) is independent per pipeline, and a
     /// plan needs a dozen at once. Duplicates are created once. On failure the error is that
     /// of the first failing request in order; the pipelines created before it are kept.
-    pub fn create_pipelines(
+    pub fn create_pipelines<K: Into<KernelSpec> + Copy>(
         &self,
         device: &wgpu::Device,
-        requests: &[(Kernel, Constants)],
+        requests: &[(K, Constants)],
     ) -> Result<()> {
-        let todo: Vec<(PipelineKey, Kernel, Constants)> = {
+        let todo: Vec<(PipelineKey, KernelSpec, Constants)> = {
             let have = self.lock()?;
             let mut seen = BTreeSet::new();
             requests
                 .iter()
                 .map(|(kernel, constants)| {
-                    let (key, constants) = canonical(*kernel, constants.clone());
-                    (key, *kernel, constants)
+                    let kernel: KernelSpec = (*kernel).into();
+                    let (key, constants) = canonical(kernel, constants.clone());
+                    (key, kernel, constants)
                 })
                 .filter(|(key, ..)| !have.contains_key(key) && seen.insert(key.clone()))
                 .collect()
@@ -276,6 +205,27 @@ impl Kernels {
         if todo.is_empty() {
             return Ok(());
         }
+        let results = self.compile_in_parallel(device, &todo);
+        let mut have = self.lock()?;
+        for ((key, ..), result) in todo.into_iter().zip(results) {
+            match result {
+                Some(Ok(pipeline)) => {
+                    have.entry(key).or_insert(Arc::new(pipeline));
+                }
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Compiles `todo` on up to `available_parallelism` threads. Per request, in order: its
+    /// pipeline or error, or None when a failure elsewhere stopped the work before it.
+    fn compile_in_parallel(
+        &self,
+        device: &wgpu::Device,
+        todo: &[(PipelineKey, KernelSpec, Constants)],
+    ) -> Vec<Option<Result<wgpu::ComputePipeline>>> {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(todo.len());
@@ -321,17 +271,7 @@ impl Kernels {
         for (i, result) in done {
             results[i] = Some(result);
         }
-        let mut have = self.lock()?;
-        for ((key, ..), result) in todo.into_iter().zip(results) {
-            match result {
-                Some(Ok(pipeline)) => {
-                    have.entry(key).or_insert(Arc::new(pipeline));
-                }
-                Some(Err(e)) => return Err(e),
-                None => {}
-            }
-        }
-        Ok(())
+        results
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, BTreeMap<PipelineKey, Arc<wgpu::ComputePipeline>>>> {
@@ -346,10 +286,11 @@ impl Kernels {
     fn compile(
         &self,
         device: &wgpu::Device,
-        kernel: Kernel,
+        kernel: KernelSpec,
         constants: &Constants,
     ) -> Result<wgpu::ComputePipeline> {
-        let label = format!("{kernel:?}{constants:?}");
+        let label = format!("{}{constants:?}", kernel.name);
+        let layout = &self.layout_of(kernel)?.1;
         let start = Instant::now();
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         // A driver that fails to compile a valid module reports an internal error.
@@ -357,9 +298,9 @@ impl Kernels {
         let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
-            layout: Some(&self.layouts[&kernel].1),
-            module: &self.modules[kernel.file()],
-            entry_point: Some(kernel.entry()),
+            layout: Some(layout),
+            module: &self.modules[kernel.file],
+            entry_point: Some(kernel.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
                 constants,
                 // Every kernel writes workgroup memory before reading it.
@@ -391,122 +332,95 @@ impl Kernels {
 
 /// A request in canonical form: constants sorted by name, so equal specialisations share one
 /// pipeline whatever order they were listed in.
-fn canonical(kernel: Kernel, mut constants: Constants) -> (PipelineKey, Constants) {
+fn canonical(kernel: KernelSpec, mut constants: Constants) -> (PipelineKey, Constants) {
     constants.sort_by(|a, b| a.0.cmp(b.0));
     let key = (
-        kernel,
+        kernel.name,
         constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
     );
     (key, constants)
 }
 
-/// Tile configuration of one conv dispatch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct ConvTiles {
-    pub tile_m: u32,
-    pub tile_n: u32,
-    pub tile_k: u32,
-}
-
-impl ConvTiles {
-    /// Heuristic default: tiles no larger than the GEMM, so late layers at small spatial
-    /// sizes (M = 4 for ResNet's layer4 at 64×64) and narrow layers do not compute mostly
-    /// padding; TILE_K as deep as the thread count allows (fewer barriers per FLOP).
-    pub fn for_shape(m: usize, out_channels: usize) -> Self {
-        let fit = |x: usize| x.next_power_of_two().clamp(16, 64) as u32;
-        let (tile_m, tile_n) = (fit(m), fit(out_channels));
-        let threads = (tile_m / 4) * (tile_n / 4);
-        let tile_k = if threads % 32 == 0 { 32 } else { 16 };
-        ConvTiles {
-            tile_m,
-            tile_n,
-            tile_k,
-        }
+/// A shader module, created without runtime bounds checks unless `--checked-shaders`.
+fn shader_module(ctx: &GpuContext, file: &str, source: &'static str) -> wgpu::ShaderModule {
+    let desc = wgpu::ShaderModuleDescriptor {
+        label: Some(file),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    };
+    if ctx.checked_shaders {
+        return ctx.device.create_shader_module(desc);
     }
-
-    /// Tiles for a grouped conv with `group_out_c` output channels per group: the channel
-    /// tile shrinks to the group (ResNeXt groups have 4–64 channels) so no lane computes
-    /// another group's channels, and the pixel tile grows to keep 64–128 threads busy.
-    pub fn for_grouped(group_out_c: usize) -> Self {
-        let (tile_m, tile_n, tile_k) = match group_out_c {
-            0..=4 => (256, 4, 8),
-            5..=8 => (128, 8, 16),
-            9..=16 => (128, 16, 16),
-            17..=32 => (64, 32, 16),
-            _ => (64, 64, 16),
-        };
-        ConvTiles {
-            tile_m,
-            tile_n,
-            tile_k,
-        }
-    }
-
-    /// Tiles of the register-only kernel (`direct`; for grouped convs, groups of a multiple
-    /// of 4 channels): TILE_N/4 consecutive 4-channel slices × TILE_M/4 pixel quads per
-    /// workgroup, 128 threads (measured on lavapipe at ResNeXt-50's four 3×3 shapes: 32×64
-    /// beat 16×64, 32×32 and 64×16 by up to 1.3×); 32 threads when C_out < 64, where wider
-    /// tiles would idle. TILE_K is unused there; 4 keeps the module's staging arrays small.
-    pub fn for_registers(out_channels: usize) -> Self {
-        ConvTiles {
-            tile_m: 32,
-            tile_n: if out_channels >= 64 { 64 } else { 16 },
-            tile_k: 4,
-        }
-    }
-
-    /// Whether the conv kernel can run this configuration: register blocks of 4×4, every
-    /// thread loading a fixed column of the A tile (threads a multiple of TILE_K), at most
-    /// `A_LOADS_MAX` (32) A loads per thread, and at most 256 threads.
-    pub fn is_valid(&self) -> bool {
-        let t = self.threads();
-        self.tile_m % 4 == 0
-            && self.tile_n % 4 == 0
-            && (1..=256).contains(&t)
-            && self.tile_k > 0
-            && t % self.tile_k == 0
-            && self.tile_k * self.tile_m / t <= 32
-            && (self.tile_k * self.tile_m) % t == 0
-    }
-
-    pub fn threads(&self) -> u32 {
-        (self.tile_m / 4) * (self.tile_n / 4)
-    }
-
-    pub fn workgroup_bytes(&self) -> u32 {
-        self.tile_k * (self.tile_m + self.tile_n) * 4
+    // SAFETY: every storage access in our kernels is guarded by the sizes in its uniform,
+    // and before a step is built its op checks that each bound buffer holds those sizes
+    // and fits the adapter (`limits::check_size`, `u32_of`, the plan's `check_limits`,
+    // `ConvConfig::check`); loops are bounded by the same uniforms.
+    unsafe {
+        ctx.device
+            .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
     }
 }
 
-/// Specialisation of the (dense) conv kernel.
-pub fn conv_constants(
-    tiles: ConvTiles,
-    residual: bool,
-    relu: bool,
-    input_nchw: bool,
-    pointwise: bool,
-) -> Constants {
-    vec![
-        ("TILE_M", tiles.tile_m as f64),
-        ("TILE_N", tiles.tile_n as f64),
-        ("TILE_K", tiles.tile_k as f64),
-        ("HAS_RESIDUAL", residual as u32 as f64),
-        ("RELU", relu as u32 as f64),
-        ("INPUT_NCHW", input_nchw as u32 as f64),
-        ("POINTWISE", pointwise as u32 as f64),
-        ("GROUPED", 0.0),
-        ("SPLIT_K", 0.0),
-    ]
+/// The explicit bind-group and pipeline layouts of one kernel.
+fn layout(
+    device: &wgpu::Device,
+    kernel: &KernelSpec,
+) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+    let buffer = |ty| wgpu::BindingType::Buffer {
+        ty,
+        has_dynamic_offset: false,
+        min_binding_size: None,
+    };
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
+        .bindings
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+            binding: i as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: buffer(match b {
+                Binding::Uniform => wgpu::BufferBindingType::Uniform,
+                Binding::Read | Binding::ReadWrite => wgpu::BufferBindingType::Storage {
+                    read_only: *b == Binding::Read,
+                },
+            }),
+            count: None,
+        })
+        .collect();
+    let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(kernel.name),
+        entries: &entries,
+    });
+    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(kernel.name),
+        bind_group_layouts: &[Some(&bgl)],
+        immediate_size: 0,
+    });
+    (bgl, pl)
 }
 
-/// Specialisation of the conv kernel for a grouped conv (groups as a grid dimension). The
-/// stem and 1×1 specialisations never apply: ResNeXt groups only its 3×3 convs.
-pub fn grouped_conv_constants(tiles: ConvTiles, residual: bool, relu: bool) -> Constants {
-    let mut c = conv_constants(tiles, residual, relu, false, false);
-    for (name, value) in &mut c {
-        if *name == "GROUPED" {
-            *value = 1.0;
+/// Where a `#[repr(C)]` uniform struct puts each field, to be checked against the WGSL
+/// `Params` struct of `file` by naga reflection (tests/uniforms.rs): same members in the
+/// same order at the same offsets, and the Rust size the WGSL size rounded up to 16 bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct UniformLayout {
+    pub file: &'static str,
+    /// The Rust struct, for messages.
+    pub name: &'static str,
+    pub size: usize,
+    /// `(WGSL member name, byte offset)`; padding fields are left out.
+    pub fields: &'static [(&'static str, usize)],
+}
+
+/// The [`UniformLayout`] of a uniform struct: `uniform_layout!("conv.wgsl", ConvUniform,
+/// [batch, in_h, …])`.
+#[macro_export]
+macro_rules! uniform_layout {
+    ($file:expr, $ty:ty, [$($field:ident),* $(,)?]) => {
+        $crate::gpu::kernels::UniformLayout {
+            file: $file,
+            name: stringify!($ty),
+            size: ::std::mem::size_of::<$ty>(),
+            fields: &[$((stringify!($field), ::std::mem::offset_of!($ty, $field))),*],
         }
-    }
-    c
+    };
 }

@@ -129,7 +129,7 @@ impl DiskPipelineCache {
         bytes.extend_from_slice(&sum.to_le_bytes());
         bytes.extend_from_slice(&data);
         let written = match self.path.parent() {
-            Some(dir) => std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e)),
+            Some(dir) => std::fs::create_dir_all(dir).map_err(|e| crate::error::Error::io(dir, e)),
             None => Ok(()),
         }
         .and_then(|()| crate::fsutil::write_atomic(&self.path, &bytes));
@@ -159,7 +159,9 @@ fn unsupported(why: String) -> (Option<DiskPipelineCache>, PipelineCacheState) {
 fn read(path: &std::path::Path) -> Option<Vec<u8>> {
     let bytes = match crate::fsutil::read_regular(path) {
         Ok(b) => b,
-        Err(crate::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+        Err(crate::error::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
             return None
         }
         Err(e) => {

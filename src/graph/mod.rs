@@ -5,6 +5,7 @@
 //! hand it over, and the stem convolution reads it in that layout directly.
 
 pub mod plan;
+pub mod problem;
 
 use crate::error::{Error, Result};
 

@@ -139,8 +139,7 @@ impl SourceConfig {
         let labels = match (v.get("id2label"), v.get("label_names")) {
             (Some(map), _) => {
                 let text = map.to_string();
-                let names = crate::metadata::parse_labels(&text)
-                    .map_err(|m| bad(format!("`id2label`: {m}")))?;
+                let names = parse_labels(&text).map_err(|m| bad(format!("`id2label`: {m}")))?;
                 let generic = names
                     .iter()
                     .enumerate()
@@ -148,8 +147,7 @@ impl SourceConfig {
                 (!generic).then_some(names)
             }
             (None, Some(list)) => Some(
-                crate::metadata::parse_labels(&list.to_string())
-                    .map_err(|m| bad(format!("`label_names`: {m}")))?,
+                parse_labels(&list.to_string()).map_err(|m| bad(format!("`label_names`: {m}")))?,
             ),
             (None, None) => None,
         };
@@ -255,6 +253,48 @@ fn hf_preprocessor(path: &Path, text: &str) -> Result<Option<Preprocess>> {
         p.std = s;
     }
     Ok(Some(p))
+}
+
+/// A JSON array of names, a JSON object `{"0": "cat", …}`, or plain text with one name per line.
+pub fn parse_labels(text: &str) -> std::result::Result<Vec<String>, String> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') || trimmed.starts_with('{') {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+        return match value {
+            serde_json::Value::Array(items) => items
+                .into_iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(String::from)
+                        .ok_or_else(|| "labels must be strings".to_string())
+                })
+                .collect(),
+            serde_json::Value::Object(map) => {
+                let mut pairs: Vec<(usize, String)> = map
+                    .into_iter()
+                    .map(|(k, v)| {
+                        Ok((
+                            k.parse::<usize>()
+                                .map_err(|_| format!("key `{k}` is not a class index"))?,
+                            v.as_str().ok_or("labels must be strings")?.to_string(),
+                        ))
+                    })
+                    .collect::<std::result::Result<_, String>>()?;
+                pairs.sort();
+                if pairs.iter().enumerate().any(|(i, (k, _))| i != *k) {
+                    return Err("class indices must run 0, 1, 2 … without gaps".into());
+                }
+                Ok(pairs.into_iter().map(|(_, v)| v).collect())
+            }
+            _ => Err("expected an array or an object".into()),
+        };
+    }
+    Ok(text
+        .lines()
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .filter(|l| !l.is_empty())
+        .collect())
 }
 
 #[cfg(test)]

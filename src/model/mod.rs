@@ -4,14 +4,44 @@
 
 pub mod arch;
 pub mod config;
-mod detect;
 pub mod layout;
 pub mod synthetic;
 
+use crate::error::Result;
 use crate::graph::{Conv, Graph, Op, ValueId};
+use crate::weights::WeightsFile;
 pub use arch::{Arch, BlockKind, Shortcut, Stage, Stem};
 pub use config::SourceConfig;
 pub use layout::Layout;
+
+/// A network read from a weights file: its architecture and graph, with every tensor checked
+/// (names, shapes, dtypes, finite values). Built once per command: the engine takes it as is.
+#[derive(Clone, Debug)]
+pub struct Network {
+    pub arch: Arch,
+    pub graph: Graph,
+}
+
+impl Network {
+    /// Detects the architecture of `weights` (reading the `config.json` beside it), checks
+    /// every value is finite and builds the graph.
+    pub fn detect(weights: &WeightsFile) -> Result<Self> {
+        Self::from_arch(arch::detect(weights)?, weights)
+    }
+
+    /// [`Network::detect`] with an explicit (or no) `config.json`.
+    pub fn detect_with(weights: &WeightsFile, config: Option<&SourceConfig>) -> Result<Self> {
+        Self::from_arch(arch::detect_with(weights, config)?, weights)
+    }
+
+    /// The network of an architecture already detected from `weights`: checks every value is
+    /// finite (NaN/Inf are refused before the GPU sees them) and builds the graph.
+    pub fn from_arch(arch: Arch, weights: &WeightsFile) -> Result<Self> {
+        weights.check_finite()?;
+        let graph = build_graph(&arch);
+        Ok(Network { arch, graph })
+    }
+}
 
 /// Builds the inference graph. Nodes are named by canonical (torchvision/timm) module path;
 /// each conv carries the file's names of its weight and of the BatchNorm folded into it;

@@ -1,7 +1,7 @@
 //! Selected output pixels of a convolution, straight from the weight layout the GPU keeps,
 //! so `resnet tune` can check each winner on convs too large to compute whole on the CPU.
 
-use crate::gpu::conv_config::ConvProblem;
+use crate::graph::problem::ConvProblem;
 
 /// Output rows `rows` (flat pixel indices `m = (n·H_out + oy)·W_out + ox`) of
 /// `relu?(conv(x) + bias + residual?)`, each row `C_out` values, in f64. `x` is NHWC (NCHW

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use resnet_wgpu::gpu::profile::{median, Profile};
 use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
-use resnet_wgpu::{Engine, Error, GpuContext, GpuOptions, Output, WeightsFile};
+use resnet_wgpu::{Engine, Error, GpuContext, GpuOptions, Network, Output, WeightsFile};
 
 use crate::{check_output_path, check_weights, parse_size};
 
@@ -23,16 +23,19 @@ pub struct ModelSource {
 }
 
 impl ModelSource {
-    pub fn open(&self) -> anyhow::Result<WeightsFile> {
+    /// The weights and the network detected (and checked) from them, once.
+    pub fn open(&self) -> anyhow::Result<(WeightsFile, Network)> {
         match (&self.weights, &self.arch) {
             (Some(w), _) => {
                 let file = WeightsFile::open(w)?;
-                check_weights(&file)?;
-                Ok(file)
+                let network = check_weights(&file)?;
+                Ok((file, network))
             }
             (None, Some(name)) => {
                 let a = arch::standard(name, 1000).ok_or_else(|| Error::Usage(format!("unknown architecture `{name}` (resnet18, resnet34, resnet50, resnet101, resnet152)")))?;
-                Ok(synthetic_weights(&a, 0)?)
+                let file = synthetic_weights(&a, 0)?;
+                let network = Network::from_arch(a, &file)?;
+                Ok((file, network))
             }
             (None, None) => bail!(Error::Usage("give --weights FILE or --arch NAME".into())),
         }
@@ -100,8 +103,8 @@ pub fn profile(args: ProfileArgs, options: &GpuOptions) -> anyhow::Result<()> {
     if let Some(path) = &args.chart {
         check_output_path(path)?;
     }
-    let weights = args.model.open()?;
-    let engine = Engine::load(&weights, options)?;
+    let (weights, network) = args.model.open()?;
+    let engine = Engine::load_network(network, &weights, options)?;
     let x = input(args.batch, h, w)?;
     let p = engine.profile(&x, args.batch, h, w, 3, args.iters)?;
     if let Some(path) = &args.chart {
@@ -211,10 +214,10 @@ pub fn bench(args: BenchArgs, options: &GpuOptions) -> anyhow::Result<()> {
             "batch sizes and --iters must be at least 1".into()
         ));
     }
-    let weights = args.model.open()?;
+    let (weights, network) = args.model.open()?;
     let start = Instant::now();
     let ctx = Arc::new(GpuContext::new(options)?);
-    let engine = Engine::load_on(ctx, &weights)?;
+    let engine = Engine::from_network(ctx, network, &weights)?;
     let mut rows = Vec::new();
     for (i, &n) in args.batch.iter().enumerate() {
         let x = input(n, h, w)?;

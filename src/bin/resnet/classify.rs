@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use resnet_wgpu::metadata::{class_names_with, default_preprocess};
 use resnet_wgpu::model::SourceConfig;
 use resnet_wgpu::preprocess::{load_and_preprocess_with, presets, ImageOptions, MAX_IMAGE_PIXELS};
-use resnet_wgpu::{npy, Engine, Error, GpuOptions, Output};
+use resnet_wgpu::{npy, Engine, Error, GpuOptions, Network, Output};
 
 use crate::{check_output_path, open_weights};
 
@@ -196,8 +196,9 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
     } else {
         (vec![], resnet_wgpu::metadata::LabelSource::Indices)
     };
-    // NaN/Inf weights are refused before the GPU is opened.
-    weights.check_finite()?;
+    // NaN/Inf weights are refused before the GPU is opened; the engine takes the network
+    // as built here.
+    let network = Network::from_arch(arch, &weights)?;
     let image_options = ImageOptions {
         exif_orientation: !args.ignore_exif,
         max_pixels: args.max_pixels,
@@ -207,7 +208,7 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
         weights.float_bytes() as f64 / (1 << 20) as f64
     ));
     spinner.enable_steady_tick(Duration::from_millis(100));
-    let engine = Engine::load(&weights, options)?;
+    let engine = Engine::load_network(network, &weights, options)?;
     spinner.finish_and_clear();
     let (h, w) = (pre.crop_h as usize, pre.crop_w as usize);
     let which = if args.features.is_some() {

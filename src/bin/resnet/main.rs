@@ -12,8 +12,9 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use resnet_wgpu::gpu::disk_cache::DiskCache;
-use resnet_wgpu::model::{arch, build_graph, Arch};
-use resnet_wgpu::{npy, reference, AdapterChoice, Engine, Error, GpuOptions, Output, WeightsFile};
+use resnet_wgpu::{
+    npy, reference, AdapterChoice, Engine, Error, GpuOptions, Network, Output, WeightsFile,
+};
 
 /// The trained default model (see scripts/train_default.py), compiled in so `resnet classify`
 /// works from any directory without a weights file.
@@ -35,7 +36,7 @@ struct Cli {
     /// Create shaders with wgpu's runtime bounds checks (slower; a safety net).
     #[arg(long, global = true)]
     checked_shaders: bool,
-    /// Convolution kernel: auto, tiled (workgroup memory) or register (no barriers).
+    /// Convolution kernel: auto, tiled (workgroup memory) or registers (no barriers).
     #[arg(long, global = true, value_enum, default_value = "auto")]
     conv_kernel: ConvKernelFlag,
     /// Directory for tuning results and compiled pipelines (default: $RESNET_WGPU_CACHE_DIR,
@@ -116,10 +117,12 @@ pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
 /// Which convolution kernel runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum ConvKernelFlag {
-    /// Register-only on CPU adapters, tiled with workgroup memory on GPUs.
+    /// `registers` on CPU adapters, `tiled` (workgroup memory) on GPUs.
     Auto,
     Tiled,
-    Register,
+    /// Register-only, no barriers (`register` is accepted too).
+    #[value(alias = "register")]
+    Registers,
 }
 
 fn gpu_options(cli: &Cli) -> GpuOptions {
@@ -132,7 +135,7 @@ fn gpu_options(cli: &Cli) -> GpuOptions {
         register_kernels: match cli.conv_kernel {
             ConvKernelFlag::Auto => None,
             ConvKernelFlag::Tiled => Some(false),
-            ConvKernelFlag::Register => Some(true),
+            ConvKernelFlag::Registers => Some(true),
         },
         disk_cache: match &cli.cache_dir {
             _ if cli.no_cache => DiskCache::Off,
@@ -150,10 +153,11 @@ pub fn open_weights(path: Option<&Path>) -> anyhow::Result<WeightsFile> {
     })
 }
 
-/// Detects the architecture and checks every value is finite, before any GPU work, with
-/// errors that name the file (the tensor errors of the library name only the tensor).
-pub fn check_weights(file: &WeightsFile) -> anyhow::Result<Arch> {
-    let a = arch::detect(file).map_err(|e| match e {
+/// Detects the architecture, checks every value is finite and builds the graph, before any
+/// GPU work, with errors that name the file (the tensor errors of the library name only the
+/// tensor). The engine takes the result as is: nothing is detected or scanned twice.
+pub fn check_weights(file: &WeightsFile) -> anyhow::Result<Network> {
+    let network = Network::detect(file).map_err(|e| match e {
         Error::MissingTensor { .. }
         | Error::TensorShape { .. }
         | Error::TensorDtype { .. }
@@ -162,8 +166,7 @@ pub fn check_weights(file: &WeightsFile) -> anyhow::Result<Arch> {
         }
         other => other.into(),
     })?;
-    file.check_finite()?;
-    Ok(a)
+    Ok(network)
 }
 
 /// Refuses an output path that cannot be written, before any work is done: its folder must
@@ -334,13 +337,14 @@ fn run(
         )));
     }
     let file = WeightsFile::open(weights)?;
-    let a = check_weights(&file)?;
+    let network = check_weights(&file)?;
     // Shapes on the CPU first, so an input the network cannot take fails before the GPU.
-    build_graph(&a)
+    network
+        .graph
         .infer_shapes(n, h, w)
         .with_context(|| input.display().to_string())?;
     let t0 = Instant::now();
-    let engine = Engine::load(&file, options)?;
+    let engine = Engine::load_network(network, &file, options)?;
     log::info!(
         "loaded {} on {} in {:.0} ms",
         engine.arch.as_ref().map(|a| a.name()).unwrap_or_default(),

@@ -2,7 +2,7 @@
 //! the fastest verified ones in the tuning cache, and report tuned against default.
 
 use anyhow::bail;
-use resnet_wgpu::gpu::tune_cache::TuneCache;
+use resnet_wgpu::gpu::tuning::cache::TuneCache;
 use resnet_wgpu::reference::relative_error;
 use resnet_wgpu::{Engine, Error, GpuOptions, Output, TuneOptions};
 
@@ -37,8 +37,8 @@ pub fn tune(args: TuneArgs, options: &GpuOptions) -> anyhow::Result<()> {
     if args.batch == 0 {
         bail!(Error::Usage("--batch must be at least 1".into()));
     }
-    let weights = args.model.open()?;
-    let engine = Engine::load(&weights, options)?;
+    let (weights, network) = args.model.open()?;
+    let engine = Engine::load_network(network, &weights, options)?;
     let cache_path = engine.ctx.disk_cache.dir().map(|d| TuneCache::path(&d));
     // Read the cache before the long search: a broken one is reported now, not after.
     let mut cache = match &cache_path {

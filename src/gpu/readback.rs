@@ -1,12 +1,12 @@
 //! Reading results back: map a buffer once its submission has finished, within the
-//! context's timeout, and copy it out.
+//! context's timeout, and copy it out. Shared by the engine, the tuner and the timers.
 
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 
 /// Maps `buffer` (MAP_READ) once `submission` (or all work) has finished and copies out its
 /// first `bytes` as f32.
-pub(super) fn read_buffer(
+pub(crate) fn read_buffer(
     ctx: &GpuContext,
     buffer: &wgpu::Buffer,
     bytes: u64,
@@ -51,7 +51,7 @@ fn read_pod<T: bytemuck::Pod>(
 }
 
 /// Copies a whole storage buffer (COPY_SRC) back to the host.
-pub(super) fn copy_out(ctx: &GpuContext, src: &wgpu::Buffer) -> Result<Vec<f32>> {
+pub fn copy_out(ctx: &GpuContext, src: &wgpu::Buffer) -> Result<Vec<f32>> {
     let (staging, submission) = ctx.scoped("copying a buffer back", || {
         let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("staging"),

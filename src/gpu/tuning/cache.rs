@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::context::AdapterSummary;
-use super::conv_config::ConvConfig;
-use super::executor::TuneReport;
+use super::TuneReport;
 use crate::error::{Error, Result};
+use crate::gpu::context::{AdapterSummary, GpuContext};
+use crate::gpu::ops::conv::ConvConfig;
 
 /// Format version; a file of another version is ignored (and rewritten by the next tune).
 pub const TUNE_CACHE_VERSION: u32 = 1;
@@ -27,7 +27,7 @@ pub struct TunedConv {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TuneCache {
     pub version: u32,
-    /// adapter key → conv shape key ([`super::conv_config::ConvProblem::key`]) → result.
+    /// adapter key → conv shape key ([`crate::graph::problem::ConvProblem::key`]) → result.
     pub adapters: BTreeMap<String, BTreeMap<String, TunedConv>>,
 }
 
@@ -97,6 +97,29 @@ impl TuneCache {
         }
     }
 
+    /// The configurations tuned for `ctx`'s adapter from the disk cache, if any. A cache
+    /// that cannot be read is a warning: inference goes on with the heuristics. Each entry
+    /// is checked against its conv when a plan uses it (`Engine::conv_config`), with the
+    /// same check as a freshly tuned one; one that cannot run is ignored with a warning.
+    pub fn tuned_for(ctx: &GpuContext) -> BTreeMap<String, ConvConfig> {
+        let Some(dir) = ctx.disk_cache.dir() else {
+            return BTreeMap::new();
+        };
+        match TuneCache::load(&TuneCache::path(&dir)) {
+            Ok(cache) => {
+                let tuned = cache.configs_for(&TuneCache::adapter_key(&ctx.info));
+                if !tuned.is_empty() {
+                    log::info!("{} tuned conv shapes from {}", tuned.len(), dir.display());
+                }
+                tuned
+            }
+            Err(e) => {
+                log::warn!("ignoring the tuning cache: {e}");
+                BTreeMap::new()
+            }
+        }
+    }
+
     /// The configurations tuned on `adapter`, by conv shape key.
     pub fn configs_for(&self, adapter: &str) -> BTreeMap<String, ConvConfig> {
         self.adapters
@@ -109,8 +132,7 @@ impl TuneCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::conv_config::ConvAlgo;
-    use crate::gpu::kernels::ConvTiles;
+    use crate::gpu::ops::conv::{ConvAlgo, ConvTiles};
 
     #[test]
     fn round_trip_and_versions() {

@@ -1,0 +1,147 @@
+//! One home per op family: each file owns its kernels' specs (file, entry point, bindings),
+//! its uniform struct, its configuration and pipeline constants, and the arithmetic of its
+//! dispatches, next to its shader in `shaders/`.
+//!
+//! [`of`] is the one place a graph op maps to a GPU op. Adding an op means: its shader, its
+//! file here (a [`NodeOp`]), one arm in [`of`], its CPU reference and its tests.
+
+pub mod conv;
+pub mod fold_bn;
+pub mod linear;
+pub mod node_op;
+pub mod pool;
+
+use crate::gpu::kernels::{KernelSpec, UniformLayout};
+use crate::graph::{Graph, Op};
+use conv::steps::ConvNode;
+use fold_bn::FoldSource;
+use linear::Linear;
+pub use node_op::NodeOp;
+use pool::Pool;
+
+/// The GPU op of a graph op.
+pub fn of(op: &Op) -> Box<dyn NodeOp + '_> {
+    match op {
+        Op::Conv(c) => Box::new(ConvNode(c)),
+        &Op::MaxPool {
+            kernel,
+            stride,
+            pad,
+        } => Box::new(Pool::Max {
+            kernel,
+            stride,
+            pad,
+        }),
+        &Op::AvgPool {
+            kernel,
+            stride,
+            pad,
+            ..
+        } => Box::new(Pool::Avg {
+            kernel,
+            stride,
+            pad,
+        }),
+        Op::GlobalAvgPool => Box::new(Pool::GlobalAvg),
+        Op::Linear {
+            weight,
+            bias,
+            in_features,
+            out_features,
+        } => Box::new(Linear {
+            weight,
+            bias,
+            in_features: *in_features,
+            out_features: *out_features,
+        }),
+    }
+}
+
+/// Every node of `graph` that has weights, with the tensors they are folded from.
+pub fn folds(graph: &Graph) -> Vec<(String, FoldSource)> {
+    graph
+        .nodes
+        .iter()
+        .filter_map(|node| Some((node.name.clone(), of(&node.op).fold()?)))
+        .collect()
+}
+
+/// Every kernel, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kernel {
+    ConvTiled,
+    ConvRegisters,
+    ConvReduce,
+    FoldBn,
+    MaxPool,
+    AvgPool,
+    GlobalAvgPool,
+    Linear,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 8] = [
+        Kernel::ConvTiled,
+        Kernel::ConvRegisters,
+        Kernel::ConvReduce,
+        Kernel::FoldBn,
+        Kernel::MaxPool,
+        Kernel::AvgPool,
+        Kernel::GlobalAvgPool,
+        Kernel::Linear,
+    ];
+
+    /// The kernel whose spec has this name.
+    pub fn named(name: &str) -> Option<Kernel> {
+        Kernel::ALL.into_iter().find(|k| k.spec().name == name)
+    }
+
+    /// Its spec, declared by its op.
+    pub fn spec(self) -> KernelSpec {
+        match self {
+            Kernel::ConvTiled => conv::TILED,
+            Kernel::ConvRegisters => conv::REGISTERS,
+            Kernel::ConvReduce => conv::SPLIT_K_SUM,
+            Kernel::FoldBn => fold_bn::FOLD_BN,
+            Kernel::MaxPool => pool::MAX_POOL,
+            Kernel::AvgPool => pool::AVG_POOL,
+            Kernel::GlobalAvgPool => pool::GLOBAL_AVG_POOL,
+            Kernel::Linear => linear::LINEAR,
+        }
+    }
+
+    pub fn file(self) -> &'static str {
+        self.spec().file
+    }
+
+    pub fn entry(self) -> &'static str {
+        self.spec().entry
+    }
+
+    pub fn bindings(self) -> &'static [crate::gpu::kernels::Binding] {
+        self.spec().bindings
+    }
+
+    pub fn source(self) -> &'static str {
+        self.spec().source()
+    }
+}
+
+impl From<Kernel> for KernelSpec {
+    fn from(kernel: Kernel) -> Self {
+        kernel.spec()
+    }
+}
+
+/// The specs of every kernel, for [`crate::gpu::kernels::Kernels::new`].
+pub fn all_kernels() -> Vec<KernelSpec> {
+    Kernel::ALL.map(Kernel::spec).to_vec()
+}
+
+/// Every uniform struct with where its fields sit, for the reflection test.
+pub const UNIFORMS: [UniformLayout; 4] = [
+    conv::CONV_UNIFORM,
+    pool::POOL_UNIFORM,
+    linear::LINEAR_UNIFORM,
+    fold_bn::FOLD_UNIFORM,
+];

@@ -1,0 +1,198 @@
+//! The tuner's search space over conv configurations: the candidates `--exhaustive` times,
+//! the one-step neighbours the local search walks, and the split-K variants of a tiled
+//! configuration. Every configuration returned passes [`ConvConfig::check`].
+
+use crate::gpu::ops::conv::{ConvAlgo, ConvConfig, ConvProblem, ConvTiles, DeviceFit, SPLITS};
+
+impl ConvConfig {
+    /// Configurations without a split that `resnet tune` times for `p`, valid on this device,
+    /// the heuristic choices first. Split-K variants of the best tiled ones come after (see
+    /// [`ConvConfig::splits_of`]), so the search stays linear in the tile space.
+    pub fn candidates(p: &ConvProblem, fit: &DeviceFit) -> Vec<ConvConfig> {
+        let mut out = vec![
+            Self::heuristic(p, true, false, fit),
+            Self::heuristic(p, false, false, fit),
+        ];
+        let m_cap = (p.m().next_power_of_two() * 2).max(32);
+        let n_cap = (p.group_out_c().next_power_of_two() * 2).max(32);
+        for (tm, tn) in [
+            (16, 16),
+            (32, 16),
+            (16, 32),
+            (32, 32),
+            (64, 32),
+            (32, 64),
+            (64, 64),
+        ] {
+            out.push(ConvConfig {
+                algo: ConvAlgo::Registers,
+                tiles: ConvTiles {
+                    tile_m: tm,
+                    tile_n: tn,
+                    tile_k: 4,
+                },
+                split_k: 1,
+            });
+        }
+        for tm in [16, 32, 64, 128] {
+            for tn in [16, 32, 64, 128] {
+                for tk in [8, 16, 32] {
+                    if tm as usize > m_cap || tn as usize > n_cap {
+                        continue;
+                    }
+                    out.push(ConvConfig {
+                        algo: ConvAlgo::Tiled,
+                        tiles: ConvTiles {
+                            tile_m: tm,
+                            tile_n: tn,
+                            tile_k: tk,
+                        },
+                        split_k: 1,
+                    });
+                }
+            }
+        }
+        let mut seen = Vec::new();
+        out.retain(|c| {
+            let keep = c.check(p, fit).is_ok() && !seen.contains(c);
+            seen.push(*c);
+            keep
+        });
+        out
+    }
+
+    /// Valid configurations one step away: each tile dimension halved or doubled, and for
+    /// the tiled kernel the split-K factor halved or doubled. The tuner's local search walks
+    /// these from the heuristic starting points.
+    pub fn neighbours(&self, p: &ConvProblem, fit: &DeviceFit) -> Vec<ConvConfig> {
+        let mut out = Vec::new();
+        let step = |v: u32, up: bool| if up { v * 2 } else { v / 2 };
+        for up in [false, true] {
+            let t = self.tiles;
+            let mut variants = vec![
+                ConvTiles {
+                    tile_m: step(t.tile_m, up),
+                    ..t
+                },
+                ConvTiles {
+                    tile_n: step(t.tile_n, up),
+                    ..t
+                },
+            ];
+            if self.algo == ConvAlgo::Tiled {
+                variants.push(ConvTiles {
+                    tile_k: step(t.tile_k, up),
+                    ..t
+                });
+            }
+            for tiles in variants {
+                if tiles.tile_m >= 4 && tiles.tile_n >= 4 && tiles.tile_k >= 4 {
+                    out.push(ConvConfig { tiles, ..*self });
+                }
+            }
+            if self.algo == ConvAlgo::Tiled && (up || self.split_k > 1) {
+                out.push(ConvConfig {
+                    split_k: step(self.split_k, up),
+                    ..*self
+                });
+            }
+        }
+        out.retain(|c| c.check(p, fit).is_ok());
+        out
+    }
+
+    /// Valid split-K variants (split > 1) of a tiled configuration.
+    pub fn splits_of(&self, p: &ConvProblem, fit: &DeviceFit) -> Vec<ConvConfig> {
+        SPLITS[1..]
+            .iter()
+            .map(|&s| ConvConfig {
+                split_k: s,
+                ..*self
+            })
+            .filter(|c| c.check(p, fit).is_ok())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fit() -> DeviceFit {
+        DeviceFit::of(&wgpu::Limits::default())
+    }
+
+    fn problem(batch: usize, hw: usize, in_c: usize, out_c: usize, kernel: usize) -> ConvProblem {
+        ConvProblem {
+            batch,
+            in_h: hw,
+            in_w: hw,
+            in_c,
+            out_h: hw,
+            out_w: hw,
+            out_c,
+            kernel,
+            stride: 1,
+            pad: kernel / 2,
+            groups: 1,
+            input_nchw: false,
+            residual: true,
+            relu: true,
+        }
+    }
+
+    #[test]
+    fn splits_leave_no_slice_empty() {
+        let p = problem(1, 7, 20, 30, 1); // K = 20: two TILE_K=16 steps at most
+        let c = ConvConfig::heuristic(&p, false, false, &fit());
+        for s in c.splits_of(&p, &fit()) {
+            let per = s.k_per_split(&p);
+            assert!(per * (s.split_k as usize - 1) < p.k(), "{s:?}");
+        }
+        assert!(ConvConfig { split_k: 4, ..c }.check(&p, &fit()).is_err());
+    }
+
+    #[test]
+    fn candidates_are_valid_and_unique() {
+        for p in [
+            problem(1, 7, 512, 2048, 1),
+            problem(2, 13, 3, 5, 3),
+            problem(1, 56, 64, 64, 3),
+        ] {
+            let cands = ConvConfig::candidates(&p, &fit());
+            assert!(cands.len() >= 5);
+            for (i, c) in cands.iter().enumerate() {
+                assert!(c.check(&p, &fit()).is_ok());
+                assert!(!cands[..i].contains(c));
+            }
+        }
+    }
+
+    #[test]
+    fn neighbours_are_one_step_and_valid() {
+        let p = problem(1, 14, 256, 256, 3);
+        let start = ConvConfig::heuristic(&p, false, false, &fit());
+        let n = start.neighbours(&p, &fit());
+        assert!(n.iter().any(|c| c.split_k == 2));
+        assert!(n.iter().all(|c| c.check(&p, &fit()).is_ok() && *c != start));
+        let regs = ConvConfig::heuristic(&p, true, false, &fit());
+        assert!(regs
+            .neighbours(&p, &fit())
+            .iter()
+            .all(|c| c.algo == ConvAlgo::Registers && c.split_k == 1));
+    }
+
+    #[test]
+    fn workgroup_memory_limit_is_respected() {
+        let small = DeviceFit {
+            workgroup_storage: 4096,
+            ..fit()
+        };
+        let p = problem(4, 28, 128, 128, 3);
+        for c in ConvConfig::candidates(&p, &small) {
+            if c.algo == ConvAlgo::Tiled {
+                assert!(c.tiles.workgroup_bytes() <= 4096);
+            }
+        }
+    }
+}
