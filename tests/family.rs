@@ -52,7 +52,7 @@ fn check(name: &str) {
     let weights = WeightsFile::open(family(&case.weights)).unwrap();
     let config = SourceConfig::for_weights(&weights).unwrap();
     assert_eq!(config.is_some(), case.config, "{name}: config.json beside");
-    let a = arch::detect(&weights).unwrap();
+    let a = resnet_wgpu::model::detect(&weights).unwrap();
     let described = a.describe();
     for s in &case.describe {
         assert!(
@@ -158,14 +158,14 @@ fn transformers_stride_placement_needs_its_config() {
     let path = family(&case.weights);
     let bytes = std::fs::read(&path).unwrap();
     let weights = WeightsFile::from_bytes("in memory, no config.json", bytes).unwrap();
-    let a = arch::detect(&weights).unwrap();
+    let a = resnet_wgpu::model::detect(&weights).unwrap();
     assert!(a.stages.iter().all(|s| !s.stride_on_1x1));
     assert!(
         a.assumptions[0].contains("downsample_in_bottleneck"),
         "{:?}",
         a.assumptions
     );
-    let with = arch::detect(&WeightsFile::open(&path).unwrap()).unwrap();
+    let with = resnet_wgpu::model::detect(&WeightsFile::open(&path).unwrap()).unwrap();
     assert!(with.stages.iter().all(|s| s.stride_on_1x1) && with.assumptions.is_empty());
     let Some(ctx) = gpu(false) else { return };
     let input = read_f32(&family(&case.input)).unwrap();
@@ -195,7 +195,7 @@ fn config_labels_and_preprocessing() {
         .map(|(n, t)| (n.clone(), t.shape.clone(), original.to_f32(n).unwrap()))
         .collect();
     let bare = WeightsFile::from_bytes("bare", serialize_f32(&tensors, None).unwrap()).unwrap();
-    let a = arch::detect_with(&bare, Some(&config)).unwrap();
+    let a = resnet_wgpu::model::detect_with(&bare, Some(&config)).unwrap();
     let (names, from) = class_names_with(&bare, 7, None, Some(&config)).unwrap();
     assert_eq!((Some(names), from), (case.labels, LabelSource::Config));
     // Default preprocessing follows the layout: transformers → bicubic, floor offsets.
@@ -216,7 +216,7 @@ fn config_labels_and_preprocessing() {
     );
     assert_ne!(wrong, text);
     let wrong = SourceConfig::parse(&dir.join("config.json"), &wrong).unwrap();
-    let err = arch::detect_with(&bare, Some(&wrong)).unwrap_err();
+    let err = resnet_wgpu::model::detect_with(&bare, Some(&wrong)).unwrap_err();
     assert!(err.to_string().contains("layer_type"), "{err}");
 }
 
@@ -235,7 +235,7 @@ fn squeeze_excitation_is_refused_by_name() {
         vec![0.0; 4096],
     ));
     let se = WeightsFile::from_bytes("se", serialize_f32(&tensors, None).unwrap()).unwrap();
-    match arch::detect(&se) {
+    match resnet_wgpu::model::detect(&se) {
         Err(Error::NotResnet(msg)) => {
             assert!(msg.contains("layer1.0.se.fc1.weight"), "{msg}");
             assert!(msg.contains("squeeze-and-excitation"), "{msg}");

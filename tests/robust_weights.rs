@@ -76,7 +76,7 @@ fn with_header(header: &str, data: &[u8]) -> Vec<u8> {
 /// Parses and detects: the whole load path before the GPU.
 fn load(bytes: Vec<u8>) -> Result<Arch, Error> {
     let w = WeightsFile::from_bytes("test.safetensors", bytes)?;
-    let a = arch::detect(&w)?;
+    let a = resnet_wgpu::model::detect(&w)?;
     w.check_finite()?;
     Ok(a)
 }

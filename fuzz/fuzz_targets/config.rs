@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use resnet_wgpu::model::{arch, SourceConfig};
+use resnet_wgpu::model::{detect_with, SourceConfig};
 use resnet_wgpu::WeightsFile;
 
 /// A small transformers-layout ResNet-50 (bottleneck, HF names), parsed once.
@@ -20,5 +20,5 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let w = WeightsFile::from_static("hf_resnet50.safetensors", HF).expect("fixture parses");
-    let _ = arch::detect_with(&w, Some(&config));
+    let _ = detect_with(&w, Some(&config));
 });

@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use resnet_wgpu::graph::plan::MemoryPlan;
-use resnet_wgpu::model::{arch, build_graph};
+use resnet_wgpu::model::{build_graph, detect};
 use resnet_wgpu::{metadata, WeightsFile};
 
 /// `header` as a whole file: length prefix, header, and `0x3c` bytes (finite in F32, F16 and
@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = w.to_f32(name);
     }
     let _ = w.check_finite();
-    let Ok(a) = arch::detect(&w) else {
+    let Ok(a) = detect(&w) else {
         return;
     };
     let _ = (a.name(), a.parameter_count(), a.depth());

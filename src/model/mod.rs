@@ -4,6 +4,7 @@
 
 pub mod arch;
 pub mod config;
+mod detect;
 pub mod layout;
 pub mod synthetic;
 
@@ -12,6 +13,7 @@ use crate::graph::{Conv, Graph, Op, ValueId};
 use crate::weights::WeightsFile;
 pub use arch::{Arch, BlockKind, Shortcut, Stage, Stem};
 pub use config::SourceConfig;
+pub use detect::{detect, detect_with};
 pub use layout::Layout;
 
 /// A network read from a weights file: its architecture and graph, with every tensor checked
@@ -26,12 +28,12 @@ impl Network {
     /// Detects the architecture of `weights` (reading the `config.json` beside it), checks
     /// every value is finite and builds the graph.
     pub fn detect(weights: &WeightsFile) -> Result<Self> {
-        Self::from_arch(arch::detect(weights)?, weights)
+        Self::from_arch(detect(weights)?, weights)
     }
 
     /// [`Network::detect`] with an explicit (or no) `config.json`.
     pub fn detect_with(weights: &WeightsFile, config: Option<&SourceConfig>) -> Result<Self> {
-        Self::from_arch(arch::detect_with(weights, config)?, weights)
+        Self::from_arch(detect_with(weights, config)?, weights)
     }
 
     /// The network of an architecture already detected from `weights`: checks every value is

@@ -174,7 +174,7 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
     let config = SourceConfig::for_weights(&weights)?;
     // Detection is cheap: settle preprocessing (and reject a bad --preprocess) before the
     // weights go to the GPU.
-    let arch = resnet_wgpu::model::arch::detect_with(&weights, config.as_ref())?;
+    let arch = resnet_wgpu::model::detect_with(&weights, config.as_ref())?;
     let (mut pre, from) = default_preprocess(&weights, Some(&arch), config.as_ref())?;
     if let Some(spec) = &args.preprocess {
         pre = presets::parse(spec, pre)

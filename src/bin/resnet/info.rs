@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use resnet_wgpu::graph::plan::MemoryPlan;
 use resnet_wgpu::metadata::{class_names_with, default_preprocess, LabelSource};
-use resnet_wgpu::model::{arch, build_graph, Shortcut, SourceConfig, Stem};
+use resnet_wgpu::model::{build_graph, detect_with, Shortcut, SourceConfig, Stem};
 use resnet_wgpu::preprocess::presets;
 use resnet_wgpu::Error;
 
@@ -24,8 +24,7 @@ pub fn info(
     }
     let file = open_weights(weights)?;
     let config = SourceConfig::for_weights(&file)?;
-    let a = arch::detect_with(&file, config.as_ref())
-        .with_context(|| file.path.display().to_string())?;
+    let a = detect_with(&file, config.as_ref()).with_context(|| file.path.display().to_string())?;
     file.check_finite()?;
     let graph = build_graph(&a);
     let flops_at = |n, h, w| -> anyhow::Result<f64> {

@@ -171,4 +171,20 @@ mod tests {
         assert!(TuneCache::load(&path).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// The kernel's one name is written; the spellings of older builds are still read.
+    #[test]
+    fn kernel_names_old_and_new() {
+        for old in ["registers", "register", "direct"] {
+            let json = format!(
+                r#"{{"algo": "{old}", "tiles": {{"tile_m": 32, "tile_n": 64, "tile_k": 4}}, "split_k": 1}}"#
+            );
+            let c: ConvConfig = serde_json::from_str(&json).unwrap();
+            assert_eq!(c.algo, ConvAlgo::Registers, "{old}");
+            let back = serde_json::to_string(&c).unwrap();
+            assert!(back.contains(r#""algo":"registers""#), "{back}");
+        }
+        let tiled: ConvAlgo = serde_json::from_str(r#""tiled""#).unwrap();
+        assert_eq!(tiled, ConvAlgo::Tiled);
+    }
 }

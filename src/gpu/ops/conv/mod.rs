@@ -325,7 +325,7 @@ impl ConvConfig {
     }
 
     /// Workgroups along x before the split: channel tiles (per group × groups when grouped
-    /// on the tiled kernel; the register kernel walks C_out in tiles across groups).
+    /// on the tiled kernel; the registers kernel walks C_out in tiles across groups).
     pub fn channel_tiles(&self, p: &ConvProblem) -> usize {
         let tn = self.tiles.tile_n as usize;
         match self.algo {
@@ -376,7 +376,7 @@ impl ConvConfig {
             return Err("split-K runs on the tiled kernel only".into());
         }
         if p.grouped() && p.group_out_c() % 4 != 0 {
-            return Err("register kernel needs groups of 4k output channels".into());
+            return Err("the registers kernel needs groups of 4k output channels".into());
         }
         Ok(())
     }
