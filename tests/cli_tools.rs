@@ -150,10 +150,11 @@ fn describe(c: &Value) -> String {
     s
 }
 
-/// `tune` checks the network at the requested size against the adapter before it builds or
-/// allocates anything for it, as `bench` and `profile` do: a size beyond the limits is one
-/// `error:` line naming the limit (exit 2), never an abort on a host allocation of tens of
-/// gigabytes (100000×100000 would seed a 120 GB stem input) or a GPU out-of-memory.
+/// `tune` checks the network at the requested size before it builds or allocates anything
+/// for it, as `bench` and `profile` do: a size beyond the shape rules (more than 2³⁶ values
+/// in a layer) or beyond the adapter's limits is one `error:` line saying which (exit 2),
+/// never an abort on a host allocation of gigabytes (30000×30000 would seed a 10 GB stem
+/// input) or a GPU out-of-memory.
 #[test]
 fn tune_refuses_sizes_beyond_the_adapter_before_allocating() {
     if common::gpu(false).is_none() {
@@ -161,7 +162,10 @@ fn tune_refuses_sizes_beyond_the_adapter_before_allocating() {
     }
     let dir = common::scratch("tools-tune-limits");
     let cache = dir.to_str().unwrap();
-    for size in ["100000x100000", "30000x30000"] {
+    for (size, why) in [
+        ("100000x100000", "is too large"),
+        ("30000x30000", "over the adapter limit"),
+    ] {
         let args = [
             "tune",
             "--cache-dir",
@@ -174,10 +178,7 @@ fn tune_refuses_sizes_beyond_the_adapter_before_allocating() {
         let o = resnet(&args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{size}: {err}");
-        assert!(
-            err.contains("error:") && err.contains("over the adapter limit"),
-            "{size}: {err}"
-        );
+        assert!(err.contains("error:") && err.contains(why), "{size}: {err}");
         assert!(
             !dir.join("tune.json").exists(),
             "{size}: a cache was written"
