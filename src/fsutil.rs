@@ -149,20 +149,31 @@ fn write_through(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = temp_path(path);
-    register_temporary(&tmp);
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
+    let result = create_temporary(&tmp).and_then(|mut f| {
         f.write_all(bytes)?;
+        pause_for_tests();
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, path)
-    })();
+    });
     if result.is_err() {
         // Best effort: the temporary file is ours and useless now.
         let _ = std::fs::remove_file(&tmp);
     }
     unregister_temporary(&tmp);
     result
+}
+
+/// Debug builds only: `RESNET_WGPU_TEST_PAUSE_WRITE_MS` holds every write between its data
+/// and its rename, so a test can interrupt the CLI in the middle of one.
+fn pause_for_tests() {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("RESNET_WGPU_TEST_PAUSE_WRITE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 /// The longest file name the usual file systems take (ext4, XFS, btrfs, APFS: 255 bytes).
@@ -207,30 +218,61 @@ fn truncated(name: &std::ffi::OsStr, max: usize) -> OsString {
     }
 }
 
-/// Temporary files being written now, for [`remove_temporaries`].
-static TEMPORARIES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Temporary files being written now, for [`remove_temporaries`]; `exiting` once it ran.
+struct Temporaries {
+    paths: Vec<PathBuf>,
+    exiting: bool,
+}
 
-fn register_temporary(path: &Path) {
-    if let Ok(mut list) = TEMPORARIES.lock() {
-        list.push(path.to_path_buf());
+static TEMPORARIES: Mutex<Temporaries> = Mutex::new(Temporaries {
+    paths: Vec::new(),
+    exiting: false,
+});
+
+fn temporaries() -> std::sync::MutexGuard<'static, Temporaries> {
+    TEMPORARIES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Creates and registers a temporary file, both under the registry's lock, so that
+/// [`remove_temporaries`] sees every temporary file that exists and none is created after
+/// it ran. The file is new (`O_EXCL`): nothing already at the name — a FIFO, a link, a
+/// leftover of a dead process with the same pid — is ever written through; a leftover is
+/// removed first.
+fn create_temporary(tmp: &Path) -> std::io::Result<File> {
+    let mut registry = temporaries();
+    if registry.exiting {
+        return Err(IoError::new(
+            ErrorKind::Interrupted,
+            "the process is exiting",
+        ));
     }
+    let create = || File::options().write(true).create_new(true).open(tmp);
+    let file = match create() {
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            std::fs::remove_file(tmp)?;
+            create()?
+        }
+        other => other?,
+    };
+    registry.paths.push(tmp.to_path_buf());
+    Ok(file)
 }
 
 fn unregister_temporary(path: &Path) {
-    if let Ok(mut list) = TEMPORARIES.lock() {
-        list.retain(|p| p != path);
-    }
+    temporaries().paths.retain(|p| p != path);
 }
 
 /// Removes every temporary file a write in progress has created, for a signal handler to
 /// call before the process exits (SIGINT or SIGTERM in the middle of a large write would
-/// otherwise leave `*.tmp` files behind). Returns the paths removed.
+/// otherwise leave `*.tmp` files behind). Later writes of regular files fail: the process is
+/// on its way out. Returns the paths removed.
 pub fn remove_temporaries() -> Vec<PathBuf> {
-    let list = match TEMPORARIES.lock() {
-        Ok(mut list) => std::mem::take(&mut *list),
-        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-    };
-    list.into_iter()
+    let mut registry = temporaries();
+    registry.exiting = true;
+    std::mem::take(&mut registry.paths)
+        .into_iter()
         .filter(|p| std::fs::remove_file(p).is_ok())
         .collect()
 }

@@ -203,6 +203,10 @@ impl ConvConfig {
         if t.tile_m % 4 != 0 || t.tile_n % 4 != 0 || x == 0 || y == 0 {
             return Err("tiles must be multiples of the 4×4 register block".into());
         }
+        // Every plan divides K by TILE_K (`k_per_split`), whichever kernel runs.
+        if t.tile_k == 0 {
+            return Err("TILE_K must be positive".into());
+        }
         if x * y > fit.invocations.min(256) || x > fit.workgroup_size_x || y > fit.workgroup_size_y
         {
             return Err(format!("{} threads per workgroup", x * y));
