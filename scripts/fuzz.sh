@@ -4,6 +4,9 @@
 #            -> build_graph -> infer_shapes -> MemoryPlan
 #   npy      .npy bytes -> npy::from_bytes (+ a write/read round trip)
 #   config   config.json text -> SourceConfig::parse -> arch::detect_with (transformers fixture)
+#            -> default_preprocess + class names; the same text as preprocessor_config.json
+#   tune_cache  tune.json bytes -> TuneCache -> every entry through ConvConfig::check, and
+#            what passes through the plan's arithmetic (+ a save/load round trip)
 # Seeds come from tests/fixtures (and the embedded default model); the corpora grow under
 # fuzz/corpus/ and crashes land in fuzz/artifacts/ (both ignored by git). Not part of CI.
 #
@@ -19,7 +22,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(weights npy config)
+[ ${#targets[@]} -gt 0 ] || targets=(weights npy config tune_cache)
 export RUSTC_BOOTSTRAP=1
 # The fuzz build has its own flags; keep it out of any shared CARGO_TARGET_DIR.
 export CARGO_TARGET_DIR="$root/fuzz/target"
@@ -31,8 +34,9 @@ for t in "${targets[@]}"; do
         weights) seeds=("$root"/tests/fixtures/*.safetensors "$root"/tests/fixtures/family/*/model.safetensors
                          "$root"/weights/default.safetensors) ;;
         npy) seeds=("$root"/tests/fixtures/*.npy "$root"/tests/fixtures/preprocess/*.npy) ;;
-        config) seeds=("$root"/tests/fixtures/family/*/config.json) ;;
-        *) echo "unknown target $t (weights, npy, config)" >&2; exit 2 ;;
+        config) seeds=("$root"/tests/fixtures/family/*/config.json "$root"/fuzz/seeds/config/*) ;;
+        tune_cache) seeds=("$root"/fuzz/seeds/tune_cache/*) ;;
+        *) echo "unknown target $t (weights, npy, config, tune_cache)" >&2; exit 2 ;;
     esac
     for s in "${seeds[@]}"; do
         [ -e "$s" ] || continue

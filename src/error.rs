@@ -30,6 +30,12 @@ pub enum Error {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
+    #[error("tensor `{name}` has shape {found:?}, expected {expected} dimensions")]
+    TensorRank {
+        name: String,
+        expected: usize,
+        found: Vec<usize>,
+    },
     #[error("tensor `{name}` has dtype {found}, expected one of F32, F16, BF16")]
     TensorDtype { name: String, found: String },
     #[error(
@@ -54,6 +60,19 @@ pub enum Error {
         name: String,
         count: usize,
         first: usize,
+    },
+    /// A negative BatchNorm variance: PyTorch's `sqrt(running_var + eps)` would be NaN.
+    #[error(
+        "{path}: tensor `{name}` holds {count} negative variance(s) (first {value} at element \
+         {first}); a variance is never negative, so the checkpoint is corrupt (PyTorch would \
+         answer NaN)"
+    )]
+    NegativeVariance {
+        path: PathBuf,
+        name: String,
+        count: usize,
+        first: usize,
+        value: f32,
     },
 
     // ---- shapes and plans ----

@@ -151,16 +151,23 @@ pub fn stored_preprocess(weights: &WeightsFile) -> Result<Option<Preprocess>> {
     };
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
     let mut p = Preprocess::torchvision_v1();
-    let size = |key: &str| {
-        v.get(key)
-            .and_then(|x| x.as_u64())
-            .filter(|&x| x > 0 && x <= 1 << 14)
-            .map(|x| x as u32)
+    // A size that is present must be valid: ignoring it would silently use another.
+    let size = |key: &str| -> Result<Option<u32>> {
+        let Some(x) = v.get(key) else { return Ok(None) };
+        x.as_u64()
+            .filter(|&x| x > 0 && x <= crate::preprocess::MAX_SIDE as u64)
+            .map(|x| Some(x as u32))
+            .ok_or_else(|| {
+                bad(format!(
+                    "`{key}` is {x}, not a size between 1 and {}",
+                    crate::preprocess::MAX_SIDE
+                ))
+            })
     };
-    if let Some(r) = size("resize") {
+    if let Some(r) = size("resize")? {
         p.resize = r;
     }
-    if let Some(c) = size("crop") {
+    if let Some(c) = size("crop")? {
         p.crop_h = c;
         p.crop_w = c;
     }
@@ -207,6 +214,7 @@ pub fn stored_preprocess(weights: &WeightsFile) -> Result<Option<Preprocess>> {
         }
         p.std = s;
     }
+    p.validate().map_err(|e| bad(e.to_string()))?;
     Ok(Some(p))
 }
 

@@ -92,78 +92,10 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<NpyArray> {
         path: path.to_path_buf(),
         msg,
     };
-    if bytes.len() < 8 || &bytes[..6] != MAGIC {
-        return Err(err("missing the \\x93NUMPY magic".into()));
-    }
-    let (major, minor) = (bytes[6], bytes[7]);
-    let (header_len, header_start) = match major {
-        1 => {
-            let b = bytes
-                .get(8..10)
-                .ok_or_else(|| err("truncated header length".into()))?;
-            (u16::from_le_bytes([b[0], b[1]]) as usize, 10usize)
-        }
-        2 | 3 => {
-            let b = bytes
-                .get(8..12)
-                .ok_or_else(|| err("truncated header length".into()))?;
-            (u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize, 12)
-        }
-        _ => return Err(err(format!("unsupported format version {major}.{minor}"))),
-    };
-    let header_end = header_start
-        .checked_add(header_len)
-        .filter(|&end| end <= bytes.len())
-        .ok_or_else(|| {
-            err(format!(
-                "header of {header_len} bytes runs past the end of the file"
-            ))
-        })?;
-    let raw = &bytes[header_start..header_end];
-    // Versions 1 and 2 are latin-1, version 3 is UTF-8; the keys and values we accept are
-    // ASCII either way, so decoding as latin-1 is enough to parse them.
-    let header: String = if major == 3 {
-        std::str::from_utf8(raw)
-            .map_err(|_| err("version 3.0 header is not UTF-8".into()))?
-            .to_owned()
-    } else {
-        raw.iter().map(|&b| b as char).collect()
-    };
-    let hdr = parse_header(&header)
-        .map_err(|m| err(format!("bad header {:?}: {m}", header.trim_end())))?;
-
-    let itemsize = match hdr.descr.as_str() {
-        "<f4" => 4,
-        "<f8" => 8,
-        "<f2" => 2,
-        d if d.starts_with('>') => {
-            return Err(err(format!(
-                "dtype {d:?} is big-endian; only little-endian is supported (use arr.astype('<f4'))"
-            )))
-        }
-        d => {
-            return Err(err(format!(
-                "dtype {d:?} is not supported; expected float32, float64 or float16 \
-                 ('<f4', '<f8', '<f2')"
-            )))
-        }
-    };
-    if hdr.fortran_order && hdr.shape.iter().filter(|&&d| d > 1).count() > 1 {
-        return Err(err(format!(
-            "array of shape {:?} is stored in Fortran order; only C order is supported \
-             (save np.ascontiguousarray(arr))",
-            hdr.shape
-        )));
-    }
-    let count = hdr
-        .shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| err(format!("shape {:?} overflows", hdr.shape)))?;
+    let (hdr, header_end) = read_header(bytes).map_err(err)?;
+    let itemsize = item_size(&hdr).map_err(err)?;
     let payload = &bytes[header_end..];
-    let need = count
-        .checked_mul(itemsize)
-        .ok_or_else(|| err(format!("shape {:?} overflows", hdr.shape)))?;
+    let need = payload_len(&hdr, itemsize).map_err(err)?;
     if payload.len() < need {
         return Err(err(format!(
             "truncated: shape {:?} of {} needs {need} data bytes, file has {}",
@@ -179,13 +111,97 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<NpyArray> {
             hdr.shape
         )));
     }
-    let data: Vec<f32> = match itemsize {
+    let data = decode(payload, itemsize).map_err(err)?;
+    Ok(NpyArray {
+        shape: hdr.shape,
+        data,
+    })
+}
+
+/// The magic, version, header length and header dictionary; returns the parsed header and
+/// where the data starts.
+fn read_header(bytes: &[u8]) -> std::result::Result<(Header, usize), String> {
+    if bytes.len() < 8 || &bytes[..6] != MAGIC {
+        return Err("missing the \\x93NUMPY magic".into());
+    }
+    let (major, minor) = (bytes[6], bytes[7]);
+    let (header_len, header_start) = match major {
+        1 => {
+            let b = bytes.get(8..10).ok_or("truncated header length")?;
+            (u16::from_le_bytes([b[0], b[1]]) as usize, 10usize)
+        }
+        2 | 3 => {
+            let b = bytes.get(8..12).ok_or("truncated header length")?;
+            (u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize, 12)
+        }
+        _ => return Err(format!("unsupported format version {major}.{minor}")),
+    };
+    let header_end = header_start
+        .checked_add(header_len)
+        .filter(|&end| end <= bytes.len())
+        .ok_or_else(|| format!("header of {header_len} bytes runs past the end of the file"))?;
+    let raw = &bytes[header_start..header_end];
+    // Versions 1 and 2 are latin-1, version 3 is UTF-8; the keys and values we accept are
+    // ASCII either way, so decoding as latin-1 is enough to parse them.
+    let header: String = if major == 3 {
+        std::str::from_utf8(raw)
+            .map_err(|_| "version 3.0 header is not UTF-8")?
+            .to_owned()
+    } else {
+        raw.iter().map(|&b| b as char).collect()
+    };
+    let hdr =
+        parse_header(&header).map_err(|m| format!("bad header {:?}: {m}", header.trim_end()))?;
+    Ok((hdr, header_end))
+}
+
+/// Bytes per element of a supported dtype (little-endian float32, float64, float16), after
+/// refusing Fortran order.
+fn item_size(hdr: &Header) -> std::result::Result<usize, String> {
+    let itemsize = match hdr.descr.as_str() {
+        "<f4" => 4,
+        "<f8" => 8,
+        "<f2" => 2,
+        d if d.starts_with('>') => {
+            return Err(format!(
+                "dtype {d:?} is big-endian; only little-endian is supported (use arr.astype('<f4'))"
+            ))
+        }
+        d => {
+            return Err(format!(
+                "dtype {d:?} is not supported; expected float32, float64 or float16 \
+                 ('<f4', '<f8', '<f2')"
+            ))
+        }
+    };
+    if hdr.fortran_order && hdr.shape.iter().filter(|&&d| d > 1).count() > 1 {
+        return Err(format!(
+            "array of shape {:?} is stored in Fortran order; only C order is supported \
+             (save np.ascontiguousarray(arr))",
+            hdr.shape
+        ));
+    }
+    Ok(itemsize)
+}
+
+/// Data bytes the header's shape needs, or an error if counting them overflows.
+fn payload_len(hdr: &Header, itemsize: usize) -> std::result::Result<usize, String> {
+    hdr.shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .and_then(|count| count.checked_mul(itemsize))
+        .ok_or_else(|| format!("shape {:?} overflows", hdr.shape))
+}
+
+/// The elements as f32: float64 rounded to the nearest f32, as `torch.from_numpy(x).float()`
+/// does, except that a finite value beyond f32's range (which would silently become
+/// infinite) is an error; float16 exactly.
+fn decode(payload: &[u8], itemsize: usize) -> std::result::Result<Vec<f32>, String> {
+    Ok(match itemsize {
         4 => payload
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
-        // Rounded to the nearest f32, as `torch.from_numpy(x).float()` does; a finite value
-        // beyond f32's range would silently become infinite, so it is an error instead.
         8 => payload
             .chunks_exact(8)
             .enumerate()
@@ -193,21 +209,17 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<NpyArray> {
                 let v = f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
                 let f = v as f32;
                 if v.is_finite() && f.is_infinite() {
-                    return Err(err(format!(
+                    return Err(format!(
                         "float64 element {i} ({v:e}) is out of float32 range"
-                    )));
+                    ));
                 }
                 Ok(f)
             })
-            .collect::<Result<_>>()?,
+            .collect::<std::result::Result<_, _>>()?,
         _ => payload
             .chunks_exact(2)
             .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
             .collect(),
-    };
-    Ok(NpyArray {
-        shape: hdr.shape,
-        data,
     })
 }
 

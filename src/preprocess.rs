@@ -64,6 +64,13 @@ pub struct Preprocess {
 
 /// Crops larger than this many pixels are refused rather than allocated.
 const MAX_CROP_PIXELS: u64 = 1 << 26;
+/// The longest resize or crop side accepted (what `--preprocess` accepts), far beyond any
+/// network's input and small enough that no size computation can overflow.
+pub const MAX_SIDE: u32 = 1 << 14;
+/// The largest magnitude a normalised pixel may reach, `max(|0 − mean|, |1 − mean|) / |std|`.
+/// Trained networks see values within a few units; a million means a mistyped `std` (≈ 0)
+/// whose tensor would be ±Inf or so large that every answer is noise.
+pub const MAX_NORMALISED: f32 = 1e6;
 
 impl Preprocess {
     /// torchvision's `IMAGENET1K_V1` transform: Resize(256, bilinear), CenterCrop(224),
@@ -82,27 +89,55 @@ impl Preprocess {
         }
     }
 
-    /// Rejects parameters torchvision would reject (zero sizes, zero std) and absurd crops.
+    /// Rejects parameters torchvision would reject (zero sizes, zero std), and those that
+    /// would give a non-finite or absurd tensor: sides beyond [`MAX_SIDE`], crops beyond
+    /// 2²⁶ pixels, a mean or std that is not finite, and normalised values beyond
+    /// [`MAX_NORMALISED`] (a std ≈ 0). Each error names the setting.
     pub fn validate(&self) -> Result<()> {
-        if self.resize == 0 || self.crop_h == 0 || self.crop_w == 0 {
-            return Err(Error::InputShape(format!(
-                "preprocess sizes must be positive (resize {}, crop {}x{})",
-                self.resize, self.crop_h, self.crop_w
-            )));
+        let bad = |setting: &str, msg: String| {
+            Err(Error::InputShape(format!(
+                "preprocessing `{setting}`: {msg}"
+            )))
+        };
+        for (setting, value) in [
+            ("resize", self.resize),
+            ("crop", self.crop_h),
+            ("crop", self.crop_w),
+        ] {
+            if value == 0 || value > MAX_SIDE {
+                return bad(
+                    setting,
+                    format!("{value} is not a size between 1 and {MAX_SIDE}"),
+                );
+            }
         }
         if self.crop_h as u64 * self.crop_w as u64 > MAX_CROP_PIXELS {
-            return Err(Error::InputShape(format!(
-                "crop {}x{} is larger than {MAX_CROP_PIXELS} pixels",
-                self.crop_h, self.crop_w
-            )));
+            return bad(
+                "crop",
+                format!(
+                    "{}x{} is larger than {MAX_CROP_PIXELS} pixels",
+                    self.crop_h, self.crop_w
+                ),
+            );
         }
-        if self.std.iter().any(|&s| s == 0.0 || !s.is_finite())
-            || self.mean.iter().any(|m| !m.is_finite())
-        {
-            return Err(Error::InputShape(format!(
-                "normalisation needs finite mean and non-zero finite std (mean {:?}, std {:?})",
-                self.mean, self.std
-            )));
+        if self.mean.iter().any(|m| !m.is_finite()) {
+            return bad("mean", format!("{:?} is not finite", self.mean));
+        }
+        if self.std.iter().any(|&s| s == 0.0 || !s.is_finite()) {
+            return bad("std", format!("{:?} must be finite and non-zero", self.std));
+        }
+        let largest = (0..3)
+            .map(|c| (0.0 - self.mean[c]).abs().max((1.0 - self.mean[c]).abs()) / self.std[c].abs())
+            .fold(0.0f32, f32::max);
+        if !(largest <= MAX_NORMALISED) {
+            return bad(
+                "std",
+                format!(
+                    "{:?} with mean {:?} scales pixels to {largest:e}, beyond ±{MAX_NORMALISED:e} \
+                     (a std of about 0?)",
+                    self.std, self.mean
+                ),
+            );
         }
         Ok(())
     }

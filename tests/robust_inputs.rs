@@ -538,3 +538,146 @@ fn classify_reports_a_broken_image_and_honours_exif() {
     assert_ne!(features(&tagged, &["--ignore-exif"]), want, "EXIF ignored");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+// ------------------------------------------------------------ preprocessing settings
+
+/// The error of a preprocessing setting, from whichever place it was given in.
+fn setting_error(result: Result<impl std::fmt::Debug, impl std::fmt::Display>) -> String {
+    match result {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn preprocessing_that_would_give_absurd_tensors_is_refused_naming_the_setting() {
+    use resnet_wgpu::model::SourceConfig;
+    use resnet_wgpu::preprocess::{presets, Preprocess};
+    let base = Preprocess::torchvision_v1();
+    // --preprocess: a std of about 0 (±Inf or 1e30-sized inputs), a crop_pct of 0.
+    for (spec, needles) in [
+        ("std=1e-30:0.2:0.2", vec!["std"]),
+        ("std=0:1:1", vec!["std"]),
+        ("std=1e-7:1:1", vec!["std", "1e6"]),
+        ("mean=inf:0:0", vec!["mean"]),
+        ("crop_pct=0", vec!["crop_pct"]),
+        ("crop_pct=1e-300", vec!["resize"]),
+        ("crop=0", vec!["crop"]),
+        ("crop=4294967520", vec!["crop"]),
+    ] {
+        let e = setting_error(presets::parse(spec, base));
+        for n in needles {
+            assert!(e.contains(n), "{spec}: `{n}` not in {e}");
+        }
+    }
+    // A small but sane std is fine.
+    presets::parse("std=0.01:0.01:0.01", base).unwrap();
+    // timm's pretrained_cfg in config.json: crop_pct 0, a size of 2^32 + 224 (which must not
+    // wrap to 224), a size of 0, a std of 0.
+    let config = |cfg: &str| {
+        SourceConfig::parse(
+            Path::new("config.json"),
+            &format!(r#"{{"pretrained_cfg": {cfg}}}"#),
+        )
+    };
+    for (cfg, needle) in [
+        (
+            r#"{"input_size": [3, 224, 224], "crop_pct": 0}"#,
+            "crop_pct",
+        ),
+        (
+            r#"{"input_size": [3, 224, 224], "crop_pct": "x"}"#,
+            "crop_pct",
+        ),
+        (r#"{"input_size": [3, 4294967520, 224]}"#, "input_size"),
+        (r#"{"input_size": [3, 0, 224]}"#, "input_size"),
+        (r#"{"input_size": [3, 224, 224], "std": [0, 1, 1]}"#, "std"),
+        (
+            r#"{"input_size": [3, 224, 224], "std": [1e-30, 1, 1]}"#,
+            "std",
+        ),
+    ] {
+        let e = setting_error(config(cfg));
+        assert!(
+            e.contains("config.json") && e.contains(needle),
+            "{cfg}: {e}"
+        );
+    }
+    let ok = config(r#"{"input_size": [3, 288, 288], "crop_pct": 0.95}"#).unwrap();
+    assert_eq!(ok.preprocess.unwrap().crop_h, 288);
+    // transformers' preprocessor_config.json: crop_pct 0, shortest_edge 0, std 0.
+    let pre =
+        |text: &str| SourceConfig::parse_preprocessor(Path::new("preprocessor_config.json"), text);
+    for (text, needle) in [
+        (
+            r#"{"size": {"shortest_edge": 224}, "crop_pct": 0}"#,
+            "crop_pct",
+        ),
+        (r#"{"size": {"shortest_edge": 0}}"#, "shortest_edge"),
+        (r#"{"size": 224, "image_std": [0, 0.5, 0.5]}"#, "std"),
+    ] {
+        let e = setting_error(pre(text));
+        assert!(
+            e.contains("preprocessor_config.json") && e.contains(needle),
+            "{text}: {e}"
+        );
+    }
+    assert!(pre(r#"{"size": {"shortest_edge": 224}}"#)
+        .unwrap()
+        .is_some());
+}
+
+#[test]
+fn preprocessing_in_the_weights_metadata_is_checked_too() {
+    use resnet_wgpu::metadata::stored_preprocess;
+    use resnet_wgpu::weights::serialize_f32;
+    use resnet_wgpu::WeightsFile;
+    let with = |json: &str| {
+        let meta = [("resnet.preprocess".to_string(), json.to_string())].into();
+        let bytes = serialize_f32(&[("x".into(), vec![1], vec![0.0])], Some(meta)).unwrap();
+        stored_preprocess(&WeightsFile::from_bytes("meta.safetensors", bytes).unwrap())
+    };
+    // A size that is present but invalid was silently replaced by the default before.
+    for (json, needle) in [
+        (r#"{"crop": 0}"#, "crop"),
+        (r#"{"resize": 4294967552}"#, "resize"),
+        (r#"{"std": [1e-30, 1, 1]}"#, "std"),
+    ] {
+        let e = setting_error(with(json));
+        assert!(
+            e.contains("meta.safetensors") && e.contains(needle),
+            "{json}: {e}"
+        );
+    }
+    assert_eq!(with(r#"{"crop": 160}"#).unwrap().unwrap().crop_h, 160);
+}
+
+#[test]
+fn an_empty_image_is_empty() {
+    let dir = scratch("inputs-empty-image");
+    for (w, h) in [(0, 0), (0, 5), (5, 0)] {
+        let path = dir.join(format!("{w}x{h}.png"));
+        std::fs::write(&path, png_claiming(w, h)).unwrap();
+        let e = image_err(&path, &ImageOptions::default());
+        assert!(
+            e.contains("empty") && !e.contains("too large"),
+            "{w}x{h}: {e}"
+        );
+    }
+    // A BMP header claiming 0x0 (14-byte file header, 40-byte info header, 24 bits).
+    let mut bmp = vec![0u8; 54];
+    bmp[..2].copy_from_slice(b"BM");
+    bmp[2..6].copy_from_slice(&54u32.to_le_bytes());
+    bmp[10..14].copy_from_slice(&54u32.to_le_bytes());
+    bmp[14..18].copy_from_slice(&40u32.to_le_bytes());
+    bmp[26..28].copy_from_slice(&1u16.to_le_bytes());
+    bmp[28..30].copy_from_slice(&24u16.to_le_bytes());
+    let path = dir.join("0x0.bmp");
+    std::fs::write(&path, &bmp).unwrap();
+    let e = image_err(&path, &ImageOptions::default());
+    assert!(
+        e.contains("empty") && !e.contains("too large"),
+        "bmp 0x0: {e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -337,7 +337,13 @@ fn missing_extra_and_misshaped_tensors_are_named() {
         matches!(err(reshaped), Error::TensorShape { name, found, .. } if name == "layer1.0.conv2.weight" && found == vec![4, 4, 9, 1])
     );
     let rank = edited(|ts| find(ts, "conv1.weight").shape = vec![4, 3, 49]);
-    assert!(matches!(err(rank), Error::TensorShape { name, .. } if name == "conv1.weight"));
+    // A wrong rank says the rank it needs, not a made-up shape.
+    let e = err(rank);
+    assert!(
+        matches!(&e, Error::TensorRank { name, expected: 4, found } if name == "conv1.weight" && *found == vec![4, 3, 49]),
+        "{e}"
+    );
+    assert!(e.to_string().contains("expected 4 dimensions"), "{e}");
     // The training counter may be missing, and is ignored where present.
     load(edited(|ts| {
         ts.retain(|t| !t.name.ends_with("num_batches_tracked"))
@@ -527,5 +533,147 @@ fn cli_names_the_file_and_the_problem() {
         &o,
         &["locked.safetensors", "Permission denied"],
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The transformers fixture (ResNet-50 layout, HF names) as tensors.
+fn hf_tensors() -> Vec<T> {
+    let bytes = std::fs::read(fixture("family/hf_resnet50/model.safetensors")).unwrap();
+    tensors_of(&bytes)
+}
+
+#[test]
+fn keys_that_alias_after_parsing_are_unexpected() {
+    // Every way of writing an index that parses to the same number, in each numbered
+    // component of each layout: the extra key must be refused by name, never read in place
+    // of the real one (nor the real one in place of it).
+    let hf_real = "resnet.encoder.stages.0.layers.0.layer.0.convolution.weight";
+    let hf_aliases = [
+        "resnet.encoder.stages.00.layers.0.layer.0.convolution.weight",
+        "resnet.encoder.stages.+0.layers.0.layer.0.convolution.weight",
+        "resnet.encoder.stages.0.layers.00.layer.0.convolution.weight",
+        "resnet.encoder.stages.0.layers.0.layer.00.convolution.weight",
+        "resnet.encoder.stages.0.layers.0.layer.+0.convolution.weight",
+    ];
+    for alias in hf_aliases {
+        let mut ts = hf_tensors();
+        let mut extra = find(&mut ts, hf_real).clone();
+        extra.name = alias.into();
+        // A shape the plan never checked: it must not reach the GPU.
+        extra.shape = vec![extra.shape.iter().product()];
+        ts.push(extra);
+        let e = err(build(&ts));
+        assert!(
+            matches!(&e, Error::UnexpectedTensor { name, .. } if name == alias),
+            "{alias}: {e}"
+        );
+    }
+    // Alone (without the real key beside it) the alias is still not the real key.
+    let mut ts = hf_tensors();
+    find(&mut ts, hf_real).name = hf_aliases[0].into();
+    assert!(
+        matches!(err(build(&ts)), Error::UnexpectedTensor { name, .. } if name == hf_aliases[0])
+    );
+    // torchvision/timm names: `layer1.01.` beside `layer1.0.`, and `layer01.`.
+    for alias in [
+        "layer1.00.conv1.weight",
+        "layer1.+0.conv1.weight",
+        "conv1.00.weight",
+    ] {
+        let bytes = edited(|ts| {
+            let mut extra = find(ts, "layer1.0.conv1.weight").clone();
+            extra.name = alias.into();
+            ts.push(extra);
+        });
+        let e = err(bytes);
+        assert!(
+            matches!(&e, Error::UnexpectedTensor { name, .. } if name == alias),
+            "{alias}: {e}"
+        );
+    }
+    // The untouched files still load.
+    load(build(&hf_tensors())).unwrap();
+}
+
+#[test]
+fn negative_variances_are_refused_naming_the_tensor() {
+    // PyTorch divides by sqrt(running_var + eps): a variance below -eps gives NaN logits.
+    // Every negative one is refused, naming the tensor, in both layouts and every dtype.
+    for value in [-1.0f32, -1e-6] {
+        let bytes = edited(|ts| {
+            let t = find(ts, "layer1.0.bn2.running_var");
+            t.data[4..8].copy_from_slice(&value.to_le_bytes());
+        });
+        let e = err(bytes);
+        assert!(
+            matches!(&e, Error::NegativeVariance { name, first: 1, count: 1, .. } if name == "layer1.0.bn2.running_var"),
+            "{value}: {e}"
+        );
+        assert!(e.to_string().contains("negative variance"), "{e}");
+    }
+    let mut ts = hf_tensors();
+    let name = "resnet.embedder.embedder.normalization.running_var";
+    let t = find(&mut ts, name);
+    let negative: Vec<u8> = match t.dtype {
+        Dtype::F32 => (-2.0f32).to_le_bytes().to_vec(),
+        Dtype::F16 => half::f16::from_f32(-2.0).to_le_bytes().to_vec(),
+        _ => half::bf16::from_f32(-2.0).to_le_bytes().to_vec(),
+    };
+    t.data[..negative.len()].copy_from_slice(&negative);
+    assert!(matches!(err(build(&ts)), Error::NegativeVariance { name: n, .. } if n == name));
+    // Zero is a valid variance (a constant channel), and -0.0 is zero.
+    load(edited(|ts| {
+        let t = find(ts, "layer1.0.bn2.running_var");
+        t.data[..4].copy_from_slice(&0.0f32.to_le_bytes());
+        t.data[4..8].copy_from_slice(&(-0.0f32).to_le_bytes());
+    }))
+    .unwrap();
+    // Through the CLI: one line naming the file and the tensor, exit code 2.
+    let dir = scratch("weights-variance");
+    let path = dir.join("negvar.safetensors");
+    std::fs::write(
+        &path,
+        edited(|ts| {
+            let t = find(ts, "bn1.running_var");
+            t.data[..4].copy_from_slice(&(-3.0f32).to_le_bytes());
+        }),
+    )
+    .unwrap();
+    let o = resnet(&["info", "--weights", path.to_str().unwrap()]);
+    assert_user_error(
+        "negative variance",
+        &o,
+        &["negvar.safetensors", "bn1.running_var", "negative"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_file_changed_after_opening_cannot_crash_the_loader() {
+    // A memory-mapped file truncated by another process faults (SIGBUS) on the next read of
+    // a lost page. Weights are read into memory instead: once `open` returns, what happens to
+    // the file on disk cannot change or crash anything.
+    let dir = scratch("weights-truncated-later");
+    let path = dir.join("tiny.safetensors");
+    let bytes = tiny_bytes();
+    std::fs::write(&path, &bytes).unwrap();
+    let w = WeightsFile::open(&path).unwrap();
+    let before: Vec<Vec<f32>> = w.tensors.keys().filter_map(|n| w.to_f32(n)).collect();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(64)
+        .unwrap();
+    arch::detect(&w).unwrap();
+    w.check_finite().unwrap();
+    let after: Vec<Vec<f32>> = w.tensors.keys().filter_map(|n| w.to_f32(n)).collect();
+    assert_eq!(before, after);
+    for name in w.tensors.keys() {
+        assert!(w.raw(name).is_some());
+    }
+    // Opened again now, the truncated file is an error naming it.
+    let e = WeightsFile::open(&path).unwrap_err();
+    assert!(e.to_string().contains("tiny.safetensors"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

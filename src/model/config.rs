@@ -2,7 +2,9 @@
 //! (`model.safetensors` + `config.json`): the architecture fields the tensors cannot show
 //! (transformers' stride placement), class names and the preprocessing of the weights.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde_json::Value;
 
@@ -60,7 +62,7 @@ impl SourceConfig {
             let pre = dir.join("preprocessor_config.json");
             if pre.is_file() {
                 let text = std::fs::read_to_string(&pre).map_err(|e| Error::io(&pre, e))?;
-                config.preprocess = hf_preprocessor(&pre, &text)?;
+                config.preprocess = Self::parse_preprocessor(&pre, &text)?;
             }
         }
         Ok(Some(config))
@@ -77,10 +79,16 @@ impl SourceConfig {
                 if matches!(Layout::of_names(names), Some(Layout::HuggingFace { .. })) {
                     return Err(e);
                 }
-                log::warn!("ignoring {e}");
+                warn_once(format!("ignoring {e}"));
                 Ok(None)
             }
         }
+    }
+
+    /// Parses the text of a transformers `preprocessor_config.json`; `path` names it in
+    /// errors. `None`: it describes no crop this crate has a preset for.
+    pub fn parse_preprocessor(path: &Path, text: &str) -> Result<Option<Preprocess>> {
+        hf_preprocessor(path, text)
     }
 
     /// Parses the text of a `config.json`; `path` names it in errors.
@@ -164,6 +172,20 @@ impl SourceConfig {
     }
 }
 
+/// Logs `message` as a warning unless this process has logged it already: a command may
+/// read the config and detect the architecture more than once (the CLI's checks, then the
+/// engine), and each warning is worth reading once.
+pub(crate) fn warn_once(message: String) {
+    static SEEN: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let first = SEEN
+        .lock()
+        .map(|mut seen| seen.insert(message.clone()))
+        .unwrap_or(true);
+    if first {
+        log::warn!("{message}");
+    }
+}
+
 fn triple(v: &Value, key: &str) -> std::result::Result<Option<[f32; 3]>, String> {
     let Some(x) = v.get(key) else { return Ok(None) };
     let a: Vec<f32> = x
@@ -189,15 +211,33 @@ fn timm_preprocess(cfg: &Value) -> std::result::Result<Option<Preprocess>, Strin
         _ => None,
     };
     let Some((h, w)) = size else { return Ok(None) };
-    let crop_pct = cfg.get("crop_pct").and_then(Value::as_f64).unwrap_or(0.875);
+    // Checked before any cast: 2³² + 224 must not wrap to 224.
+    let side = |v: u64| {
+        u32::try_from(v)
+            .ok()
+            .filter(|&v| v > 0 && v <= crate::preprocess::MAX_SIDE)
+            .ok_or_else(|| {
+                format!(
+                    "`input_size` {h}x{w} is not a size between 1 and {}",
+                    crate::preprocess::MAX_SIDE
+                )
+            })
+    };
+    let (h, w) = (side(h)?, side(w)?);
+    let crop_pct = match cfg.get("crop_pct") {
+        None | Some(Value::Null) => 0.875,
+        Some(x) => x
+            .as_f64()
+            .ok_or_else(|| format!("`crop_pct` {x} is not a number"))?,
+    };
     let interp = match cfg.get("interpolation").and_then(Value::as_str) {
         Some("bilinear") => Interp::Bilinear,
         Some("bicubic") | None => Interp::Bicubic,
         Some(other) => return Err(format!("interpolation `{other}` is not supported")),
     };
     let mut p = crate::preprocess::presets::timm(crop_pct)?;
-    p.crop_h = h as u32;
-    p.crop_w = w as u32;
+    p.crop_h = h;
+    p.crop_w = w;
     p.resize = (h.min(w) as f64 / crop_pct).floor() as u32;
     p.interp = interp;
     if let Some(m) = triple(cfg, "mean")? {
@@ -206,6 +246,7 @@ fn timm_preprocess(cfg: &Value) -> std::result::Result<Option<Preprocess>, Strin
     if let Some(s) = triple(cfg, "std")? {
         p.std = s;
     }
+    p.validate().map_err(|e| e.to_string())?;
     Ok(Some(p))
 }
 
@@ -232,10 +273,16 @@ fn hf_preprocessor(path: &Path, text: &str) -> Result<Option<Preprocess>> {
         );
         return Ok(None);
     }
-    let crop_pct = v
-        .get("crop_pct")
-        .and_then(Value::as_f64)
-        .unwrap_or(224.0 / 256.0);
+    if edge == 0 {
+        return Err(bad("`shortest_edge` 0 is not a size".into()));
+    }
+    let crop_pct = match v.get("crop_pct") {
+        None | Some(Value::Null) => 224.0 / 256.0,
+        Some(x) => x
+            .as_f64()
+            .filter(|&f| f > 0.0 && f <= 4.0)
+            .ok_or_else(|| bad(format!("`crop_pct` {x} must be a number in (0, 4]")))?,
+    };
     let mut p = crate::preprocess::presets::hugging_face();
     p.crop_h = edge as u32;
     p.crop_w = edge as u32;
@@ -252,6 +299,7 @@ fn hf_preprocessor(path: &Path, text: &str) -> Result<Option<Preprocess>> {
     if let Some(s) = triple(&v, "image_std").map_err(bad)? {
         p.std = s;
     }
+    p.validate().map_err(|e| bad(e.to_string()))?;
     Ok(Some(p))
 }
 

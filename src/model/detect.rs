@@ -30,9 +30,9 @@ impl View<'_> {
             expected: vec![],
         })?;
         if t.shape.len() != rank {
-            return Err(Error::TensorShape {
+            return Err(Error::TensorRank {
                 name: file.to_string(),
-                expected: vec![0; rank],
+                expected: rank,
                 found: t.shape.clone(),
             });
         }
@@ -68,25 +68,16 @@ pub fn detect_with(w: &WeightsFile, config: Option<&SourceConfig>) -> Result<Arc
             sample
         )));
     };
-    let mut tensors = BTreeMap::new();
-    for (file, t) in &w.tensors {
-        let canonical = layout
-            .canonical_name(file)
-            .ok_or_else(|| Error::UnexpectedTensor {
-                name: file.clone(),
-                shape: t.shape.clone(),
-                arch: format!("{} layout", layout.describe(true)),
-            })?;
-        tensors.insert(canonical, (file.as_str(), t));
-    }
-    let view = View { tensors };
+    let view = View {
+        tensors: super::layout::canonical_tensors(layout, &w.tensors)?,
+    };
     let hf = config.and_then(|c| c.hf.as_ref());
     let arch = infer(&view, layout, hf, w)?;
     if let (Layout::HuggingFace { .. }, Some(hf)) = (layout, hf) {
         check_hf_config(&arch, hf, config.map(|c| c.path.display().to_string()))?;
     }
     for a in &arch.assumptions {
-        log::warn!("{}: {a}", w.path.display());
+        super::config::warn_once(format!("{}: {a}", w.path.display()));
     }
     // Zero-width layers pass the shape checks with empty tensors but give no network.
     let stem_width = match arch.stem {

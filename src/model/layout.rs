@@ -4,6 +4,11 @@
 //! ResNets use exactly torchvision's keys, so one layout serves both; Hugging Face
 //! transformers names the same modules differently and is mapped here, in both directions.
 
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::weights::TensorEntry;
+
 /// How the tensors of a file are named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
@@ -68,9 +73,15 @@ impl Layout {
     }
 
     /// The canonical name of a file's tensor, or `None` if the layout has no such tensor.
+    /// Indices must be written as Python writes them (`0`, `12`; never `00`, `+1`), so two
+    /// keys never name one module.
     pub fn canonical_name(self, file: &str) -> Option<String> {
         let Layout::HuggingFace { prefixed } = self else {
-            return Some(file.to_string());
+            let numbers_canonical = file
+                .split('.')
+                .filter(|part| part.starts_with(|c: char| c.is_ascii_digit() || c == '+'))
+                .all(|part| index(part).is_some());
+            return numbers_canonical.then(|| file.to_string());
         };
         if let Some(param) = file.strip_prefix("classifier.1.") {
             return matches!(param, "weight" | "bias").then(|| format!("fc.{param}"));
@@ -89,16 +100,16 @@ impl Layout {
             ["embedder", "embedder", m] if is_conv(m) => "conv1".to_string(),
             ["embedder", "embedder", m] if is_bn(m) => "bn1".to_string(),
             ["encoder", "stages", s, "layers", b, tail @ ..] => {
-                let (s, b) = (s.parse::<usize>().ok()?, b.parse::<usize>().ok()?);
+                let (s, b) = (index(s)?, index(b)?);
                 let base = format!("layer{}.{b}", s + 1);
                 match tail {
                     ["shortcut", m] if is_conv(m) => format!("{base}.downsample.0"),
                     ["shortcut", m] if is_bn(m) => format!("{base}.downsample.1"),
                     ["layer", i, m] if is_conv(m) => {
-                        format!("{base}.conv{}", i.parse::<usize>().ok()? + 1)
+                        format!("{base}.conv{}", index(i)? + 1)
                     }
                     ["layer", i, m] if is_bn(m) => {
-                        format!("{base}.bn{}", i.parse::<usize>().ok()? + 1)
+                        format!("{base}.bn{}", index(i)? + 1)
                     }
                     _ => return None,
                 }
@@ -131,6 +142,51 @@ impl Layout {
             (Layout::HuggingFace { .. }, false) => "Hugging Face ResNetModel",
         }
     }
+}
+
+/// The file's tensors under canonical names, each with its name in the file. Like PyTorch's
+/// strict `load_state_dict`, every key must map to exactly one slot and back: a key the
+/// layout has no slot for is an unexpected tensor, and so is one that names a slot another
+/// key already holds, or whose slot maps back to another name (`stages.00.` beside
+/// `stages.0.`), since the loader reads each slot by its one name.
+pub fn canonical_tensors<'a>(
+    layout: Layout,
+    tensors: &'a BTreeMap<String, TensorEntry>,
+) -> Result<BTreeMap<String, (&'a str, &'a TensorEntry)>> {
+    let unexpected = |file: &str, t: &TensorEntry, why: String| Error::UnexpectedTensor {
+        name: file.to_string(),
+        shape: t.shape.clone(),
+        arch: why,
+    };
+    let mut out = BTreeMap::new();
+    for (file, t) in tensors {
+        let canonical = layout
+            .canonical_name(file)
+            .ok_or_else(|| unexpected(file, t, format!("{} layout", layout.describe(true))))?;
+        let back = layout.file_name(&canonical);
+        if &back != file {
+            return Err(unexpected(
+                file,
+                t,
+                format!(
+                    "the {} layout names this slot `{back}`",
+                    layout.describe(true)
+                ),
+            ));
+        }
+        if let Some((other, _)) = out.insert(canonical, (file.as_str(), t)) {
+            return Err(unexpected(file, t, format!("the same slot as `{other}`")));
+        }
+    }
+    Ok(out)
+}
+
+/// A module index as PyTorch writes it in a key: decimal digits, no sign, no leading zero.
+fn index(part: &str) -> Option<usize> {
+    let canonical = !part.is_empty()
+        && part.bytes().all(|b| b.is_ascii_digit())
+        && (part == "0" || !part.starts_with('0'));
+    canonical.then(|| part.parse().ok()).flatten()
 }
 
 fn index_after(module: &str, prefix: &str) -> usize {

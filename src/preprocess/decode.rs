@@ -61,12 +61,27 @@ pub fn load_image_with(path: &Path, options: &ImageOptions) -> Result<RgbImage> 
         path: path.to_path_buf(),
         msg,
     };
+    // Decoders refuse a header with a zero width or height before `dimensions()` can show
+    // it, some in words that suggest the opposite ("dimensions (0x0) are too large").
+    let invalid_size = || {
+        img_err(
+            "image size is invalid: empty (a zero width or height), or more than its decoder \
+             supports"
+                .into(),
+        )
+    };
     let decode_err = |e: image::ImageError| match e {
         // Decoders read the file through `io`, so its early end means truncated data.
         image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             img_err("truncated: the image data ends early".into())
         }
         image::ImageError::IoError(io) => Error::io(path, io),
+        image::ImageError::Limits(l)
+            if l.kind() == image::error::LimitErrorKind::DimensionError =>
+        {
+            invalid_size()
+        }
+        other if other.to_string().to_lowercase().contains("dimension") => invalid_size(),
         image::ImageError::Unsupported(u) => {
             img_err(format!("{u} (supported: JPEG, PNG, WebP, BMP)"))
         }

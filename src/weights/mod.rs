@@ -1,10 +1,14 @@
-//! Weights files: safetensors through a memory map, tensors kept as stored (F32, F16, BF16)
-//! so they can be uploaded to the GPU byte for byte and converted there.
+//! Weights files: safetensors read into memory, tensors kept as stored (F32, F16, BF16) so
+//! they can be uploaded to the GPU byte for byte and converted there.
+//!
+//! Files are read with ordinary reads, never memory-mapped: a mapped file that another
+//! process truncates faults (SIGBUS) on the next access, which no error handling can catch.
+//! A read sees the file as it was at each moment; a size that changes while reading is an
+//! error, and whatever bytes were read are then validated like any others.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
 use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
@@ -40,15 +44,14 @@ pub struct TensorEntry {
     pub dtype: Option<StoredDtype>,
     pub dtype_name: String,
     pub shape: Vec<usize>,
-    /// Byte range inside the mapped file.
+    /// Byte range inside the file.
     pub start: usize,
     pub end: usize,
 }
 
-/// Where the bytes come from: a memory-mapped file, or bytes held in memory (embedded
-/// default model, synthetic weights, fuzzing).
+/// Where the bytes come from: a file read into memory (or synthetic weights, fuzzing), or
+/// bytes compiled in (the embedded default model).
 enum Backing {
-    Mapped(Mmap),
     Owned(Vec<u8>),
     Static(&'static [u8]),
 }
@@ -71,21 +74,17 @@ impl std::fmt::Debug for WeightsFile {
 }
 
 impl WeightsFile {
-    /// Opens and validates a safetensors file through a read-only memory map.
+    /// Reads and validates a safetensors file (see the module docs on why it is not mapped).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = crate::fsutil::open_regular(&path)?;
-        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-        if len == 0 {
+        let bytes = crate::fsutil::read_regular(&path)?;
+        if bytes.is_empty() {
             return Err(Error::Safetensors {
                 path,
                 msg: "the file is empty".into(),
             });
         }
-        // SAFETY: the map is read-only; a file truncated by another process while mapped
-        // would fault, which is the accepted trade-off of every mmap-based loader.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
-        Self::from_backing(path, Backing::Mapped(mmap))
+        Self::from_backing(path, Backing::Owned(bytes))
     }
 
     /// Parses safetensors bytes held in memory; `label` names them in errors.
@@ -100,7 +99,6 @@ impl WeightsFile {
 
     fn from_backing(path: PathBuf, backing: Backing) -> Result<Self> {
         let bytes: &[u8] = match &backing {
-            Backing::Mapped(m) => m,
             Backing::Owned(v) => v,
             Backing::Static(s) => s,
         };
@@ -147,7 +145,6 @@ impl WeightsFile {
 
     fn bytes_all(&self) -> &[u8] {
         match &self.backing {
-            Backing::Mapped(m) => m,
             Backing::Owned(v) => v,
             Backing::Static(s) => s,
         }
@@ -174,6 +171,7 @@ impl WeightsFile {
     /// Refuses NaN and ±Inf in any float tensor: such a network answers NaN for every
     /// input, which is better reported at load time, naming the tensor, than discovered in
     /// the logits. Checked on the stored bits (exponent all ones), without converting.
+    /// Also refuses a negative BatchNorm `running_var` (see [`negative`]).
     pub fn check_finite(&self) -> Result<()> {
         for (name, t) in &self.tensors {
             let Some(dtype) = t.dtype else { continue };
@@ -185,6 +183,17 @@ impl WeightsFile {
                     count,
                     first,
                 });
+            }
+            if name == "running_var" || name.ends_with(".running_var") {
+                if let Some((first, count, value)) = negative(raw, dtype) {
+                    return Err(Error::NegativeVariance {
+                        path: self.path.clone(),
+                        name: name.clone(),
+                        count,
+                        first,
+                        value,
+                    });
+                }
             }
         }
         Ok(())
@@ -228,6 +237,17 @@ fn non_finite(raw: &[u8], dtype: StoredDtype) -> Option<(usize, usize)> {
             .for_each(|(i, _)| note(i)),
     }
     first.map(|f| (f, count))
+}
+
+/// `(first index, count, first value)` of the negative elements of a stored variance, if
+/// any. A variance is never negative, so one is corruption; below −eps PyTorch's
+/// `sqrt(running_var + eps)` is NaN (at −eps a division by zero), and every logit with it.
+/// Any negative value is refused rather than only those, so the rule does not depend on eps.
+fn negative(raw: &[u8], dtype: StoredDtype) -> Option<(usize, usize, f32)> {
+    let values = decode_f32(raw, dtype);
+    let first = values.iter().position(|&v| v < 0.0)?;
+    let count = values.iter().filter(|&&v| v < 0.0).count();
+    Some((first, count, values[first]))
 }
 
 /// Decodes little-endian stored elements to f32 (exact for F16 and BF16).

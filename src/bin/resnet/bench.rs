@@ -9,7 +9,7 @@ use resnet_wgpu::gpu::profile::{median, Profile};
 use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
 use resnet_wgpu::{Engine, Error, GpuContext, GpuOptions, Network, Output, WeightsFile};
 
-use crate::{check_output_path, check_weights, parse_size};
+use crate::{at_least, check_output_path, check_weights, parse_size};
 
 /// Where the weights come from: a file, or synthetic weights for a named architecture.
 #[derive(clap::Args, Clone)]
@@ -95,13 +95,18 @@ pub fn input(n: usize, h: usize, w: usize) -> anyhow::Result<Vec<f32>> {
 
 pub fn profile(args: ProfileArgs, options: &GpuOptions) -> anyhow::Result<()> {
     let (h, w) = args.size;
-    if args.batch == 0 || args.iters == 0 {
-        bail!(Error::Usage(
-            "--batch and --iters must be at least 1".into()
-        ));
-    }
+    at_least("--batch", args.batch, 1)?;
+    at_least("--iters", args.iters, 1)?;
     if let Some(path) = &args.chart {
-        check_output_path(path)?;
+        check_output_path(
+            path,
+            &args
+                .model
+                .weights
+                .iter()
+                .map(PathBuf::as_path)
+                .collect::<Vec<_>>(),
+        )?;
     }
     let (weights, network) = args.model.open()?;
     let engine = Engine::load_network(network, &weights, options)?;
@@ -111,23 +116,32 @@ pub fn profile(args: ProfileArgs, options: &GpuOptions) -> anyhow::Result<()> {
         write_chart(path, &p)?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&p)?);
+        outln!("{}", serde_json::to_string_pretty(&p)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "adapter: {}  timing: {:?}  input: {}x3x{h}x{w}",
-        p.adapter, p.method, args.batch
+        p.adapter,
+        p.method,
+        args.batch
     );
-    println!(
+    outln!(
         "{:<22} {:<44} {:>18} {:>8} {:>9} {:>9} {:>9} {:>8}",
-        "layer", "kernel", "output (NHWC)", "GFLOP", "MB", "GPU ms", "GFLOP/s", "GB/s"
+        "layer",
+        "kernel",
+        "output (NHWC)",
+        "GFLOP",
+        "MB",
+        "GPU ms",
+        "GFLOP/s",
+        "GB/s"
     );
     for l in &p.layers {
         let shape = format!(
             "{}x{}x{}x{}",
             l.output_shape[0], l.output_shape[1], l.output_shape[2], l.output_shape[3]
         );
-        println!(
+        outln!(
             "{:<22} {:<44} {:>18} {:>8.3} {:>9.2} {:>9.3} {:>9.1} {:>8.1}",
             l.name,
             l.config,
@@ -140,7 +154,7 @@ pub fn profile(args: ProfileArgs, options: &GpuOptions) -> anyhow::Result<()> {
         );
     }
     let gflop: f64 = p.layers.iter().map(|l| l.gflop).sum();
-    println!(
+    outln!(
         "total GPU {:.3} ms ({:.1} GFLOP/s), end-to-end wall {:.3} ms per inference",
         p.total_gpu_ms,
         gflop / (p.total_gpu_ms / 1e3).max(1e-12),
@@ -148,9 +162,9 @@ pub fn profile(args: ProfileArgs, options: &GpuOptions) -> anyhow::Result<()> {
     );
     let mut top: Vec<_> = p.layers.iter().collect();
     top.sort_by(|a, b| b.gpu_ms.total_cmp(&a.gpu_ms));
-    println!("top offenders:");
+    outln!("top offenders:");
     for l in top.iter().take(5) {
-        println!(
+        outln!(
             "  {:<22} {:>9.3} ms ({:>4.1}%)  {}",
             l.name,
             l.gpu_ms,
@@ -209,11 +223,10 @@ struct BenchRow {
 
 pub fn bench(args: BenchArgs, options: &GpuOptions) -> anyhow::Result<()> {
     let (h, w) = args.size;
-    if args.batch.contains(&0) || args.iters == 0 {
-        bail!(Error::Usage(
-            "batch sizes and --iters must be at least 1".into()
-        ));
+    for &n in &args.batch {
+        at_least("--batch", n, 1)?;
     }
+    at_least("--iters", args.iters, 1)?;
     let (weights, network) = args.model.open()?;
     let start = Instant::now();
     let ctx = Arc::new(GpuContext::new(options)?);
@@ -253,7 +266,7 @@ pub fn bench(args: BenchArgs, options: &GpuOptions) -> anyhow::Result<()> {
     }
     let name = engine.arch.as_ref().map(|a| a.name()).unwrap_or_default();
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(
                 &serde_json::json!({"adapter": engine.ctx.info.to_string(), "arch": name, "height": h, "width": w, "iters": args.iters, "results": rows})
@@ -261,13 +274,17 @@ pub fn bench(args: BenchArgs, options: &GpuOptions) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    println!("{name} at {h}x{w} on {}", engine.ctx.info);
-    println!(
+    outln!("{name} at {h}x{w} on {}", engine.ctx.info);
+    outln!(
         "{:>6} {:>12} {:>12} {:>12} {:>14}",
-        "batch", "ms/batch", "images/s", "cold ms", "peak GPU MiB"
+        "batch",
+        "ms/batch",
+        "images/s",
+        "cold ms",
+        "peak GPU MiB"
     );
     for r in rows {
-        println!(
+        outln!(
             "{:>6} {:>12.2} {:>12.1} {:>12.0} {:>14.1}",
             r.batch,
             r.ms,

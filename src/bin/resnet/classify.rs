@@ -1,6 +1,7 @@
 //! `resnet classify`: images (files and folders) → top-k classes, as a table, JSON or CSV,
 //! or pooled features as .npy.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -8,10 +9,12 @@ use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use resnet_wgpu::metadata::{class_names_with, default_preprocess};
 use resnet_wgpu::model::SourceConfig;
-use resnet_wgpu::preprocess::{load_and_preprocess_with, presets, ImageOptions, MAX_IMAGE_PIXELS};
+use resnet_wgpu::preprocess::{
+    load_and_preprocess_with, presets, ImageOptions, Preprocess, MAX_IMAGE_PIXELS,
+};
 use resnet_wgpu::{npy, Engine, Error, GpuOptions, Network, Output};
 
-use crate::{check_output_path, open_weights};
+use crate::{at_least, check_output_path, naming_file, open_weights};
 
 const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "webp", "bmp", "jfif"];
 
@@ -71,31 +74,16 @@ struct Scored {
 }
 
 /// Expands folders (recursively, sorted) into image files; explicit files are kept as given.
+/// Links to folders are followed, each folder once: one reached again (a link loop, or a
+/// second link to it) is skipped with a warning naming it, so no image is listed twice and
+/// no loop makes the walk endless.
 pub fn collect_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, out)?;
-            } else if p
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-            {
-                out.push(p);
-            }
-        }
-        Ok(())
-    }
     let mut images = Vec::new();
+    let mut seen = HashSet::new();
     for input in inputs {
         if input.is_dir() {
             let before = images.len();
-            walk(input, &mut images)?;
+            walk(input, &mut seen, &mut images)?;
             if images.len() == before {
                 bail!(Error::Usage(format!(
                     "{}: no images (png, jpg, webp, bmp) in this folder",
@@ -112,6 +100,37 @@ pub fn collect_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     Ok(images)
+}
+
+/// Adds the images under `dir` to `out`, sorted, skipping folders in `seen` (by their
+/// canonical path).
+fn walk(dir: &Path, seen: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let real = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    if !seen.insert(real.clone()) {
+        log::warn!(
+            "skipped {}: the folder {} is listed already (a link loop or a second link)",
+            dir.display(),
+            real.display()
+        );
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, seen, out)?;
+        } else if p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        {
+            out.push(p);
+        }
+    }
+    Ok(())
 }
 
 /// Decodes and preprocesses `paths` on all cores, one worker per core rather than one
@@ -159,22 +178,71 @@ fn softmax(logits: &[f32]) -> Vec<f32> {
     exp.iter().map(|&e| (e / sum) as f32).collect()
 }
 
+/// What `classify` settles before the GPU: the images, the network and how to feed it.
+struct Setup {
+    images: Vec<PathBuf>,
+    weights: resnet_wgpu::WeightsFile,
+    pre: Preprocess,
+    /// 0 for a network without a head (features only).
+    classes: usize,
+    labels: Vec<String>,
+}
+
 pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> {
-    if args.batch == 0 {
-        bail!(Error::Usage("--batch must be at least 1".into()));
-    }
-    if args.top_k == 0 {
-        bail!(Error::Usage("--top-k must be at least 1".into()));
-    }
+    let (setup, network) = prepare(&args)?;
+    let image_options = ImageOptions {
+        exif_orientation: !args.ignore_exif,
+        max_pixels: args.max_pixels,
+    };
+    let spinner = ProgressBar::new_spinner().with_message(format!(
+        "uploading weights ({:.1} MiB)",
+        setup.weights.float_bytes() as f64 / (1 << 20) as f64
+    ));
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let engine = Engine::load_network(network, &setup.weights, options)?;
+    spinner.finish_and_clear();
+    let which = if args.features.is_some() {
+        Output::Features
+    } else {
+        Output::Logits
+    };
+    let (outputs, width) = infer_all(&engine, &setup, &image_options, args.batch, which)?;
+    let images = &setup.images;
     if let Some(path) = &args.features {
-        check_output_path(path)?;
+        npy::write_f32(path, &[images.len(), width], &outputs)?;
+        errln!(
+            "wrote features ({}, {width}) for {} images to {}",
+            images.len(),
+            images.len(),
+            path.display()
+        );
+        for (i, p) in images.iter().enumerate() {
+            outln!("{i}\t{}", p.display());
+        }
+        return Ok(());
     }
+    let predictions = top_k(&setup, &outputs, args.top_k);
+    print_predictions(&predictions, args.json, args.csv)
+}
+
+/// Everything checked and decided before the GPU is opened: counts, images, the output path,
+/// the network (its tensors, NaN/Inf), preprocessing and class names.
+fn prepare(args: &ClassifyArgs) -> anyhow::Result<(Setup, Network)> {
+    at_least("--batch", args.batch, 1)?;
+    at_least("--top-k", args.top_k, 1)?;
     let images = collect_images(&args.inputs)?;
+    if let Some(path) = &args.features {
+        let mut inputs: Vec<&Path> = images.iter().map(PathBuf::as_path).collect();
+        inputs.extend(args.weights.as_deref());
+        inputs.extend(args.labels.as_deref());
+        check_output_path(path, &inputs)?;
+    }
     let weights = open_weights(args.weights.as_deref())?;
     let config = SourceConfig::for_weights(&weights)?;
     // Detection is cheap: settle preprocessing (and reject a bad --preprocess) before the
     // weights go to the GPU.
-    let arch = resnet_wgpu::model::detect_with(&weights, config.as_ref())?;
+    let arch = resnet_wgpu::model::detect_with(&weights, config.as_ref())
+        .map_err(|e| naming_file(&weights, e))?;
     let (mut pre, from) = default_preprocess(&weights, Some(&arch), config.as_ref())?;
     if let Some(spec) = &args.preprocess {
         pre = presets::parse(spec, pre)
@@ -191,33 +259,36 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
                 .into()
         )),
     };
-    let (labels, _) = if classes > 0 {
-        class_names_with(&weights, classes, args.labels.as_deref(), config.as_ref())?
+    let labels = if classes > 0 {
+        class_names_with(&weights, classes, args.labels.as_deref(), config.as_ref())?.0
     } else {
-        (vec![], resnet_wgpu::metadata::LabelSource::Indices)
+        vec![]
     };
     // NaN/Inf weights are refused before the GPU is opened; the engine takes the network
     // as built here.
     let network = Network::from_arch(arch, &weights)?;
-    let image_options = ImageOptions {
-        exif_orientation: !args.ignore_exif,
-        max_pixels: args.max_pixels,
+    let setup = Setup {
+        images,
+        weights,
+        pre,
+        classes,
+        labels,
     };
-    let spinner = ProgressBar::new_spinner().with_message(format!(
-        "uploading weights ({:.1} MiB)",
-        weights.float_bytes() as f64 / (1 << 20) as f64
-    ));
-    spinner.enable_steady_tick(Duration::from_millis(100));
-    let engine = Engine::load_network(network, &weights, options)?;
-    spinner.finish_and_clear();
-    let (h, w) = (pre.crop_h as usize, pre.crop_w as usize);
-    let which = if args.features.is_some() {
-        Output::Features
-    } else {
-        Output::Logits
-    };
+    Ok((setup, network))
+}
 
-    let bar = if images.len() > args.batch {
+/// Runs every image through the network, `batch` at a time, with a progress bar when there
+/// is more than one batch. Returns the outputs, one row of `width` per image.
+fn infer_all(
+    engine: &Engine,
+    setup: &Setup,
+    image_options: &ImageOptions,
+    batch: usize,
+    which: Output,
+) -> anyhow::Result<(Vec<f32>, usize)> {
+    let (pre, images) = (&setup.pre, &setup.images);
+    let (h, w) = (pre.crop_h as usize, pre.crop_w as usize);
+    let bar = if images.len() > batch {
         ProgressBar::new(images.len() as u64)
     } else {
         ProgressBar::hidden()
@@ -228,38 +299,28 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
     );
     let mut outputs: Vec<f32> = Vec::new();
     let mut width = 0;
-    for chunk in images.chunks(args.batch) {
-        let tensors = decode_all(chunk, &|p| {
-            load_and_preprocess_with(p, &pre, &image_options)
-        });
-        let mut batch = Vec::with_capacity(chunk.len() * 3 * h * w);
+    for chunk in images.chunks(batch) {
+        let tensors = decode_all(chunk, &|p| load_and_preprocess_with(p, pre, image_options));
+        let mut x = Vec::with_capacity(chunk.len() * 3 * h * w);
         for t in tensors {
-            batch.extend(t?);
+            x.extend(t?);
         }
-        let y = engine.run(&batch, chunk.len(), h, w, which)?;
+        let y = engine.run(&x, chunk.len(), h, w, which)?;
         width = y.len() / chunk.len();
         outputs.extend(y);
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
+    Ok((outputs, width))
+}
 
-    if let Some(path) = &args.features {
-        npy::write_f32(path, &[images.len(), width], &outputs)?;
-        eprintln!(
-            "wrote features ({}, {width}) for {} images to {}",
-            images.len(),
-            images.len(),
-            path.display()
-        );
-        for (i, p) in images.iter().enumerate() {
-            println!("{i}\t{}", p.display());
-        }
-        return Ok(());
-    }
-    let k = args.top_k.min(classes);
-    let predictions: Vec<Prediction> = images
+/// The `k` most probable classes of each image, from its logits.
+fn top_k(setup: &Setup, outputs: &[f32], k: usize) -> Vec<Prediction> {
+    let k = k.min(setup.classes);
+    setup
+        .images
         .iter()
-        .zip(outputs.chunks(classes.max(1)))
+        .zip(outputs.chunks(setup.classes.max(1)))
         .map(|(path, logits)| {
             let probs = softmax(logits);
             let mut order: Vec<usize> = (0..probs.len()).collect();
@@ -270,23 +331,22 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
                     .iter()
                     .map(|&c| Scored {
                         class: c,
-                        label: labels[c].clone(),
+                        label: setup.labels[c].clone(),
                         prob: probs[c],
                     })
                     .collect(),
             }
         })
-        .collect();
-    print_predictions(&predictions, args.json, args.csv)
+        .collect()
 }
 
 fn print_predictions(predictions: &[Prediction], json: bool, csv: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(predictions)?);
+        outln!("{}", serde_json::to_string_pretty(predictions)?);
         return Ok(());
     }
     if csv {
-        println!("image,rank,class,label,prob");
+        outln!("image,rank,class,label,prob");
         let quote = |s: &str| {
             if s.contains([',', '"', '\n']) {
                 format!("\"{}\"", s.replace('"', "\"\""))
@@ -296,7 +356,7 @@ fn print_predictions(predictions: &[Prediction], json: bool, csv: bool) -> anyho
         };
         for p in predictions {
             for (rank, s) in p.top.iter().enumerate() {
-                println!(
+                outln!(
                     "{},{},{},{},{:.6}",
                     quote(&p.image),
                     rank + 1,
@@ -339,13 +399,13 @@ fn print_predictions(predictions: &[Prediction], json: bool, csv: bool) -> anyho
     for (i, wd) in col_w.iter().enumerate() {
         header.push_str(&format!("  {:wd$}", format!("TOP-{}", i + 1)));
     }
-    println!("{}", header.trim_end());
+    outln!("{}", header.trim_end());
     for (p, c) in predictions.iter().zip(&cells) {
         let mut line = format!("{:image_w$}", p.image);
         for (cell, wd) in c.iter().zip(&col_w) {
             line.push_str(&format!("  {cell:wd$}"));
         }
-        println!("{}", line.trim_end());
+        outln!("{}", line.trim_end());
     }
     Ok(())
 }

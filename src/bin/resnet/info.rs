@@ -4,14 +4,30 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use resnet_wgpu::graph::plan::MemoryPlan;
+use resnet_wgpu::graph::Graph;
 use resnet_wgpu::metadata::{class_names_with, default_preprocess, LabelSource};
-use resnet_wgpu::model::{build_graph, detect_with, Shortcut, SourceConfig, Stem};
-use resnet_wgpu::preprocess::presets;
-use resnet_wgpu::Error;
+use resnet_wgpu::model::{Arch, Shortcut, SourceConfig, Stem};
+use resnet_wgpu::preprocess::{presets, Preprocess};
+use resnet_wgpu::{Network, WeightsFile};
 
-use crate::open_weights;
+use crate::{at_least, naming_file, open_weights};
+
+/// The facts `info` reports, gathered once for both the JSON and the text form.
+struct Facts {
+    file: WeightsFile,
+    arch: Arch,
+    config: Option<SourceConfig>,
+    graph: Graph,
+    plan: MemoryPlan,
+    pre: Preprocess,
+    pre_from: String,
+    /// Where the class names come from, naming the file; `None` without a head.
+    labels_from: Option<String>,
+    gflops_224: f64,
+    gflops: f64,
+}
 
 pub fn info(
     weights: Option<&Path>,
@@ -19,14 +35,21 @@ pub fn info(
     batch: usize,
     json: bool,
 ) -> anyhow::Result<()> {
-    if batch == 0 {
-        bail!(Error::Usage("--batch must be at least 1".into()));
+    at_least("--batch", batch, 1)?;
+    let facts = gather(weights, batch, h, w)?;
+    if json {
+        let value = to_json(&facts, batch, h, w);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
     }
+    print_text(&facts, batch, h, w)
+}
+
+fn gather(weights: Option<&Path>, batch: usize, h: usize, w: usize) -> anyhow::Result<Facts> {
     let file = open_weights(weights)?;
     let config = SourceConfig::for_weights(&file)?;
-    let a = detect_with(&file, config.as_ref()).with_context(|| file.path.display().to_string())?;
-    file.check_finite()?;
-    let graph = build_graph(&a);
+    let Network { arch, graph } =
+        Network::detect_with(&file, config.as_ref()).map_err(|e| naming_file(&file, e))?;
     let flops_at = |n, h, w| -> anyhow::Result<f64> {
         let shapes = graph.infer_shapes(n, h, w)?;
         Ok(graph
@@ -41,111 +64,152 @@ pub fn info(
         .infer_shapes(batch, h, w)
         .with_context(|| format!("planning for {batch}x3x{h}x{w}"))?;
     let plan = MemoryPlan::new(&graph, &shapes, true);
-    let weight_bytes = graph.folded_weight_bytes();
-    let (pre, pre_from) = default_preprocess(&file, Some(&a), config.as_ref())?;
-    let labels = match a.num_classes {
-        Some(c) => Some(class_names_with(&file, c, None, config.as_ref())?),
+    let gflops = flops_at(batch, h, w)?;
+    let (pre, pre_from) = default_preprocess(&file, Some(&arch), config.as_ref())?;
+    let labels_from = match arch.num_classes {
+        Some(c) => Some(label_source(
+            class_names_with(&file, c, None, config.as_ref())?.1,
+            config.as_ref(),
+        )),
         None => None,
     };
-    let labels_from = labels.as_ref().map(|(_, s)| match s {
-        LabelSource::File => "--labels",
-        LabelSource::Metadata => "metadata `resnet.labels`",
-        LabelSource::Config => "config.json",
-        LabelSource::ImageNet => "ImageNet (1000-class head)",
-        LabelSource::Indices => "class indices",
-    });
-    let stem = match a.stem {
+    Ok(Facts {
+        file,
+        arch,
+        config,
+        graph,
+        plan,
+        pre,
+        pre_from,
+        labels_from,
+        gflops_224,
+        gflops,
+    })
+}
+
+/// Where class names came from, with the file that holds them.
+fn label_source(source: LabelSource, config: Option<&SourceConfig>) -> String {
+    match (source, config) {
+        (LabelSource::File, _) => "--labels".into(),
+        // The weights file itself, which `file` names.
+        (LabelSource::Metadata, _) => "metadata `resnet.labels`".into(),
+        (LabelSource::Config, Some(c)) => c.path.display().to_string(),
+        (LabelSource::Config, None) => "config.json".into(),
+        (LabelSource::ImageNet, _) => "ImageNet (1000-class head)".into(),
+        (LabelSource::Indices, _) => "class indices".into(),
+    }
+}
+
+fn stem_text(a: &Arch) -> String {
+    match a.stem {
         Stem::Plain { width } => format!("7×7 conv → {width}"),
         Stem::Deep { widths: [x, y, z] } => format!("3×3 convs → {x} → {y} → {z}"),
-    };
-    let shortcut = match a.shortcut {
+    }
+}
+
+fn shortcut_text(a: &Arch) -> &'static str {
+    match a.shortcut {
         Shortcut::Conv => "1×1 conv with the stage stride + BN",
         Shortcut::AvgPool => "2×2 avg pool (ceil, no padding in the divisor) + 1×1 conv + BN",
-    };
-    let value = serde_json::json!({
-        "file": file.path.display().to_string(),
+    }
+}
+
+fn to_json(f: &Facts, batch: usize, h: usize, w: usize) -> serde_json::Value {
+    let (a, pre) = (&f.arch, &f.pre);
+    serde_json::json!({
+        "file": f.file.path.display().to_string(),
         "architecture": a.name(),
         "description": a.describe(),
         "layout": a.layout.describe(a.num_classes.is_some()),
         "block": format!("{:?}", a.block).to_lowercase(),
         "depths": a.depths(),
-        "stem": stem,
+        "stem": stem_text(a),
         "stem_width": a.stem.out_channels(),
-        "shortcut": shortcut,
+        "shortcut": shortcut_text(a),
         "stage_widths": a.stages.iter().map(|s| s.inner_width).collect::<Vec<_>>(),
         "stage_outputs": a.stages.iter().map(|s| s.out_channels).collect::<Vec<_>>(),
         "groups": a.groups(),
         "stage_strides": a.stages.iter().map(|s| s.stride).collect::<Vec<_>>(),
         "stride_on_1x1": a.stages.iter().any(|s| s.stride_on_1x1),
         "classes": a.num_classes,
-        "labels": labels_from,
-        "config": config.as_ref().map(|c| c.path.display().to_string()),
+        "labels": f.labels_from,
+        "config": f.config.as_ref().map(|c| c.path.display().to_string()),
         "assumptions": a.assumptions,
         "preprocess": {
             "resize": pre.resize, "crop": [pre.crop_h, pre.crop_w],
             "interp": format!("{:?}", pre.interp).to_lowercase(),
             "rounding": format!("{:?}", pre.crop_rounding).to_lowercase(),
-            "mean": pre.mean, "std": pre.std, "from": pre_from,
+            "mean": pre.mean, "std": pre.std, "from": f.pre_from,
         },
         "parameters": a.parameter_count(),
-        "stored_bytes": file.float_bytes(),
-        "gflops_224": gflops_224,
+        "stored_bytes": f.file.float_bytes(),
+        "gflops_224": f.gflops_224,
         "plan": {
             "batch": batch, "height": h, "width": w,
-            "dispatches": graph.nodes.len(),
-            "activation_buffers": plan.slot_bytes.len(),
-            "peak_activation_bytes": plan.peak_bytes(),
-            "weight_bytes": weight_bytes,
-            "gflops": flops_at(batch, h, w)?,
+            "dispatches": f.graph.nodes.len(),
+            "activation_buffers": f.plan.slot_bytes.len(),
+            "peak_activation_bytes": f.plan.peak_bytes(),
+            "weight_bytes": f.graph.folded_weight_bytes(),
+            "gflops": f.gflops,
         },
-        "metadata": file.metadata,
-    });
-    if json {
-        println!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(());
-    }
+        "metadata": f.file.metadata,
+    })
+}
+
+fn print_text(f: &Facts, batch: usize, h: usize, w: usize) -> anyhow::Result<()> {
+    let a = &f.arch;
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
-    println!("file:         {}", file.path.display());
-    println!("architecture: {}", a.describe());
-    println!(
+    outln!("file:         {}", f.file.path.display());
+    outln!("architecture: {}", a.describe());
+    outln!(
         "blocks:       {}, depths {:?}",
         format!("{:?}", a.block).to_lowercase(),
         a.depths()
     );
-    println!("stem:         {stem}");
-    println!("shortcut:     {shortcut}");
-    println!(
+    outln!("stem:         {}", stem_text(a));
+    outln!("shortcut:     {}", shortcut_text(a));
+    outln!(
         "widths:       inner {:?}, outputs {:?}, groups {:?}",
         a.stages.iter().map(|s| s.inner_width).collect::<Vec<_>>(),
         a.stages.iter().map(|s| s.out_channels).collect::<Vec<_>>(),
         a.groups()
     );
-    match (a.num_classes, labels_from) {
-        (Some(c), Some(from)) => println!("classes:      {c} (names: {from})"),
-        _ => println!(
+    match (a.num_classes, &f.labels_from) {
+        (Some(c), Some(from)) => outln!("classes:      {c} (names: {from})"),
+        _ => outln!(
             "classes:      none (no head: outputs {} pooled features)",
             a.features()
         ),
     }
-    if let Some(c) = &config {
-        println!("config:       {}", c.path.display());
+    if let Some(c) = &f.config {
+        outln!("config:       {}", c.path.display());
     }
     for assumed in &a.assumptions {
-        println!("assumed:      {assumed}");
+        outln!("assumed:      {assumed}");
     }
-    println!(
-        "preprocess:   {} (from {pre_from})",
-        presets::describe(&pre)
+    outln!(
+        "preprocess:   {} (from {})",
+        presets::describe(&f.pre),
+        f.pre_from
     );
-    println!(
+    outln!(
         "parameters:   {} ({:.1} MiB as stored)",
         a.parameter_count(),
-        mib(file.float_bytes())
+        mib(f.file.float_bytes())
     );
-    println!("GFLOPs @224:  {gflops_224:.2} (per image, 2 per multiply-add)");
-    println!("plan @ {batch}x3x{h}x{w}: {} dispatches, {} activation buffers ({:.1} MiB), {:.1} MiB folded weights", graph.nodes.len(), plan.slot_bytes.len(), mib(plan.peak_bytes()), mib(weight_bytes));
-    if let Some(d) = file.metadata.get("resnet.description") {
-        println!("description:  {d}");
+    outln!(
+        "GFLOPs @224:  {:.2} (per image, 2 per multiply-add)",
+        f.gflops_224
+    );
+    outln!(
+        "plan @ {batch}x3x{h}x{w}: {} dispatches, {} activation buffers ({:.1} MiB), {:.1} MiB folded weights",
+        f.graph.nodes.len(),
+        f.plan.slot_bytes.len(),
+        mib(f.plan.peak_bytes()),
+        mib(f.graph.folded_weight_bytes())
+    );
+    if let Some(d) = f.file.metadata.get("resnet.description") {
+        outln!("description:  {d}");
     }
     Ok(())
 }

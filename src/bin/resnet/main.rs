@@ -1,5 +1,9 @@
 //! `resnet`: run, classify and inspect ResNet-family networks on any GPU through WebGPU.
 
+// First, so its `outln!`/`errln!` macros are in scope in the modules below.
+#[macro_use]
+mod stdio;
+
 mod bench;
 mod classify;
 mod info;
@@ -13,7 +17,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use resnet_wgpu::gpu::disk_cache::DiskCache;
 use resnet_wgpu::{
-    npy, reference, AdapterChoice, Engine, Error, GpuOptions, Network, Output, WeightsFile,
+    fsutil, npy, reference, AdapterChoice, Engine, Error, GpuOptions, Network, Output, WeightsFile,
 };
 
 /// The trained default model (see scripts/train_default.py), compiled in so `resnet classify`
@@ -157,22 +161,39 @@ pub fn open_weights(path: Option<&Path>) -> anyhow::Result<WeightsFile> {
 /// GPU work, with errors that name the file (the tensor errors of the library name only the
 /// tensor). The engine takes the result as is: nothing is detected or scanned twice.
 pub fn check_weights(file: &WeightsFile) -> anyhow::Result<Network> {
-    let network = Network::detect(file).map_err(|e| match e {
+    Network::detect(file).map_err(|e| naming_file(file, e))
+}
+
+/// A library error about one tensor of `file`, with the file's name in front (the other
+/// errors name it already).
+pub fn naming_file(file: &WeightsFile, e: Error) -> anyhow::Error {
+    match e {
         Error::MissingTensor { .. }
         | Error::TensorShape { .. }
+        | Error::TensorRank { .. }
         | Error::TensorDtype { .. }
         | Error::UnexpectedTensor { .. } => {
             anyhow::Error::new(e).context(file.path.display().to_string())
         }
         other => other.into(),
-    })?;
-    Ok(network)
+    }
+}
+
+/// Refuses a count flag below its minimum, in the same words for every command.
+pub fn at_least(flag: &str, value: usize, min: usize) -> anyhow::Result<()> {
+    if value < min {
+        bail!(Error::Usage(format!(
+            "{flag} must be at least {min} (got {value})"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses an output path that cannot be written, before any work is done: its folder must
-/// exist and the path must not be a folder. (The write itself goes through a temporary file
-/// and a rename, so a failure never leaves a partial file.)
-pub fn check_output_path(path: &Path) -> anyhow::Result<()> {
+/// exist, the path must not be a folder, and it must not be one of the command's `inputs`
+/// (writing the logits over the weights would destroy them). A FIFO or character device
+/// (`/dev/null`) is fine: it is written through (see `fsutil::write_atomic`).
+pub fn check_output_path(path: &Path, inputs: &[&Path]) -> anyhow::Result<()> {
     if path.is_dir() {
         bail!(Error::Usage(format!(
             "{}: is a folder; give a file name for the output",
@@ -188,35 +209,39 @@ pub fn check_output_path(path: &Path) -> anyhow::Result<()> {
             )));
         }
     }
+    if let Some(input) = inputs.iter().find(|i| fsutil::same_file(path, i)) {
+        bail!(Error::Usage(format!(
+            "{}: the output is the input {}; writing it would destroy the input",
+            path.display(),
+            input.display()
+        )));
+    }
     Ok(())
+}
+
+/// On SIGINT or SIGTERM, removes the temporary file of a write in progress before exiting
+/// (with 128 + the signal, as a shell reports a process the signal ended), so no `*.tmp`
+/// is left behind.
+fn remove_temporaries_on_signals() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        log::debug!("no signal handler: an interrupted write may leave a *.tmp file");
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            for path in fsutil::remove_temporaries() {
+                log::info!("removed {}", path.display());
+            }
+            std::process::exit(128 + signal);
+        }
+    });
 }
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(
-                e.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!(
-                "{}",
-                if first.starts_with("error:") {
-                    first.to_string()
-                } else {
-                    format!("error: {first}")
-                }
-            );
-            return ExitCode::from(2);
-        }
+        Err(e) => return usage_error(&e),
     };
     let level = match cli.verbose {
         0 => "warn",
@@ -228,17 +253,72 @@ fn main() -> ExitCode {
     )
     .format_timestamp(None)
     .init();
-    match dispatch(cli) {
+    remove_temporaries_on_signals();
+    let result = dispatch(cli).and_then(|()| {
+        // Whatever is still buffered must reach the reader too, or fail here, not silently
+        // at exit.
+        std::io::Write::flush(&mut std::io::stdout())
+            .map_err(|e| stdio::StreamError::flush(e).into())
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let user = e
-                .chain()
-                .find_map(|c| c.downcast_ref::<Error>())
-                .is_none_or(Error::is_user_error);
-            eprintln!("error: {}", one_line(&e));
-            ExitCode::from(if user { 2 } else { 1 })
-        }
+        Err(e) => report(&e),
     }
+}
+
+/// Help and version on standard output (exit code 0); usage errors as one `error:` line
+/// naming what is wrong, with exit code 2 — `resnet` alone too, with the usage.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        return match e.print() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(io) => report(&stdio::StreamError::flush(io).into()),
+        };
+    }
+    let text = e.render().to_string();
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = stdio::err(format_args!(
+            "error: a command is required\n\n{}",
+            text.trim_end()
+        ));
+        return ExitCode::from(2);
+    }
+    // The message is the text before the usage; its lines (clap puts the missing arguments
+    // one per line) joined into one.
+    let message = text.split("\n\n").next().unwrap_or("invalid arguments");
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = if line.starts_with("error:") {
+        line
+    } else {
+        format!("error: {line}")
+    };
+    let _ = stdio::err(format_args!("{line}"));
+    ExitCode::from(2)
+}
+
+/// The exit for an error: a closed standard stream quietly (its reader is gone), else one
+/// `error:` line, exit code 2 for the user's mistakes and 1 for the rest.
+fn report(e: &anyhow::Error) -> ExitCode {
+    if let Some(stream) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<stdio::StreamError>())
+    {
+        if stream.is_closed_pipe() {
+            return ExitCode::SUCCESS;
+        }
+        if !stream.on_stderr() {
+            let _ = stdio::err(format_args!("error: {}", one_line(e)));
+        }
+        return ExitCode::from(1);
+    }
+    let user = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<Error>())
+        .is_none_or(Error::is_user_error);
+    // Standard error itself may be closed or full: then there is no one to tell.
+    let _ = stdio::err(format_args!("error: {}", one_line(e)));
+    ExitCode::from(if user { 2 } else { 1 })
 }
 
 /// The error and its causes on one line, `outer: inner`, leaving out a cause its parent
@@ -281,14 +361,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Adapters { json } => {
             let list = resnet_wgpu::gpu::context::list_adapters(&options.adapter)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
                 bail!(Error::NoAdapter(
                     " (on Linux without a GPU, install Mesa's lavapipe: scripts/setup.sh)".into()
                 ));
             } else {
                 for a in list {
-                    println!("{a}");
+                    outln!("{a}");
                 }
             }
             Ok(())
@@ -304,7 +384,7 @@ fn run(
     verify: bool,
     options: &GpuOptions,
 ) -> anyhow::Result<()> {
-    check_output_path(output)?;
+    check_output_path(output, &[weights, input])?;
     let x = npy::read_f32(input)?;
     let [n, c, h, w] = x.shape[..] else {
         bail!(Error::InputShape(format!(
@@ -367,7 +447,7 @@ fn run(
     if verify {
         let (logits, feats) = reference::run_graph(&engine.graph, &file, &x.data, n, h, w)?;
         let want = if features { feats } else { logits };
-        println!(
+        outln!(
             "relative error vs CPU reference: {:.3e}",
             reference::relative_error(&y, &want)
         );

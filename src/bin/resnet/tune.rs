@@ -4,10 +4,10 @@
 use anyhow::bail;
 use resnet_wgpu::gpu::tuning::cache::TuneCache;
 use resnet_wgpu::reference::relative_error;
-use resnet_wgpu::{Engine, Error, GpuOptions, Output, TuneOptions};
+use resnet_wgpu::{Engine, Error, GpuOptions, Output, TuneOptions, TuneReport};
 
 use crate::bench::{input, ModelSource};
-use crate::parse_size;
+use crate::{at_least, parse_size};
 
 #[derive(clap::Args)]
 pub struct TuneArgs {
@@ -34,20 +34,17 @@ pub struct TuneArgs {
 
 pub fn tune(args: TuneArgs, options: &GpuOptions) -> anyhow::Result<()> {
     let (h, w) = args.size;
-    if args.batch == 0 {
-        bail!(Error::Usage("--batch must be at least 1".into()));
-    }
+    at_least("--batch", args.batch, 1)?;
+    // The tuner's minimums (a median of fewer runs is noise), refused like every tool's.
+    at_least("--warmup", args.warmup, TuneOptions::default().warmup)?;
+    at_least("--iters", args.iters, TuneOptions::default().iters)?;
     let (weights, network) = args.model.open()?;
     let engine = Engine::load_network(network, &weights, options)?;
     let cache_path = engine.ctx.disk_cache.dir().map(|d| TuneCache::path(&d));
     // Read the cache before the long search: a broken one is reported now, not after.
-    let mut cache = match &cache_path {
-        Some(path) => TuneCache::load(path).unwrap_or_else(|e| {
-            log::warn!("starting a new tuning cache: {e}");
-            TuneCache::empty()
-        }),
-        None => TuneCache::empty(),
-    };
+    if let Some(Err(e)) = cache_path.as_deref().map(TuneCache::load) {
+        log::warn!("starting a new tuning cache: {e}");
+    }
     let tune_options = TuneOptions {
         warmup: args.warmup,
         iters: args.iters,
@@ -64,51 +61,82 @@ pub fn tune(args: TuneArgs, options: &GpuOptions) -> anyhow::Result<()> {
         bar.set_message(key.to_string());
     })?;
     bar.finish_and_clear();
+    let network_error = check_network(&engine, &report, args.batch, h, w)?;
+    let saved = match &cache_path {
+        Some(path) => {
+            // Only this run's results, merged into the file as it is when saving: another
+            // run may have saved its own since this one started.
+            let mut cache = TuneCache::empty();
+            cache.record(&engine.ctx.info, &report);
+            cache.save_merged(path)?;
+            Some(path.display().to_string())
+        }
+        None => None,
+    };
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        value["network_error"] = serde_json::json!(network_error);
+        value["cache"] = serde_json::json!(saved);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    print_report(&report, args.batch, h, w, network_error, saved)
+}
 
-    // The whole network under the tuned choices against the heuristics, on one input.
-    let x = input(args.batch, h, w)?;
+/// The whole network under the tuned choices against the heuristics, on one input: the
+/// relative difference, or an error (and nothing saved) beyond 1e-4.
+fn check_network(
+    engine: &Engine,
+    report: &TuneReport,
+    batch: usize,
+    h: usize,
+    w: usize,
+) -> anyhow::Result<f64> {
+    let x = input(batch, h, w)?;
     engine.set_conv_configs(Default::default())?;
-    let want = engine.run(&x, args.batch, h, w, Output::Logits)?;
+    let want = engine.run(&x, batch, h, w, Output::Logits)?;
     let tuned = report
         .shapes
         .iter()
         .map(|s| (s.key.clone(), s.best))
         .collect();
     engine.set_conv_configs(tuned)?;
-    let got = engine.run(&x, args.batch, h, w, Output::Logits)?;
+    let got = engine.run(&x, batch, h, w, Output::Logits)?;
     let network_error = relative_error(&got, &want);
     if network_error > 1e-4 {
         bail!(Error::Gpu(format!(
             "the tuned network differs from the default one by {network_error:.2e}; nothing saved"
         )));
     }
+    Ok(network_error)
+}
 
-    let saved = match &cache_path {
-        Some(path) => {
-            cache.record(&engine.ctx.info, &report);
-            cache.save(path)?;
-            Some(path.display().to_string())
-        }
-        None => None,
-    };
-
-    if args.json {
-        let mut value = serde_json::to_value(&report)?;
-        value["network_error"] = serde_json::json!(network_error);
-        value["cache"] = serde_json::json!(saved);
-        println!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(());
-    }
-    println!(
-        "adapter: {}  timing: {:?}  input: {}x3x{h}x{w}",
-        report.adapter, report.method, args.batch
+fn print_report(
+    report: &TuneReport,
+    batch: usize,
+    h: usize,
+    w: usize,
+    network_error: f64,
+    saved: Option<String>,
+) -> anyhow::Result<()> {
+    outln!(
+        "adapter: {}  timing: {:?}  input: {batch}x3x{h}x{w}",
+        report.adapter,
+        report.method
     );
-    println!(
+    outln!(
         "{:<40} {:>5} {:<28} {:>9} {:<28} {:>9} {:>7} {:>6}",
-        "conv shape", "convs", "default", "ms", "tuned", "ms", "speedup", "tried"
+        "conv shape",
+        "convs",
+        "default",
+        "ms",
+        "tuned",
+        "ms",
+        "speedup",
+        "tried"
     );
     for s in &report.shapes {
-        println!(
+        outln!(
             "{:<40} {:>5} {:<28} {:>9.3} {:<28} {:>9.3} {:>6.2}x {:>6}",
             s.key,
             s.nodes.len(),
@@ -120,17 +148,17 @@ pub fn tune(args: TuneArgs, options: &GpuOptions) -> anyhow::Result<()> {
             s.tried
         );
         for r in &s.rejected {
-            println!("    rejected (wrong output): {r}");
+            outln!("    rejected (wrong output): {r}");
         }
     }
     let (default_ms, best_ms) = report.totals();
-    println!(
+    outln!(
         "all convs: default {default_ms:.3} ms, tuned {best_ms:.3} ms ({:.2}x); tuned network vs default: relative difference {network_error:.1e}",
         default_ms / best_ms.max(1e-12)
     );
     match saved {
-        Some(path) => println!("saved to {path}; inference on this adapter now uses it"),
-        None => println!("not saved (--no-cache)"),
+        Some(path) => outln!("saved to {path}; inference on this adapter now uses it"),
+        None => outln!("not saved (--no-cache)"),
     }
     Ok(())
 }

@@ -81,6 +81,30 @@ impl TuneCache {
         crate::fsutil::write_atomic(path, text.as_bytes())
     }
 
+    /// Saves this cache's entries merged into the file as it is now, under a lock
+    /// (`tune.json.lock` beside it): entries of the file that this cache lacks are kept, and
+    /// this cache's win for their shapes. Two `resnet tune` runs on one cache folder thus
+    /// keep both runs' results, whichever saves last. A file that cannot be read is replaced,
+    /// with a warning.
+    pub fn save_merged(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let mut lock = path.as_os_str().to_owned();
+        lock.push(".lock");
+        crate::fsutil::with_lock(Path::new(&lock), || {
+            let mut merged = Self::load(path).unwrap_or_else(|e| {
+                log::warn!("replacing the tuning cache: {e}");
+                Self::empty()
+            });
+            for (adapter, convs) in &self.adapters {
+                let entry = merged.adapters.entry(adapter.clone()).or_default();
+                entry.extend(convs.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            merged.save(path)
+        })
+    }
+
     /// Records every winner of `report`, tuned on `adapter`, replacing earlier results for
     /// the same shapes.
     pub fn record(&mut self, adapter: &AdapterSummary, report: &TuneReport) {
