@@ -1,7 +1,7 @@
 //! Batches too large for the adapter's buffer limits run as sub-batches with the same
 //! results; one image too large is an error that names the limit.
 
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

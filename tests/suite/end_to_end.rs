@@ -2,7 +2,7 @@
 //! conv kernels, shader bounds checks on and off (see `fixture_tests!` for which fixture runs
 //! in which configurations).
 
-mod common;
+use crate::common;
 
 use common::{fixture, gpu_mode, Mode, ALL_MODES};
 use resnet_wgpu::npy::read_f32;

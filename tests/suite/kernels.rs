@@ -1,7 +1,7 @@
 //! Every kernel against the plain CPU reference on seeded random shapes, in both shader modes.
 //! Each case builds a one- or two-node graph by hand, so a failure names the op and the shape.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

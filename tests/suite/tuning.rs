@@ -2,7 +2,7 @@
 //! sizes, both conv kernels, split-K) against the CPU reference, in both shader modes; a
 //! tuning run's choices going through the cache into a later engine.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
