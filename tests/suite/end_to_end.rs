@@ -104,11 +104,11 @@ macro_rules! fixture_tests {
 
 // The small networks of each block type (tiny and resnet18: basic blocks; resnet50:
 // bottlenecks) run in all four configurations. The others add depth, storage dtypes and a
-// 224×224 input on the same conv specialisations, so two configurations that between them
-// cover both shader modes and both conv kernels suffice; alternating the pair per fixture
-// runs each of the four configurations on deep networks too. Every (checked × kernel)
-// combination of every conv specialisation is also checked against the CPU reference in
-// tests/kernels.rs.
+// 224×224 input to the same layer kinds, so two configurations that between them cover both
+// shader modes and both conv kernels suffice; alternating the pair per fixture runs each of
+// the four configurations on deep networks too. The `kernels` module checks every conv path
+// (pointwise, strided 1×1, NCHW stem, residual, tile edges) in all four configurations
+// against the CPU reference.
 fixture_tests! {
     tiny => "tiny" in All,
     resnet18 => "resnet18" in All,

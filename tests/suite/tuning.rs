@@ -172,7 +172,7 @@ fn every_tuning_candidate_matches_the_reference() {
 /// once, on the first row whose space has it. What the skipped repeats would add, a
 /// configuration on another row's layout (NCHW stem, 1×1, grouped, with or without a
 /// residual), is covered by the test above under every configuration with production
-/// shaders, and by tests/kernels.rs and tests/kernels_family.rs, which run each of those
+/// shaders, and by the `kernels` and `kernels_family` modules, which run each of those
 /// layouts with checked shaders under both kernels.
 #[test]
 fn every_tuning_configuration_matches_the_reference_with_checked_shaders() {
