@@ -377,40 +377,7 @@ pub fn standard(name: &str, num_classes: usize) -> Option<Arch> {
         }
         _ => return None,
     };
-    let (stem, shortcut) = match suffix {
-        "" | "b" => (Stem::Plain { width: 64 }, Shortcut::Conv),
-        "c" => (
-            Stem::Deep {
-                widths: [32, 32, 64],
-            },
-            Shortcut::Conv,
-        ),
-        "d" => (
-            Stem::Deep {
-                widths: [32, 32, 64],
-            },
-            Shortcut::AvgPool,
-        ),
-        "s" => (
-            Stem::Deep {
-                widths: [64, 64, 128],
-            },
-            Shortcut::Conv,
-        ),
-        "e" => (
-            Stem::Deep {
-                widths: [64, 64, 128],
-            },
-            Shortcut::AvgPool,
-        ),
-        "t" => (
-            Stem::Deep {
-                widths: [24, 32, 64],
-            },
-            Shortcut::AvgPool,
-        ),
-        _ => return None,
-    };
+    let (stem, shortcut) = timm_variant(suffix)?;
     let (block, depths) = depths_for(depth)?;
     if block == BlockKind::Basic && (groups, width) != (1, 64) || groups == 0 {
         return None;
@@ -439,6 +406,20 @@ pub fn standard(name: &str, num_classes: usize) -> Option<Arch> {
             .collect(),
         num_classes: Some(num_classes),
         assumptions: vec![],
+    })
+}
+
+/// The stem and shortcut of timm's variant letter (`""` and `b`: torchvision's).
+fn timm_variant(suffix: &str) -> Option<(Stem, Shortcut)> {
+    let deep = |widths| Stem::Deep { widths };
+    Some(match suffix {
+        "" | "b" => (Stem::Plain { width: 64 }, Shortcut::Conv),
+        "c" => (deep([32, 32, 64]), Shortcut::Conv),
+        "d" => (deep([32, 32, 64]), Shortcut::AvgPool),
+        "s" => (deep([64, 64, 128]), Shortcut::Conv),
+        "e" => (deep([64, 64, 128]), Shortcut::AvgPool),
+        "t" => (deep([24, 32, 64]), Shortcut::AvgPool),
+        _ => return None,
     })
 }
 

@@ -104,61 +104,11 @@ impl SourceConfig {
         let is_hf = v.get("model_type").and_then(Value::as_str) == Some("resnet")
             || v.get("hidden_sizes").is_some();
         let hf = if is_hf {
-            let list = |key: &str| -> Result<Option<Vec<usize>>> {
-                match v.get(key) {
-                    None | Some(Value::Null) => Ok(None),
-                    Some(x) => x
-                        .as_array()
-                        .and_then(|a| a.iter().map(|e| e.as_u64().map(|u| u as usize)).collect())
-                        .map(Some)
-                        .ok_or_else(|| bad(format!("`{key}` must be a list of integers"))),
-                }
-            };
-            let flag = |key: &str| -> Result<Option<bool>> {
-                match v.get(key) {
-                    None | Some(Value::Null) => Ok(None),
-                    Some(x) => x
-                        .as_bool()
-                        .map(Some)
-                        .ok_or_else(|| bad(format!("`{key}` must be true or false"))),
-                }
-            };
-            Some(HfConfig {
-                layer_type: v
-                    .get("layer_type")
-                    .and_then(Value::as_str)
-                    .map(String::from),
-                depths: list("depths")?,
-                hidden_sizes: list("hidden_sizes")?,
-                embedding_size: v
-                    .get("embedding_size")
-                    .and_then(Value::as_u64)
-                    .map(|u| u as usize),
-                hidden_act: v
-                    .get("hidden_act")
-                    .and_then(Value::as_str)
-                    .map(String::from),
-                downsample_in_bottleneck: flag("downsample_in_bottleneck")?,
-                downsample_in_first_stage: flag("downsample_in_first_stage")?,
-            })
+            Some(hf_fields(&v).map_err(bad)?)
         } else {
             None
         };
-        let labels = match (v.get("id2label"), v.get("label_names")) {
-            (Some(map), _) => {
-                let text = map.to_string();
-                let names = parse_labels(&text).map_err(|m| bad(format!("`id2label`: {m}")))?;
-                let generic = names
-                    .iter()
-                    .enumerate()
-                    .all(|(i, n)| *n == format!("LABEL_{i}"));
-                (!generic).then_some(names)
-            }
-            (None, Some(list)) => Some(
-                parse_labels(&list.to_string()).map_err(|m| bad(format!("`label_names`: {m}")))?,
-            ),
-            (None, None) => None,
-        };
+        let labels = labels(&v).map_err(bad)?;
         let preprocess = match v.get("pretrained_cfg") {
             Some(cfg) => timm_preprocess(cfg).map_err(|m| bad(format!("`pretrained_cfg`: {m}")))?,
             None => None,
@@ -184,6 +134,62 @@ pub(crate) fn warn_once(message: String) {
     if first {
         log::warn!("{message}");
     }
+}
+
+/// The transformers `ResNetConfig` fields of a config.
+fn hf_fields(v: &Value) -> std::result::Result<HfConfig, String> {
+    let list = |key: &str| -> std::result::Result<Option<Vec<usize>>, String> {
+        match v.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(x) => x
+                .as_array()
+                .and_then(|a| a.iter().map(|e| e.as_u64().map(|u| u as usize)).collect())
+                .map(Some)
+                .ok_or_else(|| format!("`{key}` must be a list of integers")),
+        }
+    };
+    let flag = |key: &str| -> std::result::Result<Option<bool>, String> {
+        match v.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(x) => x
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| format!("`{key}` must be true or false")),
+        }
+    };
+    let text = |key: &str| v.get(key).and_then(Value::as_str).map(String::from);
+    Ok(HfConfig {
+        layer_type: text("layer_type"),
+        depths: list("depths")?,
+        hidden_sizes: list("hidden_sizes")?,
+        embedding_size: v
+            .get("embedding_size")
+            .and_then(Value::as_u64)
+            .map(|u| u as usize),
+        hidden_act: text("hidden_act"),
+        downsample_in_bottleneck: flag("downsample_in_bottleneck")?,
+        downsample_in_first_stage: flag("downsample_in_first_stage")?,
+    })
+}
+
+/// transformers' `id2label` (generic `LABEL_i` names count as none) or timm's `label_names`.
+fn labels(v: &Value) -> std::result::Result<Option<Vec<String>>, String> {
+    Ok(match (v.get("id2label"), v.get("label_names")) {
+        (Some(map), _) => {
+            let names = parse_labels(&map.to_string())
+                .map_err(|m| format!("`id2label`: {m}"))?;
+            let generic = names
+                .iter()
+                .enumerate()
+                .all(|(i, n)| *n == format!("LABEL_{i}"));
+            (!generic).then_some(names)
+        }
+        (None, Some(list)) => Some(
+            parse_labels(&list.to_string())
+                .map_err(|m| format!("`label_names`: {m}"))?,
+        ),
+        (None, None) => None,
+    })
 }
 
 fn triple(v: &Value, key: &str) -> std::result::Result<Option<[f32; 3]>, String> {

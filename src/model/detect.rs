@@ -101,16 +101,7 @@ pub fn detect_with(w: &WeightsFile, config: Option<&SourceConfig>) -> Result<Arc
 }
 
 fn infer(view: &View, layout: Layout, hf: Option<&HfConfig>, w: &WeightsFile) -> Result<Arch> {
-    let stem = if view.has("conv1.0.weight") {
-        let a = view.require("conv1.0.weight", 4)?[0];
-        let b = view.require("conv1.3.weight", 4)?[0];
-        let c = view.require("conv1.6.weight", 4)?[0];
-        Stem::Deep { widths: [a, b, c] }
-    } else {
-        Stem::Plain {
-            width: view.require("conv1.weight", 4)?[0],
-        }
-    };
+    let stem = infer_stem(view)?;
     let block = if view.has("layer1.0.conv3.weight") {
         BlockKind::Bottleneck
     } else {
@@ -121,21 +112,12 @@ fn infer(view: &View, layout: Layout, hf: Option<&HfConfig>, w: &WeightsFile) ->
     } else {
         Shortcut::Conv
     };
-    let mut assumptions = Vec::new();
-    let hf_layout = matches!(layout, Layout::HuggingFace { .. });
-    let stride_on_1x1 = match hf.and_then(|c| c.downsample_in_bottleneck) {
-        Some(v) => v && block == BlockKind::Bottleneck,
-        None => {
-            if hf_layout && block == BlockKind::Bottleneck {
-                assumptions.push(
-                    "no `downsample_in_bottleneck` in a config.json beside the weights: assumed \
-                     false (stride on the 3×3, transformers' default); the shapes cannot tell"
-                        .to_string(),
-                );
-            }
-            false
-        }
+    let mut hints = Hints {
+        hf,
+        hf_layout: matches!(layout, Layout::HuggingFace { .. }),
+        assumptions: Vec::new(),
     };
+    let stride_on_1x1 = hints.stride_on_1x1(block);
     let mut stages = Vec::new();
     let mut cin = stem.out_channels();
     for index in 1.. {
@@ -146,44 +128,10 @@ fn infer(view: &View, layout: Layout, hf: Option<&HfConfig>, w: &WeightsFile) ->
             break;
         }
         let p = format!("layer{index}.0");
-        let (inner_width, out_channels, groups) = match block {
-            BlockKind::Basic => {
-                let c1 = view.require(&format!("{p}.conv1.weight"), 4)?;
-                (c1[0], c1[0], 1)
-            }
-            BlockKind::Bottleneck => {
-                let c2 = view.require(&format!("{p}.conv2.weight"), 4)?;
-                let c3 = view.require(&format!("{p}.conv3.weight"), 4)?;
-                // Groups from the weight: (C_out, C_in/G, 3, 3) of a C_out→C_out conv.
-                let groups = if c2[1] == 0 || c2[0] % c2[1] != 0 {
-                    1
-                } else {
-                    c2[0] / c2[1]
-                };
-                (c2[0], c3[0], groups)
-            }
-        };
+        let (inner_width, out_channels, groups) = stage_widths(view, &p, block)?;
         let projection = view.has(&format!("{p}.downsample.0.weight"))
             || view.has(&format!("{p}.downsample.1.weight"));
-        let stride = if index > 1 {
-            2
-        } else {
-            match hf.and_then(|c| c.downsample_in_first_stage) {
-                Some(v) => 1 + v as usize,
-                // A projection without a change of width exists only to stride.
-                None if projection && cin == out_channels => 2,
-                None => {
-                    if hf_layout && projection {
-                        assumptions.push(
-                            "no `downsample_in_first_stage` in a config.json beside the weights: \
-                             assumed false (stage 1 keeps the resolution, transformers' default)"
-                                .to_string(),
-                        );
-                    }
-                    1
-                }
-            }
-        };
+        let stride = hints.stage_stride(index, projection, cin == out_channels);
         stages.push(Stage {
             index,
             blocks,
@@ -214,8 +162,92 @@ fn infer(view: &View, layout: Layout, hf: Option<&HfConfig>, w: &WeightsFile) ->
         shortcut,
         stages,
         num_classes,
-        assumptions,
+        assumptions: hints.assumptions,
     })
+}
+
+fn infer_stem(view: &View) -> Result<Stem> {
+    Ok(if view.has("conv1.0.weight") {
+        let a = view.require("conv1.0.weight", 4)?[0];
+        let b = view.require("conv1.3.weight", 4)?[0];
+        let c = view.require("conv1.6.weight", 4)?[0];
+        Stem::Deep { widths: [a, b, c] }
+    } else {
+        Stem::Plain {
+            width: view.require("conv1.weight", 4)?[0],
+        }
+    })
+}
+
+/// `(inner width, output channels, groups)` of the stage whose first block is `p`.
+fn stage_widths(view: &View, p: &str, block: BlockKind) -> Result<(usize, usize, usize)> {
+    Ok(match block {
+        BlockKind::Basic => {
+            let c1 = view.require(&format!("{p}.conv1.weight"), 4)?;
+            (c1[0], c1[0], 1)
+        }
+        BlockKind::Bottleneck => {
+            let c2 = view.require(&format!("{p}.conv2.weight"), 4)?;
+            let c3 = view.require(&format!("{p}.conv3.weight"), 4)?;
+            // Groups from the weight: (C_out, C_in/G, 3, 3) of a C_out→C_out conv.
+            let groups = if c2[1] == 0 || c2[0] % c2[1] != 0 {
+                1
+            } else {
+                c2[0] / c2[1]
+            };
+            (c2[0], c3[0], groups)
+        }
+    })
+}
+
+/// What the shapes cannot show comes from transformers' config when there is one; otherwise
+/// it is assumed, and for a transformers layout the assumption is recorded.
+struct Hints<'a> {
+    hf: Option<&'a HfConfig>,
+    hf_layout: bool,
+    assumptions: Vec<String>,
+}
+
+impl Hints<'_> {
+    fn stride_on_1x1(&mut self, block: BlockKind) -> bool {
+        match self.hf.and_then(|c| c.downsample_in_bottleneck) {
+            Some(v) => v && block == BlockKind::Bottleneck,
+            None => {
+                if self.hf_layout && block == BlockKind::Bottleneck {
+                    self.assumptions.push(
+                        "no `downsample_in_bottleneck` in a config.json beside the weights: \
+                         assumed false (stride on the 3×3, transformers' default); the shapes \
+                         cannot tell"
+                            .to_string(),
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// The stride of stage `index`'s first block, which has a `projection` shortcut or not
+    /// and keeps its input width (`same_width`) or not.
+    fn stage_stride(&mut self, index: usize, projection: bool, same_width: bool) -> usize {
+        if index > 1 {
+            return 2;
+        }
+        match self.hf.and_then(|c| c.downsample_in_first_stage) {
+            Some(v) => 1 + v as usize,
+            // A projection without a change of width exists only to stride.
+            None if projection && same_width => 2,
+            None => {
+                if self.hf_layout && projection {
+                    self.assumptions.push(
+                        "no `downsample_in_first_stage` in a config.json beside the weights: \
+                         assumed false (stage 1 keeps the resolution, transformers' default)"
+                            .to_string(),
+                    );
+                }
+                1
+            }
+        }
+    }
 }
 
 /// The config must describe the network the tensors hold; a mismatch names the field.

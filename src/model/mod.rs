@@ -49,157 +49,199 @@ impl Network {
 /// each conv carries the file's names of its weight and of the BatchNorm folded into it;
 /// each block's last conv adds the shortcut and applies ReLU in its epilogue.
 pub fn build_graph(arch: &Arch) -> Graph {
-    let mut g = Graph::default();
-    g.input = g.new_value();
-    g.input_channels = 3;
-    let file = |canonical: &str| arch.layout.file_name(canonical);
-    let conv = |name: &str, bn: &str, cin, cout, kernel, stride, relu| Conv {
-        weight: file(&format!("{name}.weight")),
-        bn: file(bn),
-        in_channels: cin,
-        out_channels: cout,
-        groups: 1,
-        kernel,
-        stride,
-        pad: kernel / 2,
-        relu,
-        input_nchw: false,
+    let mut b = Builder {
+        g: Graph::default(),
+        layout: arch.layout,
     };
-    let mut x = match arch.stem {
-        Stem::Plain { width } => {
-            let stem = Conv {
-                input_nchw: true,
-                ..conv("conv1", "bn1", 3, width, 7, 2, true)
-            };
-            g.push("conv1", Op::Conv(stem), vec![g.input])
-        }
-        Stem::Deep { widths: [a, b, c] } => {
-            let first = Conv {
-                input_nchw: true,
-                ..conv("conv1.0", "conv1.1", 3, a, 3, 2, true)
-            };
-            let y = g.push("conv1.0", Op::Conv(first), vec![g.input]);
-            let y = g.push(
-                "conv1.3",
-                Op::Conv(conv("conv1.3", "conv1.4", a, b, 3, 1, true)),
-                vec![y],
-            );
-            g.push(
-                "conv1.6",
-                Op::Conv(conv("conv1.6", "bn1", b, c, 3, 1, true)),
-                vec![y],
-            )
-        }
+    b.g.input = b.g.new_value();
+    b.g.input_channels = 3;
+    let mut x = b.stem(arch.stem);
+    let pool = Op::MaxPool {
+        kernel: 3,
+        stride: 2,
+        pad: 1,
     };
-    x = g.push(
-        "maxpool",
-        Op::MaxPool {
-            kernel: 3,
-            stride: 2,
-            pad: 1,
-        },
-        vec![x],
-    );
+    x = b.g.push("maxpool", pool, vec![x]);
     let mut cin = arch.stem.out_channels();
     for st in &arch.stages {
-        for b in 0..st.blocks {
-            let p = format!("layer{}.{b}", st.index);
-            let stride = if b == 0 { st.stride } else { 1 };
-            let (w, o) = (st.inner_width, st.out_channels);
-            let shortcut: ValueId = if arch.has_projection(st, b, cin) {
-                let d = format!("{p}.downsample");
-                match arch.shortcut {
-                    Shortcut::Conv => {
-                        let c = conv(
-                            &format!("{d}.0"),
-                            &format!("{d}.1"),
-                            cin,
-                            o,
-                            1,
-                            stride,
-                            false,
-                        );
-                        g.push(&d, Op::Conv(c), vec![x])
-                    }
-                    Shortcut::AvgPool => {
-                        // timm's pool is an identity at stride 1.
-                        let pooled = if stride == 1 {
-                            x
-                        } else {
-                            let pool = Op::AvgPool {
-                                kernel: 2,
-                                stride,
-                                pad: 0,
-                                ceil_mode: true,
-                            };
-                            g.push(format!("{d}.0"), pool, vec![x])
-                        };
-                        let c = conv(&format!("{d}.1"), &format!("{d}.2"), cin, o, 1, 1, false);
-                        g.push(&d, Op::Conv(c), vec![pooled])
-                    }
-                }
-            } else {
-                x
-            };
-            let n = |i: usize| (format!("{p}.conv{i}"), format!("{p}.bn{i}"));
-            x = match arch.block {
-                BlockKind::Basic => {
-                    let (c1, b1) = n(1);
-                    let (c2, b2) = n(2);
-                    let y = g.push(
-                        &c1,
-                        Op::Conv(conv(&c1, &b1, cin, o, 3, stride, true)),
-                        vec![x],
-                    );
-                    g.push(
-                        &c2,
-                        Op::Conv(conv(&c2, &b2, o, o, 3, 1, true)),
-                        vec![y, shortcut],
-                    )
-                }
-                BlockKind::Bottleneck => {
-                    let (c1, b1) = n(1);
-                    let (c2, b2) = n(2);
-                    let (c3, b3) = n(3);
-                    // transformers' downsample_in_bottleneck strides the first 1×1 instead.
-                    let (s1, s2) = if st.stride_on_1x1 {
-                        (stride, 1)
-                    } else {
-                        (1, stride)
-                    };
-                    let y = g.push(&c1, Op::Conv(conv(&c1, &b1, cin, w, 1, s1, true)), vec![x]);
-                    let grouped = Conv {
-                        groups: st.groups,
-                        ..conv(&c2, &b2, w, w, 3, s2, true)
-                    };
-                    let y = g.push(&c2, Op::Conv(grouped), vec![y]);
-                    g.push(
-                        &c3,
-                        Op::Conv(conv(&c3, &b3, w, o, 1, 1, true)),
-                        vec![y, shortcut],
-                    )
-                }
-            };
-            cin = o;
+        for i in 0..st.blocks {
+            x = b.block(arch, st, i, cin, x);
+            cin = st.out_channels;
         }
     }
-    let pooled = g.push("avgpool", Op::GlobalAvgPool, vec![x]);
-    g.features = pooled;
-    g.output = match arch.num_classes {
-        Some(classes) => g.push(
-            "fc",
-            Op::Linear {
-                weight: file("fc.weight"),
-                bias: file("fc.bias"),
-                in_features: cin,
-                out_features: classes,
-            },
-            vec![pooled],
-        ),
-        // Headless checkpoints output their pooled features.
-        None => pooled,
-    };
-    g
+    b.head(arch.num_classes, cin, x)
+}
+
+/// The graph under construction, and the layout that maps canonical names to the file's.
+struct Builder {
+    g: Graph,
+    layout: Layout,
+}
+
+impl Builder {
+    /// A conv `name` with its BatchNorm `bn` folded in: `channels` is `[in, out]`, "same"
+    /// padding, dense, NHWC input.
+    fn conv(
+        &self,
+        name: &str,
+        bn: &str,
+        channels: [usize; 2],
+        kernel: usize,
+        stride: usize,
+        relu: bool,
+    ) -> Conv {
+        Conv {
+            weight: self.layout.file_name(&format!("{name}.weight")),
+            bn: self.layout.file_name(bn),
+            in_channels: channels[0],
+            out_channels: channels[1],
+            groups: 1,
+            kernel,
+            stride,
+            pad: kernel / 2,
+            relu,
+            input_nchw: false,
+        }
+    }
+
+    fn push_conv(&mut self, name: &str, conv: Conv, inputs: Vec<ValueId>) -> ValueId {
+        self.g.push(name, Op::Conv(conv), inputs)
+    }
+
+    /// The stem before the max pool; its first conv reads the user's NCHW input.
+    fn stem(&mut self, stem: Stem) -> ValueId {
+        let input = self.g.input;
+        match stem {
+            Stem::Plain { width } => {
+                let stem = Conv {
+                    input_nchw: true,
+                    ..self.conv("conv1", "bn1", [3, width], 7, 2, true)
+                };
+                self.push_conv("conv1", stem, vec![input])
+            }
+            Stem::Deep { widths: [a, b, c] } => {
+                let first = Conv {
+                    input_nchw: true,
+                    ..self.conv("conv1.0", "conv1.1", [3, a], 3, 2, true)
+                };
+                let y = self.push_conv("conv1.0", first, vec![input]);
+                let second = self.conv("conv1.3", "conv1.4", [a, b], 3, 1, true);
+                let y = self.push_conv("conv1.3", second, vec![y]);
+                let third = self.conv("conv1.6", "bn1", [b, c], 3, 1, true);
+                self.push_conv("conv1.6", third, vec![y])
+            }
+        }
+    }
+
+    /// Block `i` of stage `st` on `x` (`cin` channels): its shortcut first, then its convs,
+    /// the last of which adds the shortcut.
+    fn block(&mut self, arch: &Arch, st: &Stage, i: usize, cin: usize, x: ValueId) -> ValueId {
+        let p = format!("layer{}.{i}", st.index);
+        let stride = if i == 0 { st.stride } else { 1 };
+        let (w, o) = (st.inner_width, st.out_channels);
+        let shortcut = if arch.has_projection(st, i, cin) {
+            self.projection(
+                arch.shortcut,
+                &format!("{p}.downsample"),
+                [cin, o],
+                stride,
+                x,
+            )
+        } else {
+            x
+        };
+        let n = |i: usize| (format!("{p}.conv{i}"), format!("{p}.bn{i}"));
+        match arch.block {
+            BlockKind::Basic => {
+                let (c1, b1) = n(1);
+                let (c2, b2) = n(2);
+                let conv1 = self.conv(&c1, &b1, [cin, o], 3, stride, true);
+                let y = self.push_conv(&c1, conv1, vec![x]);
+                let conv2 = self.conv(&c2, &b2, [o, o], 3, 1, true);
+                self.push_conv(&c2, conv2, vec![y, shortcut])
+            }
+            BlockKind::Bottleneck => {
+                let (c1, b1) = n(1);
+                let (c2, b2) = n(2);
+                let (c3, b3) = n(3);
+                // transformers' downsample_in_bottleneck strides the first 1×1 instead.
+                let (s1, s2) = if st.stride_on_1x1 {
+                    (stride, 1)
+                } else {
+                    (1, stride)
+                };
+                let conv1 = self.conv(&c1, &b1, [cin, w], 1, s1, true);
+                let y = self.push_conv(&c1, conv1, vec![x]);
+                let grouped = Conv {
+                    groups: st.groups,
+                    ..self.conv(&c2, &b2, [w, w], 3, s2, true)
+                };
+                let y = self.push_conv(&c2, grouped, vec![y]);
+                let conv3 = self.conv(&c3, &b3, [w, o], 1, 1, true);
+                self.push_conv(&c3, conv3, vec![y, shortcut])
+            }
+        }
+    }
+
+    /// The projection shortcut `d` (`…downsample`) of a stage's first block.
+    fn projection(
+        &mut self,
+        kind: Shortcut,
+        d: &str,
+        channels: [usize; 2],
+        stride: usize,
+        x: ValueId,
+    ) -> ValueId {
+        match kind {
+            Shortcut::Conv => {
+                let c = self.conv(
+                    &format!("{d}.0"),
+                    &format!("{d}.1"),
+                    channels,
+                    1,
+                    stride,
+                    false,
+                );
+                self.push_conv(d, c, vec![x])
+            }
+            Shortcut::AvgPool => {
+                // timm's pool is an identity at stride 1.
+                let pooled = if stride == 1 {
+                    x
+                } else {
+                    let pool = Op::AvgPool {
+                        kernel: 2,
+                        stride,
+                        pad: 0,
+                        ceil_mode: true,
+                    };
+                    self.g.push(format!("{d}.0"), pool, vec![x])
+                };
+                let c = self.conv(&format!("{d}.1"), &format!("{d}.2"), channels, 1, 1, false);
+                self.push_conv(d, c, vec![pooled])
+            }
+        }
+    }
+
+    /// Global average pool (the features), then the classifier when there is one.
+    fn head(mut self, classes: Option<usize>, cin: usize, x: ValueId) -> Graph {
+        let pooled = self.g.push("avgpool", Op::GlobalAvgPool, vec![x]);
+        self.g.features = pooled;
+        self.g.output = match classes {
+            Some(classes) => {
+                let fc = Op::Linear {
+                    weight: self.layout.file_name("fc.weight"),
+                    bias: self.layout.file_name("fc.bias"),
+                    in_features: cin,
+                    out_features: classes,
+                };
+                self.g.push("fc", fc, vec![pooled])
+            }
+            // Headless checkpoints output their pooled features.
+            None => pooled,
+        };
+        self.g
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! One engine shared by several threads: concurrent inferences (and concurrent plan builds)
 //! give exactly the results of the same inferences run one at a time.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

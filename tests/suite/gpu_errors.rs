@@ -2,7 +2,7 @@
 //! error scopes, a lost device, and a wait that times out. Each test opens its own device,
 //! since these break it on purpose.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

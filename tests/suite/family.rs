@@ -4,7 +4,7 @@
 //! and BF16 files. Also: full-width synthetic Wide ResNet-101-2 (≈ 500 MB of f32), what
 //! `resnet info` reports, and the errors for unsupported files.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

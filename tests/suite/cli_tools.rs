@@ -1,7 +1,7 @@
 //! The kernel author's tools end to end: `resnet profile`, `bench` and `tune` with their
 //! JSON outputs, and a tuning cache written by `tune` steering a later `profile`.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

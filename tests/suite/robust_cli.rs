@@ -2,7 +2,7 @@
 //! cannot be written. Each is one `error:` line with exit code 2, and no failure leaves a
 //! partial or temporary output file.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! Bad and unusual inputs: `.npy` tensors through `resnet run`, and image files through the
 //! decoder and `resnet classify`. Broken files are made here at run time.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

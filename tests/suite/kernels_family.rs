@@ -3,7 +3,7 @@
 //! and the average pool of timm's ResNet-D shortcut, on seeded random shapes with odd sizes;
 //! grouped weights stored as F32, F16 and BF16 (the fold shader's grouped re-layout).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! never a panic; and through the CLI, one `error:` line with exit code 2. The broken files
 //! are made here, from the `tiny` fixture, rather than committed.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! next engine; a damaged, truncated or foreign file still loads and gives correct results
 //! (and is replaced); with disk caches off nothing is written.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

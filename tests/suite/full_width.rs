@@ -1,7 +1,7 @@
 //! Full-width torchvision ResNets at 224×224 with synthetic weights, against the CPU
 //! reference (committed PyTorch fixtures are narrow to stay small).
 
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

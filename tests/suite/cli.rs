@@ -1,7 +1,7 @@
 //! The `resnet` binary end to end: run, classify (table, JSON, CSV, features, folders), info,
 //! and one-line errors with the documented exit codes.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,7 +1,7 @@
 //! The embedded default model (weights/default.safetensors, trained by
 //! scripts/train_default.py) against PyTorch on its held-out split, and its samples.
 
-mod common;
+use crate::common;
 
 use common::{fixture, gpu, MODES};
 use resnet_wgpu::metadata::{class_names, preprocess_for};

@@ -1,0 +1,24 @@
+//! The integration tests as one binary: each file is a module (`cargo test --test suite
+//! kernels::` runs one of them). One binary links the library and wgpu once instead of once
+//! per file, opens each shared device once (see `common`), and lets the harness keep both
+//! test threads busy across files.
+
+mod cli;
+mod cli_tools;
+mod common;
+mod default_model;
+mod end_to_end;
+mod family;
+mod full_width;
+mod gpu_errors;
+mod kernels;
+mod kernels_family;
+mod pipeline_cache;
+mod robust_cli;
+mod robust_inputs;
+mod robust_weights;
+mod shaders;
+mod shaders_family;
+mod sub_batch;
+mod threads;
+mod tuning;
