@@ -7,6 +7,7 @@ pub mod config;
 mod detect;
 pub mod layout;
 pub mod synthetic;
+pub mod video;
 
 use crate::graph::{Conv, Graph, Op, ValueId};
 pub use arch::{Arch, BlockKind, Shortcut, Stage, Stem};
