@@ -42,6 +42,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import export_weights  # noqa: E402
+from train_default import canonicalize_header  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "video")
@@ -121,7 +122,7 @@ def i3d(depths, classes, head_pool):
 CASES = [
     ("tv_r3d", "r3d_18", "torchvision",
      lambda: torchvision_video("r3d", [2, 1, 1, 1], 4, 7),
-     (2, 7, 29, 35), 7001, None, ["r3d_10 (custom widths [4, 8, 16, 32])", "torchvision video",
+     (2, 7, 29, 35), 7001, None, ["r3d_12 (custom widths [4, 8, 16, 32])", "torchvision video",
                                    "stem 3×7×7", "temporal kernels per stage [3, 3, 3, 3]"]),
     ("tv_mc3", "mc3_18", "torchvision",
      lambda: torchvision_video("mc3", [1, 2, 1, 1], 4, 5),
@@ -138,8 +139,8 @@ CASES = [
      lambda: c2d([1, 1, 2, 1], 9, (3, 2, 1)),
      (3, 7, 35, 29), 7005, (3, 2, 1), ["c2d_r17", "temporal max pool after stage 1"]),
     ("pv_i3d", "i3d_r50", "pytorchvideo",
-     lambda: i3d([1, 2, 2, 2], 5, (2, 1, 1)),
-     (2, 9, 31, 27), 7006, (2, 1, 1), ["i3d_r23", "stem 5×7×7", "temporal max pool after stage 1"]),
+     lambda: i3d([1, 2, 2, 2], 5, (4, 1, 1)),
+     (2, 9, 31, 27), 7006, (4, 1, 1), ["i3d_r23", "stem 5×7×7", "temporal max pool after stage 1"]),
 ]
 
 
@@ -196,14 +197,19 @@ def write_case(name, member, layout, build, shape, seed, head_pool, describe):
     os.makedirs(folder)
     path = export_weights.save(model.state_dict(), os.path.join(folder, "model.safetensors"),
                                f"{layout}:fixture")
+    canonicalize_header(path)  # the same bytes on every run
     stored = load_file(path)
     model64 = build()[0].double()
     model64.load_state_dict({k: (v.double() if v.is_floating_point() else v) for k, v in stored.items()})
     model64.eval()
     x = torch.randn(n, 3, t, h, w, generator=torch.Generator().manual_seed(seed + 7))
+    pooled = []
+    if head_pool:  # the head pool must be the global average: it sees exactly the final map
+        model64.blocks[-1].pool.register_forward_hook(lambda m, i, o: pooled.append(tuple(i[0].shape[2:])))
     with torch.no_grad():
         y64 = model64(x.double())
         y32 = model(x)
+    assert not head_pool or pooled == [tuple(head_pool)], f"{name}: head pool {head_pool}, map {pooled}"
     np.save(os.path.join(folder, "input.npy"), x.numpy())
     np.save(os.path.join(folder, "logits.npy"), y64.float().numpy())
     amax = y64.abs().max().item()

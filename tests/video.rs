@@ -73,7 +73,8 @@ fn the_frame_stride_applies_before_the_clip() {
     // Stride 3 over 10 frames keeps 0, 3, 6, 9 (⌈10/3⌉ = 4); centre clip of 2: kept 1..3.
     assert_eq!(clips(10, 2, 1, 3), vec![vec![3, 6]]);
     // Kept frames fewer than T: linspace over the kept ones, in original numbering.
-    assert_eq!(clips(10, 6, 1, 3), vec![vec![0, 0, 3, 6, 6, 9]]);
+    // floor(linspace(0, 3, 6)) = floor([0, .6, 1.2, 1.8, 2.4, 3]) = [0, 0, 1, 1, 2, 3].
+    assert_eq!(clips(10, 6, 1, 3), vec![vec![0, 0, 3, 3, 6, 9]]);
 }
 
 #[test]
@@ -347,6 +348,7 @@ fn every_fixture_matches_pytorch_on_the_cpu_reference() {
         let (got, features) = run_video_arch(&arch, &w, &x.data, dims).unwrap();
         assert_eq!(features.len(), case.batch * arch.features());
         let err = relative_error(&got, &want.data);
+        eprintln!("{}: relative error {err:.2e}", case.name);
         assert!(err <= 1e-4, "{}: relative error {err:.2e}", case.name);
     }
 }

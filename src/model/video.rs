@@ -19,6 +19,7 @@
 //! Every tensor is then checked both ways against [`VideoArch::expected_tensors`].
 
 use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
 
 use crate::error::{Error, Result};
 use crate::weights::WeightsFile;
@@ -113,7 +114,8 @@ pub enum VideoFamily {
     Slow,
     /// pytorchvideo: no temporal kernel, temporal pool after stage 1.
     C2d,
-    /// pytorchvideo: 5×7×7 stem, temporal `conv_a` kernels, temporal pool after stage 1.
+    /// pytorchvideo: 5×7×7 stem, temporal `conv_a` kernels (alternating with 1×1×1 in stages
+    /// 2–4), temporal pool after stage 1.
     I3d,
     Custom,
 }
@@ -185,7 +187,7 @@ impl<'a> Shapes<'a> {
     fn has_prefix(&self, prefix: &str) -> bool {
         let dotted = format!("{prefix}.");
         self.0
-            .range(dotted.as_str()..)
+            .range::<str, _>((Bound::Included(dotted.as_str()), Bound::Unbounded))
             .next()
             .is_some_and(|(k, _)| k.starts_with(&dotted))
     }
@@ -432,7 +434,7 @@ fn pytorchvideo_family(stem: &Conv3d, stages: &[VideoStage]) -> VideoFamily {
     match (stem.kernel[0], pooled, stage_temporal.as_slice()) {
         (1, false, [false, false, true, true]) => VideoFamily::Slow,
         (1, true, t) if t.iter().all(|&x| !x) => VideoFamily::C2d,
-        (k, true, [true, true, true, false]) if k > 1 => VideoFamily::I3d,
+        (k, true, _) if k > 1 => VideoFamily::I3d,
         _ => VideoFamily::Custom,
     }
 }

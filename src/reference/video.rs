@@ -157,7 +157,7 @@ pub fn conv3d(
                             if let Some(res) = residual {
                                 acc += res[index * row_len + at] as f64;
                             }
-                            row[at] = if p.relu { acc.max(0.0) } else { acc } as f32;
+                            row[at] = (if p.relu { acc.max(0.0) } else { acc }) as f32;
                         }
                     }
                 }

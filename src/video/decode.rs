@@ -4,12 +4,13 @@
 //! The whole video is decoded into memory: clip sampling needs the frame count, which only
 //! decoding gives exactly (container frame counts are estimates for many formats).
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::transform::Frames;
 use crate::error::{Error, Result};
-use crate::preprocess::decode::load_image;
+use crate::preprocess::load_image;
 
 /// File extensions `resnet classify` treats as video.
 pub const VIDEO_EXTENSIONS: &[&str] = &[
@@ -39,7 +40,7 @@ const INSTALL_HINT: &str = "install FFmpeg (Debian/Ubuntu: `apt-get install ffmp
      are on PATH";
 
 /// Runs `tool args…` and returns its stdout; a missing binary says how to install it.
-fn run_tool(tool: &str, args: &[&std::ffi::OsStr], path: &Path) -> Result<Vec<u8>> {
+fn run_tool(tool: &str, args: &[&OsStr], path: &Path) -> Result<Vec<u8>> {
     let output = Command::new(tool)
         .args(args)
         .stdin(Stdio::null())
@@ -80,8 +81,11 @@ fn probe_size(path: &Path) -> Result<(usize, usize)> {
         "-of",
         "csv=p=0:s=x",
     ];
-    let mut argv: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-    argv.push(path.as_os_str());
+    let argv: Vec<&OsStr> = args
+        .iter()
+        .map(OsStr::new)
+        .chain([path.as_os_str()])
+        .collect();
     let out = run_tool("ffprobe", &argv, path)?;
     let text = String::from_utf8_lossy(&out);
     let line = text.lines().next().unwrap_or("").trim();
@@ -102,15 +106,15 @@ pub fn decode_video(path: &Path) -> Result<Frames> {
     // A regular file that exists, or the usual error; ffmpeg reads it.
     crate::fsutil::open_regular(path)?;
     let (width, height) = probe_size(path)?;
-    let mut argv: Vec<&std::ffi::OsStr> = ["-v", "error", "-nostdin", "-i"]
-        .iter()
-        .map(|a| a.as_ref())
-        .collect();
-    argv.push(path.as_os_str());
     // `-autorotate 0` keeps the stored orientation, so frames match ffprobe's size.
+    let head = ["-v", "error", "-nostdin", "-autorotate", "0", "-i"];
     let tail = ["-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"];
-    argv.splice(0..0, ["-autorotate".as_ref(), "0".as_ref()]);
-    argv.extend(tail.iter().map(|a| std::ffi::OsStr::new(a)));
+    let argv: Vec<&OsStr> = head
+        .iter()
+        .map(OsStr::new)
+        .chain([path.as_os_str()])
+        .chain(tail.iter().map(OsStr::new))
+        .collect();
     let raw = run_tool("ffmpeg", &argv, path)?;
     let frame_len = width * height * 3;
     if raw.is_empty() || raw.len() % frame_len != 0 {
