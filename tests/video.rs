@@ -519,3 +519,41 @@ fn max_pool3d_takes_the_window_maximum_over_time() {
     let (out, os) = max_pool3d(&[1.0, 5.0, 2.0, 7.0], xs, pool).unwrap();
     assert_eq!((os.t, out), (2, vec![5.0, 7.0]));
 }
+
+// ---- the default video model -----------------------------------------------------------------
+
+#[test]
+fn the_default_video_model_matches_its_training_script() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights/default_video.safetensors");
+    let w = WeightsFile::open(&path).unwrap();
+    let arch = detect_video(&w).unwrap();
+    assert_eq!(arch.family, VideoFamily::R3d);
+    assert_eq!(arch.outputs(), 8);
+    // One channel of the three equal ones is stored: (8, 1, T, H, W).
+    let grey = npy::read_f32(&video_fixture("default_heldout.input.npy")).unwrap();
+    let [n, one, t, h, wd] = grey.shape[..] else {
+        panic!("shape {:?}", grey.shape)
+    };
+    assert_eq!(one, 1);
+    let plane = t * h * wd;
+    let x: Vec<f32> = grey
+        .data
+        .chunks(plane)
+        .flat_map(|clip| {
+            clip.iter()
+                .chain(clip)
+                .chain(clip)
+                .copied()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let want = npy::read_f32(&video_fixture("default_heldout.logits.npy")).unwrap();
+    let labels = npy::read_f32(&video_fixture("default_heldout.labels.npy")).unwrap();
+    let (got, _) = run_video_arch(&arch, &w, &x, [n, t, h, wd]).unwrap();
+    let err = relative_error(&got, &want.data);
+    assert!(err <= 1e-4, "relative error {err:.2e}");
+    for (i, row) in got.chunks(8).enumerate() {
+        let best = (0..8).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+        assert_eq!(best as f32, labels.data[i], "clip {i}");
+    }
+}
