@@ -95,11 +95,10 @@ pub fn conv3d(
     p: Conv3dParams,
 ) -> Result<(Vec<f32>, Shape3)> {
     let os = out_shape(xs, p.kernel, p.stride, p.pad, p.out_channels)?;
-    let [kt, kh, kw] = p.kernel;
     let cin_g = xs.c / p.groups;
     let cout_g = p.out_channels / p.groups;
     // Weights as [o][kt][ky][kx][ci]: the innermost loop walks contiguous channels.
-    let taps = kt * kh * kw;
+    let taps: usize = p.kernel.iter().product();
     let mut wr = vec![0f32; w.len()];
     for o in 0..p.out_channels {
         for ci in 0..cin_g {
@@ -125,34 +124,9 @@ pub fn conv3d(
                     for ox in 0..os.w {
                         for o in 0..os.c {
                             let c0 = (o / cout_g) * cin_g;
-                            let mut acc = bias[o] as f64;
-                            let mut tap = 0;
-                            for dt in 0..kt {
-                                for dy in 0..kh {
-                                    for dx in 0..kw {
-                                        let pos = [
-                                            (ot * p.stride[0] + dt) as isize - p.pad[0] as isize,
-                                            (oy * p.stride[1] + dy) as isize - p.pad[1] as isize,
-                                            (ox * p.stride[2] + dx) as isize - p.pad[2] as isize,
-                                        ];
-                                        let inside = pos[0] >= 0
-                                            && pos[1] >= 0
-                                            && pos[2] >= 0
-                                            && (pos[0] as usize) < xs.t
-                                            && (pos[1] as usize) < xs.h
-                                            && (pos[2] as usize) < xs.w;
-                                        if inside {
-                                            let [it, iy, ix] = pos.map(|v| v as usize);
-                                            let xb = xs.at(n, it, iy, ix, c0);
-                                            let wb = (o * taps + tap) * cin_g;
-                                            for ci in 0..cin_g {
-                                                acc += x[xb + ci] as f64 * wr[wb + ci] as f64;
-                                            }
-                                        }
-                                        tap += 1;
-                                    }
-                                }
-                            }
+                            let w_o = &wr[o * taps * cin_g..][..taps * cin_g];
+                            let mut acc = bias[o] as f64
+                                + window_sum(x, xs, w_o, &p, (n, [ot, oy, ox]), c0..c0 + cin_g);
                             let at = ox * os.c + o;
                             if let Some(res) = residual {
                                 acc += res[index * row_len + at] as f64;
@@ -165,6 +139,43 @@ pub fn conv3d(
         }
     });
     Ok((out, os))
+}
+
+/// `Σ x·w` over one output position's window (taps outside the input are zero padding) and
+/// the input channels `channels`; `w_o` is one output channel's weights, `[tap][channel]`.
+fn window_sum(
+    x: &[f32],
+    xs: Shape3,
+    w_o: &[f32],
+    p: &Conv3dParams,
+    (n, out): (usize, [usize; 3]),
+    channels: std::ops::Range<usize>,
+) -> f64 {
+    let [kt, kh, kw] = p.kernel;
+    let dims = [xs.t, xs.h, xs.w];
+    let mut acc = 0f64;
+    for (tap, d) in (0..kt)
+        .flat_map(|dt| (0..kh).flat_map(move |dy| (0..kw).map(move |dx| [dt, dy, dx])))
+        .enumerate()
+    {
+        let pos: [isize; 3] =
+            std::array::from_fn(|a| (out[a] * p.stride[a] + d[a]) as isize - p.pad[a] as isize);
+        if (0..3).any(|a| pos[a] < 0 || pos[a] as usize >= dims[a]) {
+            continue;
+        }
+        let xb = xs.at(
+            n,
+            pos[0] as usize,
+            pos[1] as usize,
+            pos[2] as usize,
+            channels.start,
+        );
+        let wb = tap * channels.len();
+        for ci in 0..channels.len() {
+            acc += x[xb + ci] as f64 * w_o[wb + ci] as f64;
+        }
+    }
+    acc
 }
 
 /// Max pool over (T, H, W) with implicit −∞ padding (padding never wins).
