@@ -24,6 +24,10 @@ here), running statistics accumulated (momentum None) over random clips in train
 oracle is the same network in float64 loaded with exactly the stored tensors, on the stored
 float32 input.
 
+pytorchvideo 0.1.5 (the last release) imports its models with torch 2.15 / torchvision 0.29 as
+is; its `pytorchvideo.transforms` does not (it imports torchvision.transforms.functional_tensor,
+removed in torchvision 0.17), which this script does not need.
+
 Also writes resize_*.npy: uint8 frames (T, H, W, 3) and torchvision's
 `F.resize(frames, [128, 171], antialias=False)` of them — the video preset's resize, which the
 Rust side must reproduce bit for bit.
@@ -129,7 +133,7 @@ CASES = [
      (3, 5, 25, 31), 7002, None, ["mc3_12", "temporal kernels per stage [3, 1, 1, 1]"]),
     ("tv_r2plus1d", "r2plus1d_18", "torchvision",
      lambda: torchvision_video("r2plus1d", [1, 1, 1, 1], 4, 6, stem_mid=5),
-     (2, 9, 23, 27), 7003, None, ["r2plus1d_10", "(2+1)D factorised, mid-channels 5, 9, 9, 14, 14,",
+     (2, 9, 23, 27), 7003, None, ["r2plus1d_10", "(2+1)D factorised, mid-channels 5, 9, 14, 28, 57, stem",
                                    "stem 1×7×7 + 3×1×1"]),
     ("pv_slow", "slow_r50", "pytorchvideo",
      lambda: slow([1, 2, 1, 1], 7, (5, 2, 2)),

@@ -557,3 +557,49 @@ fn the_default_video_model_matches_its_training_script() {
         assert_eq!(best as f32, labels.data[i], "clip {i}");
     }
 }
+
+#[test]
+fn the_sample_gifs_decode_and_classify_as_their_names_say() {
+    if !ffmpeg_available() {
+        eprintln!("skipped: no ffmpeg on PATH");
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let w = WeightsFile::open(root.join("weights/default_video.safetensors")).unwrap();
+    let arch = detect_video(&w).unwrap();
+    let labels: Vec<String> = serde_json::from_str(&w.metadata["resnet.labels"]).unwrap();
+    let mut gifs: Vec<PathBuf> = std::fs::read_dir(root.join("samples_video"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    gifs.sort();
+    assert_eq!(gifs.len(), 8);
+    for gif in gifs {
+        let frames = decode_video(&gif).unwrap();
+        assert_eq!(
+            (frames.frames.len(), frames.height, frames.width),
+            (8, 32, 32)
+        );
+        // The model's preset: (v/255 − 0.5)/0.5 on the grey frames, (1, 3, T, H, W).
+        let plane = 32 * 32;
+        let mut x = vec![0f32; 3 * 8 * plane];
+        for (t, f) in frames.frames.iter().enumerate() {
+            for (p, rgb) in f.chunks(3).enumerate() {
+                for ch in 0..3 {
+                    x[(ch * 8 + t) * plane + p] = (rgb[ch] as f32 / 255.0 - 0.5) / 0.5;
+                }
+            }
+        }
+        let (logits, _) = run_video_arch(&arch, &w, &x, [1, 8, 32, 32]).unwrap();
+        let best = (0..logits.len())
+            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+            .unwrap();
+        let name = gif.file_stem().unwrap().to_str().unwrap();
+        assert_eq!(
+            name.split('_').next().unwrap(),
+            labels[best],
+            "{}",
+            gif.display()
+        );
+    }
+}

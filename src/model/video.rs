@@ -197,7 +197,7 @@ impl<'a> Shapes<'a> {
             name: name.into(),
             expected: vec![],
         })?;
-        if shape.len() != rank || shape.iter().any(|&d| d == 0) {
+        if shape.len() != rank || shape.contains(&0) {
             return Err(Error::TensorShape {
                 name: name.into(),
                 expected: vec![0; rank],
@@ -519,11 +519,14 @@ impl VideoArch {
             VideoLayout::PyTorchVideo => "pytorchvideo".to_string(),
         }];
         if self.family == VideoFamily::R2Plus1d {
-            let mids: Vec<String> = self
+            // Each block's two convs share one width: listed once, in network order.
+            let mut mids: Vec<usize> = self
                 .convs()
                 .filter(|c| c.kernel[0] == 1 && c.kernel[1] > 1)
-                .map(|c| c.out_channels.to_string())
+                .map(|c| c.out_channels)
                 .collect();
+            mids.dedup();
+            let mids: Vec<String> = mids.iter().map(usize::to_string).collect();
             traits.push(format!(
                 "(2+1)D factorised, mid-channels {}",
                 mids.join(", ")

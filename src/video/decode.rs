@@ -167,3 +167,29 @@ pub fn decode_frame_folder(dir: &Path) -> Result<Frames> {
         frames,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_decoder_says_how_to_install_it() {
+        let err = run_tool("ffmpeg-not-installed-here", &[], Path::new("clip.mp4")).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Usage(_)), "{text}");
+        assert!(
+            text.contains("clip.mp4") && text.contains("apt-get install ffmpeg"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn video_files_are_known_by_extension() {
+        for name in ["a.mp4", "b.WEBM", "c.mkv", "d.avi", "e.mov", "f.gif"] {
+            assert!(is_video_file(Path::new(name)), "{name}");
+        }
+        for name in ["a.png", "b.jpg", "c", "d.npy"] {
+            assert!(!is_video_file(Path::new(name)), "{name}");
+        }
+    }
+}
