@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing resnet-wgpu needs on a fresh Debian bookworm machine:
+# FFmpeg (video decoding), and
 # Mesa 25's lavapipe (software Vulkan) from bookworm-backports — about 4x faster compute than
 # bookworm's Mesa 22.3 — and the Vulkan loader. Idempotent; needs root (or sudo).
 set -euo pipefail
@@ -14,3 +15,10 @@ if ! dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null | grep -q '^2
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t bookworm-backports mesa-vulkan-drivers libvulkan1 >/dev/null
 fi
 echo "lavapipe: mesa-vulkan-drivers $(dpkg-query -W -f='${Version}' mesa-vulkan-drivers)"
+
+# FFmpeg decodes videos for `resnet classify` (and the decode tests).
+if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+fi
+echo "ffmpeg: $(ffmpeg -version | head -n 1)"

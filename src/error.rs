@@ -20,6 +20,8 @@ pub enum Error {
     Npy { path: PathBuf, msg: String },
     #[error("{path}: cannot read image: {msg}")]
     Image { path: PathBuf, msg: String },
+    #[error("{path}: cannot read video: {msg}")]
+    Video { path: PathBuf, msg: String },
 
     // ---- weights and architecture ----
     #[error("tensor `{name}` is missing (expected shape {expected:?})")]

@@ -9,11 +9,13 @@ pub mod fsutil;
 pub mod gpu;
 pub mod graph;
 pub mod imagenet;
+pub mod kinetics;
 pub mod metadata;
 pub mod model;
 pub mod npy;
 pub mod preprocess;
 pub mod reference;
+pub mod video;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@ pub mod config;
 mod detect;
 pub mod layout;
 pub mod synthetic;
+pub mod video;
 
 use crate::error::Result;
 use crate::graph::{Conv, Graph, Op, ValueId};

@@ -6,6 +6,7 @@ use crate::graph::{pool_out_size, Graph, Op, Shape};
 use crate::weights::WeightsFile;
 
 mod sampled;
+pub mod video;
 pub use sampled::{conv_rows, sample_rows};
 
 pub const BN_EPS: f64 = 1e-5;
