@@ -22,3 +22,5 @@ mod shaders_family;
 mod sub_batch;
 mod threads;
 mod tuning;
+mod uniforms;
+mod video;

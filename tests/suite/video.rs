@@ -2,7 +2,7 @@
 //! folders), the presets' resize bit for bit against torchvision, architecture detection and
 //! the CPU reference end to end against the PyTorch fixtures of scripts/make_video_fixtures.py.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
