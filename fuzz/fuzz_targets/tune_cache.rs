@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use resnet_wgpu::gpu::conv_config::{ConvProblem, DeviceFit};
-use resnet_wgpu::gpu::tune_cache::TuneCache;
+use resnet_wgpu::gpu::ops::conv::{ConvProblem, DeviceFit};
+use resnet_wgpu::gpu::tuning::cache::TuneCache;
 
 /// wgpu's default limits (what every adapter offers at least), as the plan sees them.
 const FIT: DeviceFit = DeviceFit {

@@ -176,18 +176,16 @@ fn hf_fields(v: &Value) -> std::result::Result<HfConfig, String> {
 fn labels(v: &Value) -> std::result::Result<Option<Vec<String>>, String> {
     Ok(match (v.get("id2label"), v.get("label_names")) {
         (Some(map), _) => {
-            let names = parse_labels(&map.to_string())
-                .map_err(|m| format!("`id2label`: {m}"))?;
+            let names = parse_labels(&map.to_string()).map_err(|m| format!("`id2label`: {m}"))?;
             let generic = names
                 .iter()
                 .enumerate()
                 .all(|(i, n)| *n == format!("LABEL_{i}"));
             (!generic).then_some(names)
         }
-        (None, Some(list)) => Some(
-            parse_labels(&list.to_string())
-                .map_err(|m| format!("`label_names`: {m}"))?,
-        ),
+        (None, Some(list)) => {
+            Some(parse_labels(&list.to_string()).map_err(|m| format!("`label_names`: {m}"))?)
+        }
         (None, None) => None,
     })
 }

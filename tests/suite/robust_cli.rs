@@ -599,7 +599,7 @@ fn folder_link_loops_are_walked_once_and_reported() {
 
 #[test]
 fn concurrent_tuning_cache_writers_keep_every_result() {
-    use resnet_wgpu::gpu::tune_cache::{TuneCache, TunedConv};
+    use resnet_wgpu::gpu::tuning::cache::{TuneCache, TunedConv};
     let dir = scratch("cli-tune-merge");
     let path = TuneCache::path(&dir);
     let base = TuneCache::load(&path).unwrap();
@@ -711,7 +711,7 @@ fn info_names_the_file_each_value_came_from() {
     // A torchvision file with a config.json holding class names and preprocessing.
     let weights = dir.join("model.safetensors");
     std::fs::copy(fixture("tiny.safetensors"), &weights).unwrap();
-    let classes = resnet_wgpu::model::arch::detect(&WeightsFile::open(&weights).unwrap())
+    let classes = resnet_wgpu::model::detect(&WeightsFile::open(&weights).unwrap())
         .unwrap()
         .num_classes
         .unwrap();
@@ -760,7 +760,7 @@ fn info_names_the_file_each_value_came_from() {
 fn a_cached_configuration_with_a_zero_tile_is_invalid() {
     // Found by the tune_cache fuzz target: a register-kernel entry with TILE_K = 0 passed the
     // validity check, and every plan divides K by TILE_K.
-    use resnet_wgpu::gpu::conv_config::{ConvConfig, ConvProblem, DeviceFit};
+    use resnet_wgpu::gpu::ops::conv::{ConvConfig, ConvProblem, DeviceFit};
     let config: ConvConfig = serde_json::from_value(serde_json::json!({
         "algo": "registers", "tiles": {"tile_m": 32, "tile_n": 32, "tile_k": 0}, "split_k": 1
     }))
@@ -791,7 +791,7 @@ fn a_cached_configuration_with_a_zero_tile_is_invalid() {
     };
     assert!(config.check(&p, &fit).unwrap_err().contains("TILE_K"));
     let good = ConvConfig {
-        tiles: resnet_wgpu::gpu::kernels::ConvTiles {
+        tiles: resnet_wgpu::gpu::ops::conv::ConvTiles {
             tile_k: 4,
             ..config.tiles
         },

@@ -665,7 +665,7 @@ fn a_file_changed_after_opening_cannot_crash_the_loader() {
         .unwrap()
         .set_len(64)
         .unwrap();
-    arch::detect(&w).unwrap();
+    resnet_wgpu::model::detect(&w).unwrap();
     w.check_finite().unwrap();
     let after: Vec<Vec<f32>> = w.tensors.keys().filter_map(|n| w.to_f32(n)).collect();
     assert_eq!(before, after);
