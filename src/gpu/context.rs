@@ -29,7 +29,7 @@ pub struct GpuOptions {
     pub checked_shaders: bool,
     /// Force the `registers` conv kernel (`Some(true)`) or the `tiled` one (`Some(false)`);
     /// `None` picks by adapter type (`registers` on CPU adapters).
-    pub register_kernels: Option<bool>,
+    pub prefer_registers: Option<bool>,
     /// Where tuning results and compiled pipelines are cached between runs.
     pub disk_cache: super::disk_cache::DiskCache,
 }
@@ -138,9 +138,9 @@ pub struct GpuContext {
     pub checked_shaders: bool,
     /// The `registers` conv kernel is the default here: CPU adapters (lavapipe, WARP), whose
     /// workgroup barriers are costly and caches make workgroup-memory tiles pointless, or
-    /// forced (`GpuOptions::register_kernels`).
+    /// forced (`GpuOptions::prefer_registers`).
     pub prefer_registers: bool,
-    /// The user named the conv kernel (`GpuOptions::register_kernels`): tuning results are
+    /// The user named the conv kernel (`GpuOptions::prefer_registers`): tuning results are
     /// not used.
     pub conv_kernel_forced: bool,
     /// Where tuning results and compiled pipelines are kept between runs.
@@ -289,7 +289,7 @@ impl GpuContext {
         let (broken, uncaptured) = error_handlers(&device);
         log::info!("adapter: {info}");
         let prefer_registers = options
-            .register_kernels
+            .prefer_registers
             .unwrap_or(adapter.get_info().device_type == wgpu::DeviceType::Cpu);
         Ok(GpuContext {
             adapter,
@@ -299,7 +299,7 @@ impl GpuContext {
             limits,
             checked_shaders: options.checked_shaders,
             prefer_registers,
-            conv_kernel_forced: options.register_kernels.is_some(),
+            conv_kernel_forced: options.prefer_registers.is_some(),
             disk_cache: options.disk_cache.clone(),
             broken,
             uncaptured,

@@ -85,8 +85,8 @@ impl Modes {
         let pick = |keep: fn(&Mode) -> bool| ALL_MODES.into_iter().filter(keep).collect();
         match self {
             Modes::All => ALL_MODES.to_vec(),
-            Modes::Diagonal => pick(|m| m.checked == m.register),
-            Modes::AntiDiagonal => pick(|m| m.checked != m.register),
+            Modes::Diagonal => pick(|m| m.checked == m.registers),
+            Modes::AntiDiagonal => pick(|m| m.checked != m.registers),
         }
     }
 }

@@ -223,7 +223,7 @@ fn tune_picks_verified_winners_and_the_cache_carries_them() {
     let forced = Engine::load(
         &weights,
         &GpuOptions {
-            register_kernels: Some(false),
+            prefer_registers: Some(false),
             ..options
         },
     )

@@ -9,7 +9,7 @@ use resnet_wgpu::gpu::profile::{median, Profile};
 use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
 use resnet_wgpu::{Engine, Error, GpuContext, GpuOptions, Network, Output, WeightsFile};
 
-use crate::{at_least, check_output_path, check_weights, parse_size};
+use crate::inputs::{at_least, check_output_path, check_weights, parse_size};
 
 /// Where the weights come from: a file, or synthetic weights for a named architecture.
 #[derive(clap::Args, Clone)]

@@ -14,7 +14,7 @@ use resnet_wgpu::preprocess::{
 };
 use resnet_wgpu::{npy, Engine, Error, GpuOptions, Network, Output};
 
-use crate::{at_least, check_output_path, naming_file, open_weights};
+use crate::inputs::{at_least, check_output_path, naming_file, open_weights};
 
 const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "webp", "bmp", "jfif"];
 

@@ -12,7 +12,7 @@ use resnet_wgpu::model::{Arch, Shortcut, SourceConfig, Stem};
 use resnet_wgpu::preprocess::{presets, Preprocess};
 use resnet_wgpu::{Network, WeightsFile};
 
-use crate::{at_least, naming_file, open_weights};
+use crate::inputs::{at_least, naming_file, open_weights};
 
 /// The facts `info` reports, gathered once for both the JSON and the text form.
 struct Facts {

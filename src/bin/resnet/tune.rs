@@ -7,7 +7,7 @@ use resnet_wgpu::reference::relative_error;
 use resnet_wgpu::{Engine, Error, GpuOptions, Output, TuneOptions, TuneReport};
 
 use crate::bench::{input, ModelSource};
-use crate::{at_least, parse_size};
+use crate::inputs::{at_least, parse_size};
 
 #[derive(clap::Args)]
 pub struct TuneArgs {

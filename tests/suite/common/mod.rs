@@ -16,26 +16,26 @@ pub const MODES: [bool; 2] = [false, true];
 pub struct Mode {
     pub checked: bool,
     /// The register-only conv kernel (what CPU adapters get) instead of the tiled one.
-    pub register: bool,
+    pub registers: bool,
 }
 
 /// Every configuration, so both conv kernels are tested on any adapter, checked and not.
 pub const ALL_MODES: [Mode; 4] = [
     Mode {
         checked: false,
-        register: false,
+        registers: false,
     },
     Mode {
         checked: false,
-        register: true,
+        registers: true,
     },
     Mode {
         checked: true,
-        register: false,
+        registers: false,
     },
     Mode {
         checked: true,
-        register: true,
+        registers: true,
     },
 ];
 
@@ -47,11 +47,11 @@ pub fn gpu_mode(mode: Mode) -> Option<Arc<GpuContext>> {
         OnceLock::new(),
         OnceLock::new(),
     ];
-    CTX[mode.checked as usize * 2 + mode.register as usize]
+    CTX[mode.checked as usize * 2 + mode.registers as usize]
         .get_or_init(|| {
             let options = GpuOptions {
                 checked_shaders: mode.checked,
-                register_kernels: Some(mode.register),
+                prefer_registers: Some(mode.registers),
                 // Tests run the configurations they name, whatever a user has tuned.
                 disk_cache: DiskCache::Off,
                 ..Default::default()
