@@ -21,6 +21,7 @@ mod shaders;
 mod shaders_family;
 mod sub_batch;
 mod threads;
+mod translations;
 mod tuning;
 mod uniforms;
 mod video;

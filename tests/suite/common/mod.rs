@@ -2,6 +2,8 @@
 //! golden fixtures.
 #![allow(dead_code)]
 
+pub mod specialisations;
+
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
