@@ -10,6 +10,7 @@ mod default_model;
 mod end_to_end;
 mod family;
 mod full_width;
+mod gl_backend;
 mod gpu_errors;
 mod kernels;
 mod kernels_family;
