@@ -26,3 +26,4 @@ mod translations;
 mod tuning;
 mod uniforms;
 mod video;
+mod webgpu_limits;
