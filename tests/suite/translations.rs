@@ -139,7 +139,7 @@ fn every_specialisation_translates_for_every_backend() {
         );
     }
     assert!(per_kernel[&Kernel::ConvTiled] > 100, "{per_kernel:?}");
-    assert!(per_kernel[&Kernel::FoldBn] == 486, "{per_kernel:?}");
+    assert_eq!(per_kernel[&Kernel::FoldBn], 486, "{per_kernel:?}");
 }
 
 /// Guards the test itself: a construct a back end rejects must fail the translation (GLSL
