@@ -220,7 +220,8 @@ fn no_adapter(name: Option<String>, backends: wgpu::Backends) -> Error {
     }
 }
 
-/// The device with the adapter's full `limits`, and the features we use where it has them.
+/// The device with `limits` (the adapter's unless imposed), and the features we use where the
+/// adapter has them.
 fn open_device(
     adapter: &wgpu::Adapter,
     info: &AdapterSummary,
@@ -279,12 +280,23 @@ fn error_handlers(device: &wgpu::Device) -> (Arc<OnceLock<String>>, Arc<Mutex<Op
 }
 
 impl GpuContext {
+    /// The device `options` choose, with everything its adapter offers: large networks and
+    /// batches need the big binding sizes; the plan checks each buffer against these limits.
     pub fn new(options: &GpuOptions) -> Result<Self> {
+        Self::open(options, None)
+    }
+
+    /// Like [`GpuContext::new`] with `limits` imposed instead of the adapter's own (each must
+    /// be within the adapter's): with `wgpu::Limits::default()`, WebGPU's defaults, the plans
+    /// are those of a browser that grants no more.
+    pub fn with_limits(options: &GpuOptions, limits: wgpu::Limits) -> Result<Self> {
+        Self::open(options, Some(limits))
+    }
+
+    fn open(options: &GpuOptions, limits: Option<wgpu::Limits>) -> Result<Self> {
         let adapter = choose_adapter(&options.adapter)?;
         let info = AdapterSummary::of(&adapter.get_info());
-        // Ask for everything the adapter offers: large networks and batches need the big
-        // binding sizes; the plan checks each buffer against these limits.
-        let limits = adapter.limits();
+        let limits = limits.unwrap_or_else(|| adapter.limits());
         let (device, queue) = open_device(&adapter, &info, &limits)?;
         let (broken, uncaptured) = error_handlers(&device);
         log::info!("adapter: {info}");

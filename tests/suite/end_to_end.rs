@@ -4,10 +4,12 @@
 
 use crate::common;
 
+use std::sync::Arc;
+
 use common::{fixture, gpu_mode, Mode, ALL_MODES};
 use resnet_wgpu::npy::read_f32;
 use resnet_wgpu::reference::relative_error;
-use resnet_wgpu::{Engine, Output, WeightsFile};
+use resnet_wgpu::{Engine, GpuContext, Output, WeightsFile};
 
 #[derive(serde::Deserialize)]
 struct Case {
@@ -29,6 +31,12 @@ fn cases() -> Vec<Case> {
 /// Worst relative error of our logits against PyTorch's float64 logits, per fixture.
 fn check(name: &str, mode: Mode) {
     let Some(ctx) = gpu_mode(mode) else { return };
+    check_on(ctx, name, &format!("{mode:?}"));
+}
+
+/// Runs fixture `name` on `ctx` (described as `label` in the log), checks it against
+/// PyTorch's logits and returns ours.
+pub fn check_on(ctx: Arc<GpuContext>, name: &str, label: &str) -> Vec<f32> {
     let case = cases()
         .into_iter()
         .find(|c| c.name == name)
@@ -49,7 +57,7 @@ fn check(name: &str, mode: Mode) {
         .unwrap();
     assert_eq!(got.len(), case.batch * case.classes);
     let err = relative_error(&got, &want.data);
-    eprintln!("{name} ({mode:?}): relative error {err:.3e}");
+    eprintln!("{name} ({label}): relative error {err:.3e}");
     // The bar: f32 end to end within 1e-4 of PyTorch (computed in f64).
     assert!(err <= 1e-4, "{name}: relative error {err:.3e} > 1e-4");
     // Same top-1 for every sample.
@@ -67,6 +75,7 @@ fn check(name: &str, mode: Mode) {
             "{name}: top-1 differs for sample {n}"
         );
     }
+    got
 }
 
 /// Which configurations a fixture runs in.

@@ -7,6 +7,7 @@
 use crate::common;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use common::{gpu, MODES};
 use resnet_wgpu::metadata::{class_names_with, default_preprocess, LabelSource};
@@ -15,7 +16,7 @@ use resnet_wgpu::npy::read_f32;
 use resnet_wgpu::preprocess::{CropRounding, Interp};
 use resnet_wgpu::reference::{relative_error, run_graph};
 use resnet_wgpu::weights::serialize_f32;
-use resnet_wgpu::{Engine, Error, Output, WeightsFile};
+use resnet_wgpu::{Engine, Error, GpuContext, Output, WeightsFile};
 
 #[derive(serde::Deserialize)]
 struct Case {
@@ -74,6 +75,17 @@ fn check(name: &str) {
         let (names, _) = class_names_with(&weights, classes, None, config.as_ref()).unwrap();
         assert_eq!(&names, want, "{name}: class names");
     }
+    for checked in MODES {
+        let Some(ctx) = gpu(checked) else { return };
+        check_on(ctx, name, &format!("checked shaders: {checked}"));
+    }
+}
+
+/// Runs case `name` on `ctx` (described as `label` in the log), checks it against PyTorch's
+/// output and returns ours.
+pub fn check_on(ctx: Arc<GpuContext>, name: &str, label: &str) -> Vec<f32> {
+    let case = case(name);
+    let weights = WeightsFile::open(family(&case.weights)).unwrap();
     let input = read_f32(&family(&case.input)).unwrap();
     let want = read_f32(&family(&case.expected)).unwrap();
     assert_eq!(input.shape, vec![case.batch, 3, case.height, case.width]);
@@ -81,32 +93,30 @@ fn check(name: &str) {
         "features" => Output::Features,
         _ => Output::Logits,
     };
-    for checked in MODES {
-        let Some(ctx) = gpu(checked) else { return };
-        let engine = Engine::load_on(ctx, &weights).unwrap();
-        let (n, h, w) = (case.batch, case.height, case.width);
-        let got = engine.run(&input.data, n, h, w, which).unwrap();
-        assert_eq!(got.len(), n * case.outputs);
-        let err = relative_error(&got, &want.data);
-        eprintln!("{name} (checked shaders: {checked}): relative error {err:.3e}");
-        assert!(err <= 1e-4, "{name}: relative error {err:.3e} > 1e-4");
-        if which == Output::Logits {
-            let argmax = |v: &[f32]| {
-                v.iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map(|(i, _)| i)
-            };
-            for s in 0..n {
-                let row = s * case.outputs..(s + 1) * case.outputs;
-                assert_eq!(
-                    argmax(&got[row.clone()]),
-                    argmax(&want.data[row]),
-                    "{name}: top-1 differs for sample {s}"
-                );
-            }
+    let engine = Engine::load_on(ctx, &weights).unwrap();
+    let (n, h, w) = (case.batch, case.height, case.width);
+    let got = engine.run(&input.data, n, h, w, which).unwrap();
+    assert_eq!(got.len(), n * case.outputs);
+    let err = relative_error(&got, &want.data);
+    eprintln!("{name} ({label}): relative error {err:.3e}");
+    assert!(err <= 1e-4, "{name}: relative error {err:.3e} > 1e-4");
+    if which == Output::Logits {
+        let argmax = |v: &[f32]| {
+            v.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i)
+        };
+        for s in 0..n {
+            let row = s * case.outputs..(s + 1) * case.outputs;
+            assert_eq!(
+                argmax(&got[row.clone()]),
+                argmax(&want.data[row]),
+                "{name}: top-1 differs for sample {s}"
+            );
         }
     }
+    got
 }
 
 macro_rules! fixture_tests {

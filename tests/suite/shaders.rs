@@ -2,47 +2,21 @@
 //! GPU): parse, validate, apply the override constants, re-validate and emit SPIR-V. A shader
 //! error therefore fails here on any machine, before a device is ever opened.
 
+use crate::common::specialisations::{
+    all_conv_tiles, conv_reduce_constants, dense_conv_constants, fold_bn_constants, fold_constants,
+    parse, specialised, spirv, tuning_candidates,
+};
 use naga::back::PipelineConstants;
-use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
-use naga::{AddressSpace, Module, ShaderStage, StorageAccess};
+use naga::{AddressSpace, ShaderStage, StorageAccess};
 use resnet_wgpu::gpu::kernels::{Binding, Constants, SHADER_FILES};
 use resnet_wgpu::gpu::ops::conv::{conv_constants, ConvTiles};
 use resnet_wgpu::gpu::ops::Kernel;
 
-fn validator() -> Validator {
-    Validator::new(ValidationFlags::all(), Capabilities::all())
-}
-
-fn parse(file: &str) -> (Module, ModuleInfo) {
-    let source = SHADER_FILES
-        .iter()
-        .find(|(f, _)| *f == file)
-        .unwrap_or_else(|| panic!("{file} not in SHADER_FILES"))
-        .1;
-    let module = naga::front::wgsl::parse_str(source)
-        .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
-    let info = validator()
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
-    (module, info)
-}
-
 /// Applies `constants` for `kernel`'s entry point, re-validates, emits SPIR-V, and returns
 /// the workgroup size and the workgroup memory (bytes) of the specialised entry point.
 fn specialise(kernel: Kernel, constants: &Constants) -> ([u32; 3], u32) {
-    let (module, info) = parse(kernel.file());
-    let mut map = PipelineConstants::default();
-    for (name, value) in constants {
-        map.insert(name.to_string(), *value);
-    }
+    let (processed, processed_info) = specialised(kernel, constants);
     let what = format!("{kernel:?} {constants:?}");
-    let (processed, _) = naga::back::pipeline_constants::process_overrides(
-        &module,
-        &info,
-        Some((ShaderStage::Compute, kernel.entry())),
-        &map,
-    )
-    .unwrap_or_else(|e| panic!("{what}: overrides: {e:?}"));
     // naga keeps the overrides, each now holding its resolved value.
     for (_, o) in processed.overrides.iter() {
         assert!(
@@ -51,18 +25,7 @@ fn specialise(kernel: Kernel, constants: &Constants) -> ([u32; 3], u32) {
             o.name
         );
     }
-    let processed_info = validator()
-        .validate(&processed)
-        .unwrap_or_else(|e| panic!("{what}: re-validation: {e:?}"));
-    let options = naga::back::spv::Options {
-        lang_version: (1, 3),
-        ..Default::default()
-    };
-    let pipeline = naga::back::spv::PipelineOptions {
-        shader_stage: ShaderStage::Compute,
-        entry_point: kernel.entry().to_string(),
-    };
-    let words = naga::back::spv::write_vec(&processed, &processed_info, &options, Some(&pipeline))
+    let words = spirv(kernel, &processed, &processed_info)
         .unwrap_or_else(|e| panic!("{what}: SPIR-V: {e:?}"));
     assert_eq!(
         words.first(),
@@ -89,20 +52,6 @@ fn specialise(kernel: Kernel, constants: &Constants) -> ([u32; 3], u32) {
         .map(|(_, v)| layouter[v.ty].size)
         .sum();
     (ep.workgroup_size, shared)
-}
-
-/// Every tile configuration `ConvTiles::for_shape` can return, found by sweeping its inputs.
-fn all_conv_tiles() -> Vec<ConvTiles> {
-    let mut tiles = Vec::new();
-    for out_c in 1..=4096 {
-        for m in [1, 20, 33, 63, 64, 65, 4096, 1 << 20] {
-            let t = ConvTiles::for_shape(m, out_c);
-            if !tiles.contains(&t) {
-                tiles.push(t);
-            }
-        }
-    }
-    tiles
 }
 
 #[test]
@@ -238,9 +187,7 @@ fn conv_tile_configs_fit_webgpu_defaults() {
 fn conv_every_specialisation_compiles() {
     let mut count = 0;
     for tiles in all_conv_tiles() {
-        for bits in 0..16u32 {
-            let [residual, relu, nchw, pointwise] = [0, 1, 2, 3].map(|b| bits & (1 << b) != 0);
-            let constants = conv_constants(tiles, residual, relu, nchw, pointwise);
+        for constants in dense_conv_constants(tiles) {
             let (size, shared) = specialise(Kernel::ConvTiled, &constants);
             assert_eq!(
                 size,
@@ -289,28 +236,13 @@ fn conv_constants_name_every_override() {
     );
 }
 
-fn fold_constants(w: u32, gamma: u32, beta: u32, mean: u32, var: u32, has_bn: bool) -> Constants {
-    vec![
-        ("W_DTYPE", w as f64),
-        ("GAMMA_DTYPE", gamma as f64),
-        ("BETA_DTYPE", beta as f64),
-        ("MEAN_DTYPE", mean as f64),
-        ("VAR_DTYPE", var as f64),
-        ("HAS_BN", has_bn as u32 as f64),
-    ]
-}
-
 #[test]
 fn fold_bn_every_dtype_combination_compiles() {
     // All 3⁵ dtype assignments × HAS_BN: 486 specialisations, a few ms each.
     let mut count = 0;
-    for code in 0..3u32.pow(5) {
-        let d = [0, 1, 2, 3, 4].map(|i| (code / 3u32.pow(i)) % 3);
-        for has_bn in [false, true] {
-            let constants = fold_constants(d[0], d[1], d[2], d[3], d[4], has_bn);
-            assert_eq!(specialise(Kernel::FoldBn, &constants), ([256, 1, 1], 0));
-            count += 1;
-        }
+    for constants in fold_bn_constants() {
+        assert_eq!(specialise(Kernel::FoldBn, &constants), ([256, 1, 1], 0));
+        count += 1;
     }
     assert_eq!(count, 486);
     // The names the engine passes are the shader's overrides, and nothing else.
@@ -362,57 +294,23 @@ fn unknown_constants_are_rejected() {
 /// with the workgroup size and memory the plan budgets. The split-K sum in each epilogue too.
 #[test]
 fn every_tuning_candidate_compiles() {
-    use resnet_wgpu::gpu::ops::conv::{ConvAlgo, ConvConfig, ConvProblem, DeviceFit};
-    let fit = DeviceFit::of(&wgpu::Limits::default());
-    let problem = |batch, hw, in_c, out_c, kernel, stride, groups, input_nchw| ConvProblem {
-        batch,
-        in_h: hw,
-        in_w: hw,
-        in_c,
-        out_h: hw / stride,
-        out_w: hw / stride,
-        out_c,
-        kernel,
-        stride,
-        pad: kernel / 2,
-        groups,
-        input_nchw,
-        residual: true,
-        relu: true,
-    };
-    let problems = [
-        problem(1, 224, 3, 64, 7, 2, 1, true),
-        problem(1, 7, 512, 512, 3, 1, 1, false),
-        problem(8, 14, 1024, 256, 1, 1, 1, false),
-        problem(1, 14, 256, 256, 3, 1, 32, false),
-        problem(1, 14, 96, 96, 3, 1, 16, false),
-    ];
-    let mut seen = std::collections::HashSet::new();
-    for p in &problems {
-        let mut configs = ConvConfig::candidates(p, &fit);
-        let splits: Vec<ConvConfig> = configs.iter().flat_map(|c| c.splits_of(p, &fit)).collect();
-        configs.extend(splits);
-        for c in configs {
-            let constants = c.constants(p);
-            let kernel = Kernel::named(c.kernel().name).expect("a listed kernel");
-            if !seen.insert((kernel, format!("{constants:?}"))) {
-                continue;
-            }
-            let (size, shared) = specialise(kernel, &constants);
-            assert_eq!(size, [c.tiles.tile_n / 4, c.tiles.tile_m / 4, 1], "{c:?}");
-            let budget = match c.algo {
-                ConvAlgo::Tiled => c.tiles.workgroup_bytes(),
-                ConvAlgo::Registers => 0,
-            };
-            assert_eq!(shared, budget, "{c:?}: workgroup memory");
-        }
+    use resnet_wgpu::gpu::ops::conv::ConvAlgo;
+    let candidates = tuning_candidates();
+    for (c, _, kernel, constants) in &candidates {
+        let (size, shared) = specialise(*kernel, constants);
+        assert_eq!(size, [c.tiles.tile_n / 4, c.tiles.tile_m / 4, 1], "{c:?}");
+        let budget = match c.algo {
+            ConvAlgo::Tiled => c.tiles.workgroup_bytes(),
+            ConvAlgo::Registers => 0,
+        };
+        assert_eq!(shared, budget, "{c:?}: workgroup memory");
     }
-    assert!(seen.len() > 50, "only {} specialisations", seen.len());
-    for bits in 0..4u32 {
-        let constants = vec![
-            ("HAS_RESIDUAL", (bits & 1) as f64),
-            ("RELU", (bits >> 1) as f64),
-        ];
+    assert!(
+        candidates.len() > 50,
+        "only {} specialisations",
+        candidates.len()
+    );
+    for constants in conv_reduce_constants() {
         let (size, shared) = specialise(Kernel::ConvReduce, &constants);
         assert_eq!((size, shared), ([256, 1, 1], 0));
     }

@@ -3,46 +3,18 @@
 //! ReLU, and the average pool entry point. Each is parsed, specialised through its override
 //! constants, re-validated and written as SPIR-V.
 
-use naga::back::PipelineConstants;
-use naga::valid::{Capabilities, ValidationFlags, Validator};
-use naga::ShaderStage;
+use crate::common::specialisations::{
+    grouped_tiles, register_tiles, specialised, spirv, EPILOGUES,
+};
 use resnet_wgpu::gpu::kernels::Constants;
 use resnet_wgpu::gpu::ops::conv::{conv_constants, grouped_conv_constants, ConvTiles};
 use resnet_wgpu::gpu::ops::Kernel;
 
-fn validator() -> Validator {
-    Validator::new(ValidationFlags::all(), Capabilities::all())
-}
-
-/// Specialises `kernel` with `constants` and returns its workgroup size.
+/// Specialises `kernel` with `constants`, writes it as SPIR-V and returns its workgroup size.
 fn specialise(kernel: Kernel, constants: &Constants) -> [u32; 3] {
-    let source = kernel.source();
-    let module = naga::front::wgsl::parse_str(source)
-        .unwrap_or_else(|e| panic!("{}: {}", kernel.file(), e.emit_to_string(source)));
-    let info = validator()
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}: {}", kernel.file(), e.emit_to_string(source)));
+    let (processed, processed_info) = specialised(kernel, constants);
     let what = format!("{kernel:?} {constants:?}");
-    let map: PipelineConstants = constants.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-    let (processed, _) = naga::back::pipeline_constants::process_overrides(
-        &module,
-        &info,
-        Some((ShaderStage::Compute, kernel.entry())),
-        &map,
-    )
-    .unwrap_or_else(|e| panic!("{what}: overrides: {e:?}"));
-    let processed_info = validator()
-        .validate(&processed)
-        .unwrap_or_else(|e| panic!("{what}: re-validation: {e:?}"));
-    let pipeline = naga::back::spv::PipelineOptions {
-        shader_stage: ShaderStage::Compute,
-        entry_point: kernel.entry().to_string(),
-    };
-    let options = naga::back::spv::Options {
-        lang_version: (1, 3),
-        ..Default::default()
-    };
-    let words = naga::back::spv::write_vec(&processed, &processed_info, &options, Some(&pipeline))
+    let words = spirv(kernel, &processed, &processed_info)
         .unwrap_or_else(|e| panic!("{what}: SPIR-V: {e:?}"));
     assert_eq!(words.first(), Some(&0x0723_0203), "{what}: SPIR-V magic");
     processed
@@ -51,18 +23,6 @@ fn specialise(kernel: Kernel, constants: &Constants) -> [u32; 3] {
         .find(|e| e.name == kernel.entry())
         .unwrap_or_else(|| panic!("{what}: no entry point"))
         .workgroup_size
-}
-
-/// Every tile configuration `ConvTiles::for_grouped` can return.
-fn grouped_tiles() -> Vec<ConvTiles> {
-    let mut tiles: Vec<ConvTiles> = Vec::new();
-    for group_out_c in 1..=256 {
-        let t = ConvTiles::for_grouped(group_out_c);
-        if !tiles.contains(&t) {
-            tiles.push(t);
-        }
-    }
-    tiles
 }
 
 #[test]
@@ -75,7 +35,7 @@ fn grouped_conv_every_specialisation_compiles() {
         assert!(t.workgroup_bytes() <= 16 * 1024, "{t:?}");
         // Enough threads per workgroup to keep a GPU's SIMD lanes busy.
         assert!((64..=256).contains(&t.threads()), "{t:?}");
-        for (residual, relu) in [(false, false), (false, true), (true, false), (true, true)] {
+        for (residual, relu) in EPILOGUES {
             let size = specialise(
                 Kernel::ConvTiled,
                 &grouped_conv_constants(t, residual, relu),
@@ -89,10 +49,9 @@ fn grouped_conv_every_specialisation_compiles() {
 fn register_grouped_conv_compiles() {
     assert_eq!(Kernel::ConvRegisters.file(), "conv.wgsl");
     assert_eq!(Kernel::ConvRegisters.entry(), "registers");
-    for out_c in [16, 63, 64, 4096] {
-        let t = ConvTiles::for_registers(out_c);
+    for t in register_tiles() {
         assert!(t.is_valid() && t.threads() <= 256, "{t:?}");
-        for (residual, relu) in [(false, false), (false, true), (true, false), (true, true)] {
+        for (residual, relu) in EPILOGUES {
             let size = specialise(
                 Kernel::ConvRegisters,
                 &grouped_conv_constants(t, residual, relu),

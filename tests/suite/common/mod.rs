@@ -2,11 +2,13 @@
 //! golden fixtures.
 #![allow(dead_code)]
 
+pub mod specialisations;
+
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use resnet_wgpu::gpu::disk_cache::DiskCache;
-use resnet_wgpu::{GpuContext, GpuOptions};
+use resnet_wgpu::{AdapterChoice, GpuContext, GpuOptions};
 
 /// Both shader modes the suite runs in: runtime bounds checks off (production) and on.
 pub const MODES: [bool; 2] = [false, true];
@@ -61,14 +63,55 @@ pub fn gpu_mode(mode: Mode) -> Option<Arc<GpuContext>> {
         .clone()
 }
 
+/// The register-kernel device of `backend` (`"vulkan"` or `"gl"`), opened once; like
+/// [`gpu`], it fails under CI when the backend has no adapter.
+pub fn gpu_backend(backend: &'static str) -> Option<Arc<GpuContext>> {
+    static CTX: [OnceLock<Option<Arc<GpuContext>>>; 2] = [OnceLock::new(), OnceLock::new()];
+    let slot = match backend {
+        "vulkan" => 0,
+        "gl" => 1,
+        other => panic!("no test device for backend {other}"),
+    };
+    CTX[slot]
+        .get_or_init(|| {
+            let ctx = open(&GpuOptions {
+                adapter: AdapterChoice {
+                    name: None,
+                    backend: Some(backend.into()),
+                },
+                // What CPU adapters (lavapipe, llvmpipe) run by default, on both backends.
+                register_kernels: Some(true),
+                disk_cache: DiskCache::Off,
+                ..Default::default()
+            })?;
+            assert_eq!(ctx.info.backend, backend, "{}", ctx.info);
+            Some(ctx)
+        })
+        .clone()
+}
+
 /// A fresh device with `options` (a test that needs its own disk cache); like [`gpu`], it
 /// fails under CI when there is no adapter.
 pub fn gpu_with(options: &GpuOptions) -> Option<Arc<GpuContext>> {
     open(options)
 }
 
+/// A fresh device with `options` and `limits` imposed instead of the adapter's; like [`gpu`],
+/// it fails under CI when there is no adapter.
+pub fn gpu_with_limits(options: &GpuOptions, limits: wgpu::Limits) -> Option<Arc<GpuContext>> {
+    open_with(options, Some(limits))
+}
+
 fn open(options: &GpuOptions) -> Option<Arc<GpuContext>> {
-    match GpuContext::new(options) {
+    open_with(options, None)
+}
+
+fn open_with(options: &GpuOptions, limits: Option<wgpu::Limits>) -> Option<Arc<GpuContext>> {
+    let opened = match limits {
+        Some(limits) => GpuContext::with_limits(options, limits),
+        None => GpuContext::new(options),
+    };
+    match opened {
         Ok(c) => {
             eprintln!("GPU tests on {} ({options:?})", c.info);
             Some(Arc::new(c))

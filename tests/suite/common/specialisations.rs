@@ -1,0 +1,261 @@
+//! Every shader specialisation the planner can produce, enumerated once for the naga tests
+//! (`shaders` and `shaders_family` check them as SPIR-V with the plan's budgets;
+//! `translations` writes each for the other back ends): the kernels' sources, parsed,
+//! validated and specialised through their override constants.
+
+use naga::back::PipelineConstants;
+use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
+use naga::{Module, ShaderStage};
+use resnet_wgpu::gpu::kernels::{Constants, SHADER_FILES};
+use resnet_wgpu::gpu::ops::conv::{
+    conv_constants, grouped_conv_constants, ConvConfig, ConvProblem, ConvTiles, DeviceFit,
+};
+use resnet_wgpu::gpu::ops::Kernel;
+
+pub fn validator() -> Validator {
+    Validator::new(ValidationFlags::all(), Capabilities::all())
+}
+
+/// One WGSL file of `SHADER_FILES`, parsed and validated.
+pub fn parse(file: &str) -> (Module, ModuleInfo) {
+    let source = SHADER_FILES
+        .iter()
+        .find(|(f, _)| *f == file)
+        .unwrap_or_else(|| panic!("{file} not in SHADER_FILES"))
+        .1;
+    let module = naga::front::wgsl::parse_str(source)
+        .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
+    let info = validator()
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
+    (module, info)
+}
+
+/// `kernel`'s module with `constants` applied and compacted to its entry point, re-validated:
+/// what wgpu hands each back end when it creates the pipeline.
+pub fn specialised(kernel: Kernel, constants: &Constants) -> (Module, ModuleInfo) {
+    let (module, info) = parse(kernel.file());
+    let map: PipelineConstants = constants.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let what = format!("{kernel:?} {constants:?}");
+    let (processed, _) = naga::back::pipeline_constants::process_overrides(
+        &module,
+        &info,
+        Some((ShaderStage::Compute, kernel.entry())),
+        &map,
+    )
+    .unwrap_or_else(|e| panic!("{what}: overrides: {e:?}"));
+    let processed_info = validator()
+        .validate(&processed)
+        .unwrap_or_else(|e| panic!("{what}: re-validation: {e:?}"));
+    (processed.into_owned(), processed_info)
+}
+
+/// `kernel`'s specialised module as SPIR-V 1.3 (what wgpu's Vulkan back end asks for).
+pub fn spirv(
+    kernel: Kernel,
+    module: &Module,
+    info: &ModuleInfo,
+) -> Result<Vec<u32>, naga::back::spv::Error> {
+    let options = naga::back::spv::Options {
+        lang_version: (1, 3),
+        ..Default::default()
+    };
+    let pipeline = naga::back::spv::PipelineOptions {
+        shader_stage: ShaderStage::Compute,
+        entry_point: kernel.entry().to_string(),
+    };
+    naga::back::spv::write_vec(module, info, &options, Some(&pipeline))
+}
+
+/// Every tile configuration `ConvTiles::for_shape` can return, found by sweeping its inputs.
+pub fn all_conv_tiles() -> Vec<ConvTiles> {
+    let mut tiles = Vec::new();
+    for out_c in 1..=4096 {
+        for m in [1, 20, 33, 63, 64, 65, 4096, 1 << 20] {
+            let t = ConvTiles::for_shape(m, out_c);
+            if !tiles.contains(&t) {
+                tiles.push(t);
+            }
+        }
+    }
+    tiles
+}
+
+/// Every tile configuration `ConvTiles::for_grouped` can return.
+pub fn grouped_tiles() -> Vec<ConvTiles> {
+    let mut tiles: Vec<ConvTiles> = Vec::new();
+    for group_out_c in 1..=256 {
+        let t = ConvTiles::for_grouped(group_out_c);
+        if !tiles.contains(&t) {
+            tiles.push(t);
+        }
+    }
+    tiles
+}
+
+/// Tiles of the register-only kernel, from a narrow layer to a wide one.
+pub fn register_tiles() -> Vec<ConvTiles> {
+    [16, 63, 64, 4096]
+        .map(ConvTiles::for_registers)
+        .into_iter()
+        .collect()
+}
+
+/// The four epilogues: (residual, ReLU).
+pub const EPILOGUES: [(bool, bool); 4] =
+    [(false, false), (false, true), (true, false), (true, true)];
+
+/// The dense tiled conv's constants for `tiles` in each of its 16 flag combinations.
+pub fn dense_conv_constants(tiles: ConvTiles) -> Vec<Constants> {
+    (0..16u32)
+        .map(|bits| {
+            let [residual, relu, nchw, pointwise] = [0, 1, 2, 3].map(|b| bits & (1 << b) != 0);
+            conv_constants(tiles, residual, relu, nchw, pointwise)
+        })
+        .collect()
+}
+
+pub fn fold_constants(
+    w: u32,
+    gamma: u32,
+    beta: u32,
+    mean: u32,
+    var: u32,
+    has_bn: bool,
+) -> Constants {
+    vec![
+        ("W_DTYPE", w as f64),
+        ("GAMMA_DTYPE", gamma as f64),
+        ("BETA_DTYPE", beta as f64),
+        ("MEAN_DTYPE", mean as f64),
+        ("VAR_DTYPE", var as f64),
+        ("HAS_BN", has_bn as u32 as f64),
+    ]
+}
+
+/// All 3⁵ dtype assignments (f32, f16, bf16) of the fold's five inputs × HAS_BN: 486.
+pub fn fold_bn_constants() -> Vec<Constants> {
+    let mut all = Vec::new();
+    for code in 0..3u32.pow(5) {
+        let d = [0, 1, 2, 3, 4].map(|i| (code / 3u32.pow(i)) % 3);
+        for has_bn in [false, true] {
+            all.push(fold_constants(d[0], d[1], d[2], d[3], d[4], has_bn));
+        }
+    }
+    all
+}
+
+/// The split-K sum's epilogues.
+pub fn conv_reduce_constants() -> Vec<Constants> {
+    (0..4u32)
+        .map(|bits| {
+            vec![
+                ("HAS_RESIDUAL", (bits & 1) as f64),
+                ("RELU", (bits >> 1) as f64),
+            ]
+        })
+        .collect()
+}
+
+/// Every configuration `resnet tune` may try under WebGPU's default limits (both kernels,
+/// every tile size, split-K), on shapes from a stem to a late grouped layer, with the
+/// problem it was made for and its kernel and constants; each distinct specialisation once.
+pub fn tuning_candidates() -> Vec<(ConvConfig, ConvProblem, Kernel, Constants)> {
+    let fit = DeviceFit::of(&wgpu::Limits::default());
+    let problems = [
+        problem(1, 224, 3, 64, 7, 2, 1, true),
+        problem(1, 7, 512, 512, 3, 1, 1, false),
+        problem(8, 14, 1024, 256, 1, 1, 1, false),
+        problem(1, 14, 256, 256, 3, 1, 32, false),
+        problem(1, 14, 96, 96, 3, 1, 16, false),
+    ];
+    let mut seen = std::collections::HashSet::new();
+    let mut all = Vec::new();
+    for p in problems {
+        let mut configs = ConvConfig::candidates(&p, &fit);
+        let splits: Vec<ConvConfig> = configs.iter().flat_map(|c| c.splits_of(&p, &fit)).collect();
+        configs.extend(splits);
+        for c in configs {
+            let constants = c.constants(&p);
+            let kernel = Kernel::named(c.kernel().name).expect("a listed kernel");
+            if seen.insert((kernel, format!("{constants:?}"))) {
+                all.push((c, p, kernel, constants));
+            }
+        }
+    }
+    all
+}
+
+#[allow(clippy::too_many_arguments)]
+fn problem(
+    batch: usize,
+    hw: usize,
+    in_c: usize,
+    out_c: usize,
+    kernel: usize,
+    stride: usize,
+    groups: usize,
+    input_nchw: bool,
+) -> ConvProblem {
+    ConvProblem {
+        batch,
+        in_h: hw,
+        in_w: hw,
+        in_c,
+        out_h: hw / stride,
+        out_w: hw / stride,
+        out_c,
+        kernel,
+        stride,
+        pad: kernel / 2,
+        groups,
+        input_nchw,
+        residual: true,
+        relu: true,
+    }
+}
+
+/// Everything above, and the kernels the engine runs without constants: every (kernel,
+/// constants) pair a plan or the tuner can create a pipeline for.
+pub fn every_specialisation() -> Vec<(Kernel, Constants)> {
+    let mut all: Vec<(Kernel, Constants)> = Vec::new();
+    for tiles in all_conv_tiles() {
+        all.extend(
+            dense_conv_constants(tiles)
+                .into_iter()
+                .map(|c| (Kernel::ConvTiled, c)),
+        );
+    }
+    for (kernel, tiles) in grouped_tiles()
+        .into_iter()
+        .map(|t| (Kernel::ConvTiled, t))
+        .chain(
+            register_tiles()
+                .into_iter()
+                .map(|t| (Kernel::ConvRegisters, t)),
+        )
+    {
+        for (residual, relu) in EPILOGUES {
+            all.push((kernel, grouped_conv_constants(tiles, residual, relu)));
+        }
+    }
+    all.extend(fold_bn_constants().into_iter().map(|c| (Kernel::FoldBn, c)));
+    all.extend(
+        conv_reduce_constants()
+            .into_iter()
+            .map(|c| (Kernel::ConvReduce, c)),
+    );
+    all.extend(tuning_candidates().into_iter().map(|(_, _, k, c)| (k, c)));
+    for kernel in [
+        Kernel::MaxPool,
+        Kernel::AvgPool,
+        Kernel::GlobalAvgPool,
+        Kernel::Linear,
+    ] {
+        all.push((kernel, vec![]));
+    }
+    // Each once, whichever list found it first.
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|(k, c)| seen.insert((*k, format!("{c:?}"))));
+    all
+}
