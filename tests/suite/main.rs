@@ -24,3 +24,4 @@ mod threads;
 mod tuning;
 mod uniforms;
 mod video;
+mod video_graph;
