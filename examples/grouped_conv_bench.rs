@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use resnet_wgpu::gpu::profile::LayerProfile;
-use resnet_wgpu::graph::{Conv, Graph, Op};
+use resnet_wgpu::graph::{Conv, Graph, Op, Window};
 use resnet_wgpu::weights::serialize_f32;
 use resnet_wgpu::{Engine, GpuContext, GpuOptions, WeightsFile};
 
@@ -33,6 +33,7 @@ fn conv_engine(ctx: &Arc<GpuContext>, cin: usize, cout: usize, groups: usize) ->
         kernel: 3,
         stride: 1,
         pad: 1,
+        temporal: Window::POINT,
         relu: true,
         input_nchw: false,
     });

@@ -95,6 +95,13 @@ impl Engine {
 
     /// Any graph over the ops (kernel tests build one-op graphs).
     pub fn from_graph(ctx: Arc<GpuContext>, graph: Graph, weights: &WeightsFile) -> Result<Self> {
+        // The kernels read 2-D windows only; a temporal one would be silently dropped.
+        if let Some(node) = graph.first_temporal_node() {
+            return Err(Error::Usage(format!(
+                "{}: convolutions and pools over time do not run on the GPU yet",
+                node.name
+            )));
+        }
         let kernels = ctx.scoped("compiling the shaders", || {
             Kernels::new(&ctx, &ops::all_kernels())
         })??;

@@ -1,8 +1,10 @@
 //! The network as pure data: an ops enum with shape inference. No wgpu types here, so the
 //! graph and the plan built from it are unit-tested on the CPU.
 //!
-//! Activations are channels-last, `(N, H, W, C)`; only the graph input is NCHW, as users
-//! hand it over, and the stem convolution reads it in that layout directly.
+//! Activations are channels-last, `(N, T, H, W, C)`: images are clips of one frame (T = 1)
+//! and a 2-D op is the 3-D op whose temporal window is [`Window::POINT`]. Only the graph
+//! input is channels-first (NCHW, or NCTHW for clips), as users hand it over, and the stem
+//! convolution reads it in that layout directly.
 
 pub mod plan;
 pub mod problem;
@@ -11,10 +13,12 @@ use crate::error::{Error, Result};
 
 pub type ValueId = usize;
 
-/// Shape of one activation, always reported as `(n, h, w, c)`.
+/// Shape of one activation, always reported as `(n, t, h, w, c)`; `t` is 1 for images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Shape {
     pub n: usize,
+    /// Frames (time); 1 for images.
+    pub t: usize,
     pub h: usize,
     pub w: usize,
     pub c: usize,
@@ -25,25 +29,48 @@ pub struct Shape {
 pub const MAX_ELEMENTS: usize = 1 << 36;
 
 impl Shape {
-    /// `n·h·w·c`, or `None` when it overflows.
+    /// `n·t·h·w·c`, or `None` when it overflows.
     pub fn checked_numel(&self) -> Option<usize> {
         self.n
+            .checked_mul(self.t)?
             .checked_mul(self.h)?
             .checked_mul(self.w)?
             .checked_mul(self.c)
     }
     pub fn numel(&self) -> usize {
-        self.n * self.h * self.w * self.c
+        self.n * self.t * self.h * self.w * self.c
     }
     pub fn bytes(&self) -> u64 {
         self.numel() as u64 * 4
     }
 }
 
+/// A window along the temporal axis: kernel, stride and padding in frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Window {
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl Window {
+    /// One frame in, one frame out: the temporal window of every 2-D op.
+    pub const POINT: Window = Window {
+        kernel: 1,
+        stride: 1,
+        pad: 0,
+    };
+
+    pub fn is_point(&self) -> bool {
+        *self == Self::POINT
+    }
+}
+
 /// A convolution with its BatchNorm folded in, and the fused epilogue.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conv {
-    /// Tensor name of the weight, `[C_out, C_in/groups, kH, kW]`.
+    /// Tensor name of the weight, `[C_out, C_in/groups, kH, kW]` (`[…, kT, kH, kW]` when the
+    /// temporal window is not a point).
     pub weight: String,
     /// Prefix of the BatchNorm that follows (`layer1.0.bn1`), folded at load time.
     pub bn: String,
@@ -52,12 +79,16 @@ pub struct Conv {
     /// Groups (ResNeXt's cardinality): output channel `o` reads input channels
     /// `[g·C_in/G, (g+1)·C_in/G)` with `g = o / (C_out/G)`. 1 for a dense conv.
     pub groups: usize,
+    /// Spatial kernel, stride and padding (the same along H and W).
     pub kernel: usize,
     pub stride: usize,
     pub pad: usize,
+    /// Kernel, stride and padding along T; [`Window::POINT`] for a 2-D conv.
+    pub temporal: Window,
     /// `relu(conv + bias [+ residual])`.
     pub relu: bool,
-    /// The graph input arrives NCHW; only the stem conv reads it.
+    /// The graph input arrives channels-first (NCHW, NCTHW for clips); only the stem conv
+    /// reads it.
     pub input_nchw: bool,
 }
 
@@ -66,17 +97,23 @@ impl Conv {
     pub fn group_in_channels(&self) -> usize {
         self.in_channels / self.groups.max(1)
     }
+
+    /// Multiply-accumulates per output element: `kT·kH·kW·C_in/groups`.
+    pub fn taps(&self) -> usize {
+        self.temporal.kernel * self.kernel * self.kernel * self.group_in_channels()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// inputs: `[x]` or `[x, residual]` (residual shaped like the output).
     Conv(Conv),
-    /// Max pool, implicit −∞ padding.
+    /// Max pool, implicit −∞ padding; spatial window (same along H and W), then temporal.
     MaxPool {
         kernel: usize,
         stride: usize,
         pad: usize,
+        temporal: Window,
     },
     /// Average pool without padding cells in the divisor (`count_include_pad=False`): each
     /// window is clipped to the input and divided by the number of pixels left. With
@@ -88,9 +125,11 @@ pub enum Op {
         pad: usize,
         ceil_mode: bool,
     },
-    /// Mean over H×W → `(N, 1, 1, C)`.
-    GlobalAvgPool,
-    /// `y = x·Wᵀ + b` on `(N, 1, 1, C_in)` → `(N, 1, 1, C_out)`.
+    /// Mean over T×H×W → `(N, 1, 1, 1, C)`. `covers`: the fixed `[T, H, W]` window of a
+    /// pool that is global only when it covers the map exactly (pytorchvideo's head); any
+    /// other map is refused rather than pooled differently from the source.
+    GlobalAvgPool { covers: Option<[usize; 3]> },
+    /// `y = x·Wᵀ + b` on `(N, 1, 1, 1, C_in)` → `(N, 1, 1, 1, C_out)`.
     Linear {
         weight: String,
         bias: String,
@@ -114,9 +153,9 @@ pub struct Graph {
     pub num_values: usize,
     pub input: ValueId,
     pub output: ValueId,
-    /// Value the head reads (pooled features, `(N, 1, 1, C)`), for embeddings.
+    /// Value the head reads (pooled features, `(N, 1, 1, 1, C)`), for embeddings.
     pub features: ValueId,
-    /// Channels of the graph input (3 for images).
+    /// Channels of the graph input (3 for images and clips).
     pub input_channels: usize,
 }
 
@@ -149,8 +188,13 @@ impl Op {
     pub fn output_shape(&self, name: &str, inputs: &[Shape]) -> Result<Shape> {
         let x = inputs[0];
         let too_small = || {
+            let frames = if x.t > 1 {
+                format!("{}×", x.t)
+            } else {
+                String::new()
+            };
             Error::InputShape(format!(
-                "{name}: input {}×{} is too small for this network",
+                "{name}: input {frames}{}×{} is too small for this network",
                 x.h, x.w
             ))
         };
@@ -169,10 +213,13 @@ impl Op {
                         c.groups, c.in_channels, c.out_channels
                     )));
                 }
+                let tw = c.temporal;
+                let t = out_size(x.t, tw.kernel, tw.stride, tw.pad).ok_or_else(too_small)?;
                 let h = out_size(x.h, c.kernel, c.stride, c.pad).ok_or_else(too_small)?;
                 let w = out_size(x.w, c.kernel, c.stride, c.pad).ok_or_else(too_small)?;
                 let out = Shape {
                     n: x.n,
+                    t,
                     h,
                     w,
                     c: c.out_channels,
@@ -190,10 +237,12 @@ impl Op {
                 kernel,
                 stride,
                 pad,
+                temporal: tw,
             } => {
+                let t = out_size(x.t, tw.kernel, tw.stride, tw.pad).ok_or_else(too_small)?;
                 let h = out_size(x.h, *kernel, *stride, *pad).ok_or_else(too_small)?;
                 let w = out_size(x.w, *kernel, *stride, *pad).ok_or_else(too_small)?;
-                Ok(Shape { h, w, ..x })
+                Ok(Shape { t, h, w, ..x })
             }
             Op::AvgPool {
                 kernel,
@@ -212,20 +261,35 @@ impl Op {
                 let w = size(x.w).ok_or_else(too_small)?;
                 Ok(Shape { h, w, ..x })
             }
-            Op::GlobalAvgPool => Ok(Shape { h: 1, w: 1, ..x }),
+            Op::GlobalAvgPool { covers } => {
+                if let Some(k) = covers.filter(|k| *k != [x.t, x.h, x.w]) {
+                    return Err(Error::InputShape(format!(
+                        "{name}: the head's {}×{}×{} average pool does not cover the final \
+                         {}×{}×{} map (T×H×W); give clips whose final map it covers",
+                        k[0], k[1], k[2], x.t, x.h, x.w
+                    )));
+                }
+                Ok(Shape {
+                    t: 1,
+                    h: 1,
+                    w: 1,
+                    ..x
+                })
+            }
             Op::Linear {
                 in_features,
                 out_features,
                 ..
             } => {
-                if x.h * x.w * x.c != *in_features {
+                let features = x.t * x.h * x.w * x.c;
+                if features != *in_features {
                     return Err(Error::InputShape(format!(
-                        "{name}: expects {in_features} features, got {}",
-                        x.h * x.w * x.c
+                        "{name}: expects {in_features} features, got {features}"
                     )));
                 }
                 Ok(Shape {
                     n: x.n,
+                    t: 1,
                     h: 1,
                     w: 1,
                     c: *out_features,
@@ -237,7 +301,7 @@ impl Op {
     /// Multiply-adds ×2 for this op at the given output shape.
     pub fn flops(&self, out: &Shape) -> u64 {
         match self {
-            Op::Conv(c) => 2 * (out.numel() * c.group_in_channels() * c.kernel * c.kernel) as u64,
+            Op::Conv(c) => 2 * (out.numel() * c.taps()) as u64,
             Op::Linear { in_features, .. } => 2 * (out.numel() * in_features) as u64,
             _ => 0,
         }
@@ -263,34 +327,36 @@ impl Graph {
 
     /// Shapes of every value for an NCHW input `(n, 3, h, w)`.
     pub fn infer_shapes(&self, n: usize, h: usize, w: usize) -> Result<Vec<Shape>> {
-        if n == 0 || h == 0 || w == 0 {
+        self.infer_clip_shapes(n, 1, h, w)
+    }
+
+    /// Shapes of every value for an NCTHW input `(n, 3, t, h, w)`.
+    pub fn infer_clip_shapes(&self, n: usize, t: usize, h: usize, w: usize) -> Result<Vec<Shape>> {
+        let c = self.input_channels;
+        let input_dims = if t == 1 {
+            format!("({n}, {c}, {h}, {w})")
+        } else {
+            format!("({n}, {c}, {t}, {h}, {w})")
+        };
+        if n == 0 || t == 0 || h == 0 || w == 0 {
             return Err(Error::InputShape(format!(
-                "input ({n}, {}, {h}, {w}) has an empty dimension",
-                self.input_channels
+                "input {input_dims} has an empty dimension"
             )));
         }
-        let mut shapes = vec![
-            Shape {
-                n: 0,
-                h: 0,
-                w: 0,
-                c: 0
-            };
-            self.num_values
-        ];
-        shapes[self.input] = Shape {
-            n,
-            h,
-            w,
-            c: self.input_channels,
+        let empty = Shape {
+            n: 0,
+            t: 0,
+            h: 0,
+            w: 0,
+            c: 0,
         };
+        let mut shapes = vec![empty; self.num_values];
+        shapes[self.input] = Shape { n, t, h, w, c };
         let too_large = |what: &str, s: &Shape| {
             let fits = s.checked_numel().is_some_and(|e| e <= MAX_ELEMENTS);
             (!fits).then(|| {
                 Error::InputShape(format!(
-                    "input ({n}, {}, {h}, {w}) is too large: {what} would hold more than \
-                     2^36 values",
-                    self.input_channels
+                    "input {input_dims} is too large: {what} would hold more than 2^36 values"
                 ))
             })
         };
@@ -308,12 +374,22 @@ impl Graph {
         Ok(shapes)
     }
 
+    /// The first node that works across frames (a temporal window that is not a point), if
+    /// any: a graph without one runs each frame as an image.
+    pub fn first_temporal_node(&self) -> Option<&Node> {
+        self.nodes.iter().find(|n| match &n.op {
+            Op::Conv(c) => !c.temporal.is_point(),
+            Op::MaxPool { temporal, .. } => !temporal.is_point(),
+            _ => false,
+        })
+    }
+
     /// Bytes of the prepared f32 weights and biases (what the GPU holds after folding).
     pub fn folded_weight_bytes(&self) -> u64 {
         self.nodes
             .iter()
             .map(|n| match &n.op {
-                Op::Conv(c) => (c.kernel * c.kernel * c.group_in_channels() + 1) * c.out_channels,
+                Op::Conv(c) => (c.taps() + 1) * c.out_channels,
                 Op::Linear { in_features, out_features, .. } => (in_features + 1) * out_features,
                 _ => 0,
             } as u64 * 4)

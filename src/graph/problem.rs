@@ -48,6 +48,7 @@ impl ConvProblem {
     pub fn output_shape(&self) -> Shape {
         Shape {
             n: self.batch,
+            t: 1,
             h: self.out_h,
             w: self.out_w,
             c: self.out_c,

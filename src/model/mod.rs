@@ -8,9 +8,10 @@ mod detect;
 pub mod layout;
 pub mod synthetic;
 pub mod video;
+pub mod video_graph;
 
 use crate::error::Result;
-use crate::graph::{Conv, Graph, Op, ValueId};
+use crate::graph::{Conv, Graph, Op, ValueId, Window};
 use crate::weights::WeightsFile;
 pub use arch::{Arch, BlockKind, Shortcut, Stage, Stem};
 pub use config::SourceConfig;
@@ -61,6 +62,7 @@ pub fn build_graph(arch: &Arch) -> Graph {
         kernel: 3,
         stride: 2,
         pad: 1,
+        temporal: Window::POINT,
     };
     x = b.g.push("maxpool", pool, vec![x]);
     let mut cin = arch.stem.out_channels();
@@ -100,6 +102,7 @@ impl Builder {
             kernel,
             stride,
             pad: kernel / 2,
+            temporal: Window::POINT,
             relu,
             input_nchw: false,
         }
@@ -226,7 +229,9 @@ impl Builder {
 
     /// Global average pool (the features), then the classifier when there is one.
     fn head(mut self, classes: Option<usize>, cin: usize, x: ValueId) -> Graph {
-        let pooled = self.g.push("avgpool", Op::GlobalAvgPool, vec![x]);
+        let pooled = self
+            .g
+            .push("avgpool", Op::GlobalAvgPool { covers: None }, vec![x]);
         self.g.features = pooled;
         self.g.output = match classes {
             Some(classes) => {

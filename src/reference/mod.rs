@@ -2,7 +2,8 @@
 //! Written for clarity, not speed: f64 accumulation, channels-last like the GPU path.
 
 use crate::error::{Error, Result};
-use crate::graph::{pool_out_size, Graph, Op, Shape};
+use crate::graph::{pool_out_size, Conv, Graph, Op, Shape, Window};
+use crate::model::video::Pool3d;
 use crate::weights::WeightsFile;
 
 mod sampled;
@@ -75,6 +76,7 @@ pub fn conv2d_grouped(
     let ow = (xs.w + 2 * pad - k) / s + 1;
     let os = Shape {
         n: xs.n,
+        t: 1,
         h: oh,
         w: ow,
         c: p.out_channels,
@@ -292,58 +294,148 @@ pub fn run_graph(
     h: usize,
     w: usize,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
-    let shapes = graph.infer_shapes(n, h, w)?;
+    run_clip_graph(graph, weights, input, [n, 1, h, w])
+}
+
+/// [`run_graph`] on an NCTHW clip batch `(n, 3, t, h, w)`: a node with a temporal window,
+/// or any node once there are several frames, runs the 3-D reference ([`video`]).
+pub fn run_clip_graph(
+    graph: &Graph,
+    weights: &WeightsFile,
+    input: &[f32],
+    [n, t, h, w]: [usize; 4],
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let shapes = graph.infer_clip_shapes(n, t, h, w)?;
     let mut values: Vec<Option<Vec<f32>>> = vec![None; graph.num_values];
     values[graph.input] = Some(input.to_vec());
+    let images = t == 1 && graph.first_temporal_node().is_none();
     for node in &graph.nodes {
-        let x = values[node.inputs[0]]
-            .as_deref()
-            .expect("topological order");
+        let value = |v: usize| values[v].as_deref().expect("topological order");
+        let x = value(node.inputs[0]);
         let xs = shapes[node.inputs[0]];
-        let out = match &node.op {
-            Op::Conv(c) => {
-                let bn = |p: &str| tensor(weights, &format!("{}.{p}", c.bn));
-                let (wf, bias) = fold_bn(
-                    &tensor(weights, &c.weight)?,
-                    &bn("weight")?,
-                    &bn("bias")?,
-                    &bn("running_mean")?,
-                    &bn("running_var")?,
-                );
-                let residual = node
-                    .inputs
-                    .get(1)
-                    .map(|&r| values[r].as_deref().expect("topological order"));
-                let p = ConvParams {
-                    out_channels: c.out_channels,
-                    kernel: c.kernel,
-                    stride: c.stride,
-                    pad: c.pad,
-                    relu: c.relu,
-                    input_nchw: c.input_nchw,
-                };
-                conv2d_grouped(x, xs, &wf, &bias, residual, p, c.groups).0
-            }
-            Op::AvgPool {
-                kernel,
-                stride,
-                pad,
-                ceil_mode,
-            } => avg_pool(x, xs, *kernel, *stride, *pad, *ceil_mode).0,
-            Op::MaxPool {
-                kernel,
-                stride,
-                pad,
-            } => max_pool(x, xs, *kernel, *stride, *pad).0,
-            Op::GlobalAvgPool => global_avg_pool(x, xs).0,
-            Op::Linear { weight, bias, .. } => {
-                linear(x, xs.n, &tensor(weights, weight)?, &tensor(weights, bias)?)
-            }
+        let residual = node.inputs.get(1).map(|&r| value(r));
+        let out = if images {
+            run_node_2d(&node.op, weights, x, xs, residual)?
+        } else {
+            run_node_3d(&node.op, weights, x, xs, residual)?
         };
         values[node.output] = Some(out);
     }
     let take = |v: usize| values[v].clone().unwrap_or_default();
     Ok((take(graph.output), take(graph.features)))
+}
+
+/// A conv's weight with its BatchNorm folded in, and the bias.
+fn folded(weights: &WeightsFile, c: &Conv) -> Result<(Vec<f32>, Vec<f32>)> {
+    let bn = |p: &str| tensor(weights, &format!("{}.{p}", c.bn));
+    Ok(fold_bn(
+        &tensor(weights, &c.weight)?,
+        &bn("weight")?,
+        &bn("bias")?,
+        &bn("running_mean")?,
+        &bn("running_var")?,
+    ))
+}
+
+/// One node of an image graph.
+fn run_node_2d(
+    op: &Op,
+    weights: &WeightsFile,
+    x: &[f32],
+    xs: Shape,
+    residual: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    Ok(match op {
+        Op::Conv(c) => {
+            let (wf, bias) = folded(weights, c)?;
+            let p = ConvParams {
+                out_channels: c.out_channels,
+                kernel: c.kernel,
+                stride: c.stride,
+                pad: c.pad,
+                relu: c.relu,
+                input_nchw: c.input_nchw,
+            };
+            conv2d_grouped(x, xs, &wf, &bias, residual, p, c.groups).0
+        }
+        Op::AvgPool {
+            kernel,
+            stride,
+            pad,
+            ceil_mode,
+        } => avg_pool(x, xs, *kernel, *stride, *pad, *ceil_mode).0,
+        Op::MaxPool {
+            kernel,
+            stride,
+            pad,
+            ..
+        } => max_pool(x, xs, *kernel, *stride, *pad).0,
+        Op::GlobalAvgPool { .. } => global_avg_pool(x, xs).0,
+        Op::Linear { weight, bias, .. } => {
+            linear(x, xs.n, &tensor(weights, weight)?, &tensor(weights, bias)?)
+        }
+    })
+}
+
+/// One node of a video graph, on `(N, T, H, W, C)`.
+fn run_node_3d(
+    op: &Op,
+    weights: &WeightsFile,
+    x: &[f32],
+    xs: Shape,
+    residual: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    let s3 = video::Shape3 {
+        n: xs.n,
+        t: xs.t,
+        h: xs.h,
+        w: xs.w,
+        c: xs.c,
+    };
+    let axes = |t: Window, k: usize| [t.kernel, k, k];
+    Ok(match op {
+        Op::Conv(c) => {
+            let (wf, bias) = folded(weights, c)?;
+            let p = video::Conv3dParams {
+                out_channels: c.out_channels,
+                kernel: axes(c.temporal, c.kernel),
+                stride: [c.temporal.stride, c.stride, c.stride],
+                pad: [c.temporal.pad, c.pad, c.pad],
+                groups: c.groups,
+                relu: c.relu,
+            };
+            let channels_last;
+            let x = if c.input_nchw {
+                channels_last = video::ncthw_to_nthwc(x, s3);
+                &channels_last
+            } else {
+                x
+            };
+            video::conv3d(x, s3, &wf, &bias, residual, p)?.0
+        }
+        Op::MaxPool {
+            kernel,
+            stride,
+            pad,
+            temporal,
+        } => {
+            let pool = Pool3d {
+                kernel: axes(*temporal, *kernel),
+                stride: [temporal.stride, *stride, *stride],
+                pad: [temporal.pad, *pad, *pad],
+            };
+            video::max_pool3d(x, s3, pool)?.0
+        }
+        Op::GlobalAvgPool { .. } => video::global_avg_pool3d(x, s3),
+        Op::Linear { weight, bias, .. } => {
+            linear(x, xs.n, &tensor(weights, weight)?, &tensor(weights, bias)?)
+        }
+        Op::AvgPool { .. } => {
+            return Err(Error::InputShape(
+                "the CPU reference has no average pool over clips".into(),
+            ))
+        }
+    })
 }
 
 /// `max|got − want| / max|want|`; NaN anywhere gives infinity, so it never passes.
@@ -381,6 +473,7 @@ mod tests {
         let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
         let xs = Shape {
             n: 1,
+            t: 1,
             h: 3,
             w: 3,
             c: 1,
@@ -405,6 +498,7 @@ mod tests {
         let x = vec![1.0, 2.0, 30.0, 40.0];
         let xs = Shape {
             n: 1,
+            t: 1,
             h: 1,
             w: 1,
             c: 4,
@@ -427,6 +521,7 @@ mod tests {
         let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
         let xs = Shape {
             n: 1,
+            t: 1,
             h: 3,
             w: 3,
             c: 1,
@@ -446,6 +541,7 @@ mod tests {
             &x,
             Shape {
                 n: 1,
+                t: 1,
                 h: 2,
                 w: 2,
                 c: 1,

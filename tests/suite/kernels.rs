@@ -9,7 +9,7 @@ use common::{
     conv_tensors, encode_tensors, gpu, gpu_mode, Mode, Rng, Tensors, ALL_MODES, BN_NAMES,
     BN_RANGES, MODES,
 };
-use resnet_wgpu::graph::{Conv, Graph, Op, Shape};
+use resnet_wgpu::graph::{Conv, Graph, Op, Shape, Window};
 use resnet_wgpu::reference::{self, relative_error, ConvParams};
 use resnet_wgpu::weights::serialize_f32;
 use resnet_wgpu::{Engine, GpuContext, Output, WeightsFile};
@@ -26,6 +26,7 @@ const MAX_POOL: Op = Op::MaxPool {
     kernel: 3,
     stride: 2,
     pad: 1,
+    temporal: Window::POINT,
 };
 
 fn assert_close(got: &[f32], want: &[f32], tol: f64, what: &str) -> f64 {
@@ -86,6 +87,7 @@ fn conv_op(r: &Row, name: &str, relu: bool) -> Op {
         kernel,
         stride,
         pad,
+        temporal: Window::POINT,
         relu,
         input_nchw,
         groups: 1,
@@ -115,7 +117,7 @@ fn conv_reference(
         relu,
         input_nchw,
     };
-    reference::conv2d(x, Shape { n, h, w, c }, &wf, &bias, res, p).0
+    reference::conv2d(x, Shape { n, t: 1, h, w, c }, &wf, &bias, res, p).0
 }
 
 /// Multiply-adds of a case, to keep lavapipe fast.
@@ -352,11 +354,11 @@ fn conv_identity_shortcut_from_graph_input() {
 fn shapes(rng: &mut Rng, fixed: &[(usize, usize, usize, usize)], max: [usize; 4]) -> Vec<Shape> {
     let mut out: Vec<Shape> = fixed
         .iter()
-        .map(|&(n, h, w, c)| Shape { n, h, w, c })
+        .map(|&(n, h, w, c)| Shape { n, t: 1, h, w, c })
         .collect();
     for _ in 0..12 {
         let [n, h, w, c] = max.map(|m| rng.range(1, m));
-        out.push(Shape { n, h, w, c });
+        out.push(Shape { n, t: 1, h, w, c });
     }
     out
 }
@@ -402,7 +404,9 @@ fn global_avg_pool_random_shapes() {
         let (want, _) = reference::global_avg_pool(&x, xs);
         for checked in MODES {
             let Some(ctx) = gpu(checked) else { return };
-            let g = graph(xs.c, |g, x| g.push("avg", Op::GlobalAvgPool, vec![x]));
+            let g = graph(xs.c, |g, x| {
+                g.push("avg", Op::GlobalAvgPool { covers: None }, vec![x])
+            });
             let got = run(&ctx, g, &vec![], &x, (xs.n, xs.h, xs.w));
             // A mean of ≤ 361 values in [-1, 2) summed in f32: ~1e-7 relative.
             assert_close(
@@ -598,7 +602,7 @@ fn plans_are_cached_per_size() {
         let v = g.push("pool", MAX_POOL, vec![v]);
         let d = g.push("down", conv_op(&short, "down", false), vec![v]);
         let v = g.push("conv", conv_op(&block, "conv", true), vec![v, d]);
-        features = g.push("avg", Op::GlobalAvgPool, vec![v]);
+        features = g.push("avg", Op::GlobalAvgPool { covers: None }, vec![v]);
         g.push("fc", linear_op("fc", 12, 5), vec![features])
     });
     let g = Graph { features, ..g };

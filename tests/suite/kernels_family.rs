@@ -8,7 +8,7 @@ use crate::common;
 use std::sync::Arc;
 
 use common::{encode_tensors, gpu, Rng, MODES};
-use resnet_wgpu::graph::{Conv, Graph, Op, Shape};
+use resnet_wgpu::graph::{Conv, Graph, Op, Shape, Window};
 use resnet_wgpu::reference::{self, relative_error, ConvParams};
 use resnet_wgpu::{Engine, GpuContext, Output, WeightsFile};
 use safetensors::Dtype;
@@ -98,6 +98,7 @@ fn grouped_conv_error(ctx: &Arc<GpuContext>, c: &Case, rng: &mut Rng) -> f64 {
         kernel: k,
         stride: c.stride,
         pad: k / 2,
+        temporal: Window::POINT,
         relu: c.relu,
         input_nchw: false,
     });
@@ -108,7 +109,7 @@ fn grouped_conv_error(ctx: &Arc<GpuContext>, c: &Case, rng: &mut Rng) -> f64 {
 #[test]
 fn grouped_conv_random_shapes() {
     let mut rng = Rng::new(0x6A0);
-    let s = |n, h, w, c| Shape { n, h, w, c };
+    let s = |n, h, w, c| Shape { n, t: 1, h, w, c };
     // ResNeXt-like group widths (4, 8, 16, 32, 64 per group: the register-blocked kernel),
     // widths that are not a multiple of 4 (3, 15: the staged kernel, with partial channel
     // tiles), 20 and 80 (registers, not a power of 2), one group of everything, 1×1 grouped,
@@ -174,11 +175,11 @@ fn avg_pool_odd_sizes() {
         (3, 57, 57, 8),
     ]
     .iter()
-    .map(|&(n, h, w, c)| Shape { n, h, w, c })
+    .map(|&(n, h, w, c)| Shape { n, t: 1, h, w, c })
     .collect();
     for _ in 0..8 {
         let [n, h, w, c] = [3, 23, 23, 70].map(|m| rng.range(1, m));
-        shapes.push(Shape { n, h, w, c });
+        shapes.push(Shape { n, t: 1, h, w, c });
     }
     // (kernel, stride, pad, ceil): timm's shortcut first, then the other PyTorch rules.
     let configs = [
@@ -228,6 +229,7 @@ fn avg_pool_ceil_mode_matches_pytorch_values() {
     let want = [3.0, 5.0, 6.5, 10.5, 12.5, 14.0];
     let xs = Shape {
         n: 1,
+        t: 1,
         h: 3,
         w: 5,
         c: 1,

@@ -26,4 +26,5 @@ mod translations;
 mod tuning;
 mod uniforms;
 mod video;
+mod video_graph;
 mod webgpu_limits;

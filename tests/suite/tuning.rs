@@ -11,7 +11,7 @@ use common::{conv_tensors, gpu, Rng};
 use resnet_wgpu::gpu::disk_cache::DiskCache;
 use resnet_wgpu::gpu::ops::conv::{ConvAlgo, ConvConfig, DeviceFit};
 use resnet_wgpu::gpu::tuning::cache::TuneCache;
-use resnet_wgpu::graph::{Conv, Graph, Op};
+use resnet_wgpu::graph::{Conv, Graph, Op, Window};
 use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
 use resnet_wgpu::reference::{conv_rows, relative_error};
 use resnet_wgpu::weights::serialize_f32;
@@ -48,6 +48,7 @@ fn conv(r: &Row, name: &str, relu: bool) -> Op {
         kernel,
         stride,
         pad,
+        temporal: Window::POINT,
         relu,
         input_nchw: nchw != 0,
     })

@@ -462,7 +462,13 @@ fn conv3d_with_one_frame_equals_the_2d_reference() {
         };
         let (want, ws) = conv2d_grouped(
             &x,
-            Shape { n, h, w, c: cin },
+            Shape {
+                n,
+                t: 1,
+                h,
+                w,
+                c: cin,
+            },
             &weight,
             &bias,
             None,

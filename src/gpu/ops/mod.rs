@@ -27,6 +27,7 @@ pub fn of(op: &Op) -> Box<dyn NodeOp + '_> {
             kernel,
             stride,
             pad,
+            ..
         } => Box::new(Pool::Max {
             kernel,
             stride,
@@ -42,7 +43,7 @@ pub fn of(op: &Op) -> Box<dyn NodeOp + '_> {
             stride,
             pad,
         }),
-        Op::GlobalAvgPool => Box::new(Pool::GlobalAvg),
+        Op::GlobalAvgPool { .. } => Box::new(Pool::GlobalAvg),
         Op::Linear {
             weight,
             bias,
