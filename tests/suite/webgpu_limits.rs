@@ -23,7 +23,7 @@ const WORKGROUP_BYTES: u32 = 16 << 10;
 /// the adapter's default, and tuned configurations are used).
 fn webgpu_device(register: Option<bool>) -> Option<Arc<GpuContext>> {
     let options = GpuOptions {
-        register_kernels: register,
+        prefer_registers: register,
         disk_cache: DiskCache::Off,
         ..Default::default()
     };

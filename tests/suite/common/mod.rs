@@ -80,7 +80,7 @@ pub fn gpu_backend(backend: &'static str) -> Option<Arc<GpuContext>> {
                     backend: Some(backend.into()),
                 },
                 // What CPU adapters (lavapipe, llvmpipe) run by default, on both backends.
-                register_kernels: Some(true),
+                prefer_registers: Some(true),
                 disk_cache: DiskCache::Off,
                 ..Default::default()
             })?;
