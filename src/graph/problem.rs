@@ -24,6 +24,34 @@ pub struct ConvProblem {
 }
 
 impl ConvProblem {
+    /// A dense stride-1 "same" conv with a residual and ReLU, on a square map (unit tests of
+    /// the configuration rules).
+    #[cfg(test)]
+    pub(crate) fn same_size(
+        batch: usize,
+        hw: usize,
+        in_c: usize,
+        out_c: usize,
+        kernel: usize,
+    ) -> Self {
+        ConvProblem {
+            batch,
+            in_h: hw,
+            in_w: hw,
+            in_c,
+            out_h: hw,
+            out_w: hw,
+            out_c,
+            kernel,
+            stride: 1,
+            pad: kernel / 2,
+            groups: 1,
+            input_nchw: false,
+            residual: true,
+            relu: true,
+        }
+    }
+
     /// The problem a graph conv node solves at input shape `x` and output shape `y`.
     pub fn of(c: &Conv, x: Shape, y: Shape, residual: bool) -> Self {
         ConvProblem {

@@ -122,28 +122,9 @@ mod tests {
         DeviceFit::of(&wgpu::Limits::default())
     }
 
-    fn problem(batch: usize, hw: usize, in_c: usize, out_c: usize, kernel: usize) -> ConvProblem {
-        ConvProblem {
-            batch,
-            in_h: hw,
-            in_w: hw,
-            in_c,
-            out_h: hw,
-            out_w: hw,
-            out_c,
-            kernel,
-            stride: 1,
-            pad: kernel / 2,
-            groups: 1,
-            input_nchw: false,
-            residual: true,
-            relu: true,
-        }
-    }
-
     #[test]
     fn splits_leave_no_slice_empty() {
-        let p = problem(1, 7, 20, 30, 1); // K = 20: two TILE_K=16 steps at most
+        let p = ConvProblem::same_size(1, 7, 20, 30, 1); // K = 20: two TILE_K=16 steps at most
         let c = ConvConfig::heuristic(&p, false, false, &fit());
         for s in c.splits_of(&p, &fit()) {
             let per = s.k_per_split(&p);
@@ -155,9 +136,9 @@ mod tests {
     #[test]
     fn candidates_are_valid_and_unique() {
         for p in [
-            problem(1, 7, 512, 2048, 1),
-            problem(2, 13, 3, 5, 3),
-            problem(1, 56, 64, 64, 3),
+            ConvProblem::same_size(1, 7, 512, 2048, 1),
+            ConvProblem::same_size(2, 13, 3, 5, 3),
+            ConvProblem::same_size(1, 56, 64, 64, 3),
         ] {
             let cands = ConvConfig::candidates(&p, &fit());
             assert!(cands.len() >= 5);
@@ -170,7 +151,7 @@ mod tests {
 
     #[test]
     fn neighbours_are_one_step_and_valid() {
-        let p = problem(1, 14, 256, 256, 3);
+        let p = ConvProblem::same_size(1, 14, 256, 256, 3);
         let start = ConvConfig::heuristic(&p, false, false, &fit());
         let n = start.neighbours(&p, &fit());
         assert!(n.iter().any(|c| c.split_k == 2));
@@ -188,7 +169,7 @@ mod tests {
             workgroup_storage: 4096,
             ..fit()
         };
-        let p = problem(4, 28, 128, 128, 3);
+        let p = ConvProblem::same_size(4, 28, 128, 128, 3);
         for c in ConvConfig::candidates(&p, &small) {
             if c.algo == ConvAlgo::Tiled {
                 assert!(c.tiles.workgroup_bytes() <= 4096);

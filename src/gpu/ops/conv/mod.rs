@@ -480,29 +480,10 @@ mod tests {
         DeviceFit::of(&wgpu::Limits::default())
     }
 
-    fn problem(batch: usize, hw: usize, in_c: usize, out_c: usize, kernel: usize) -> ConvProblem {
-        ConvProblem {
-            batch,
-            in_h: hw,
-            in_w: hw,
-            in_c,
-            out_h: hw,
-            out_w: hw,
-            out_c,
-            kernel,
-            stride: 1,
-            pad: kernel / 2,
-            groups: 1,
-            input_nchw: false,
-            residual: true,
-            relu: true,
-        }
-    }
-
     #[test]
     fn gpu_heuristic_splits_small_late_layers_only() {
         // ResNet-50 layer4 3×3 at batch 1: 1×8 output tiles, K = 4608.
-        let late = problem(1, 7, 512, 512, 3);
+        let late = ConvProblem::same_size(1, 7, 512, 512, 3);
         let c = ConvConfig::heuristic(&late, false, true, &fit());
         assert!(c.split_k >= 8, "{c:?}");
         assert!(c.output_tiles(&late) * c.split_k as usize <= 256);
@@ -511,7 +492,7 @@ mod tests {
             ConvConfig::heuristic(&late, false, false, &fit()).split_k,
             1
         );
-        let early = problem(32, 56, 64, 64, 3);
+        let early = ConvProblem::same_size(32, 56, 64, 64, 3);
         assert_eq!(
             ConvConfig::heuristic(&early, false, true, &fit()).split_k,
             1
@@ -520,7 +501,7 @@ mod tests {
 
     #[test]
     fn grouped_never_splits_and_picks_registers_for_4k_groups() {
-        let mut p = problem(1, 14, 256, 256, 3);
+        let mut p = ConvProblem::same_size(1, 14, 256, 256, 3);
         p.groups = 32; // 8 channels per group
         let c = ConvConfig::heuristic(&p, false, true, &fit());
         assert_eq!(c.algo, ConvAlgo::Registers);
@@ -537,7 +518,7 @@ mod tests {
     /// division by zero: a plan then falls back to the heuristic.
     #[test]
     fn nonsense_configurations_are_refused_without_panicking() {
-        let p = problem(1, 14, 64, 64, 3);
+        let p = ConvProblem::same_size(1, 14, 64, 64, 3);
         let tiles = |tile_m, tile_n, tile_k| ConvTiles {
             tile_m,
             tile_n,
