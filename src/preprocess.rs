@@ -129,6 +129,8 @@ impl Preprocess {
         let largest = (0..3)
             .map(|c| (0.0 - self.mean[c]).abs().max((1.0 - self.mean[c]).abs()) / self.std[c].abs())
             .fold(0.0f32, f32::max);
+        // Negated on purpose: a NaN `largest` must be refused too.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(largest <= MAX_NORMALISED) {
             return bad(
                 "std",

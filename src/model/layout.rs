@@ -149,10 +149,10 @@ impl Layout {
 /// layout has no slot for is an unexpected tensor, and so is one that names a slot another
 /// key already holds, or whose slot maps back to another name (`stages.00.` beside
 /// `stages.0.`), since the loader reads each slot by its one name.
-pub fn canonical_tensors<'a>(
+pub fn canonical_tensors(
     layout: Layout,
-    tensors: &'a BTreeMap<String, TensorEntry>,
-) -> Result<BTreeMap<String, (&'a str, &'a TensorEntry)>> {
+    tensors: &BTreeMap<String, TensorEntry>,
+) -> Result<BTreeMap<String, (&str, &TensorEntry)>> {
     let unexpected = |file: &str, t: &TensorEntry, why: String| Error::UnexpectedTensor {
         name: file.to_string(),
         shape: t.shape.clone(),

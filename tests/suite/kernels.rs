@@ -168,7 +168,7 @@ impl Coverage {
     fn runs(self, row: usize, mode: Mode) -> bool {
         match self {
             Coverage::Full => true,
-            Coverage::Paired => (mode.checked == mode.registers) == (row % 2 == 0),
+            Coverage::Paired => (mode.checked == mode.registers) == row.is_multiple_of(2),
         }
     }
 }

@@ -158,7 +158,7 @@ impl ConvTiles {
     /// of TILE_K (a step of 0 would never end, and divides by zero).
     fn block_error(&self) -> Option<String> {
         let (x, y) = (self.tile_n / 4, self.tile_m / 4);
-        if self.tile_m % 4 != 0 || self.tile_n % 4 != 0 || x == 0 || y == 0 {
+        if !self.tile_m.is_multiple_of(4) || !self.tile_n.is_multiple_of(4) || x == 0 || y == 0 {
             return Some("tiles must be multiples of the 4×4 register block".into());
         }
         if self.tile_k == 0 {
@@ -174,9 +174,9 @@ impl ConvTiles {
     /// (threads a multiple of TILE_K), at most `A_LOADS_MAX` (32) A loads per thread.
     fn load_pattern_error(&self) -> Option<String> {
         let t = self.threads();
-        let ok = t % self.tile_k == 0
+        let ok = t.is_multiple_of(self.tile_k)
             && self.tile_k * self.tile_m / t <= 32
-            && (self.tile_k * self.tile_m) % t == 0;
+            && (self.tile_k * self.tile_m).is_multiple_of(t);
         (!ok).then(|| format!("tile {self:?} breaks the kernel's load pattern"))
     }
 
@@ -284,7 +284,7 @@ impl ConvConfig {
         };
         if p.grouped() {
             // A 4-channel slice never straddles two groups when groups have 4k channels.
-            return if p.group_out_c() % 4 == 0 {
+            return if p.group_out_c().is_multiple_of(4) {
                 tiles(ConvAlgo::Registers, ConvTiles::for_registers(p.out_c))
             } else {
                 tiles(ConvAlgo::Tiled, ConvTiles::for_grouped(p.group_out_c()))
@@ -375,7 +375,7 @@ impl ConvConfig {
         if self.split_k != 1 {
             return Err("split-K runs on the tiled kernel only".into());
         }
-        if p.grouped() && p.group_out_c() % 4 != 0 {
+        if p.grouped() && !p.group_out_c().is_multiple_of(4) {
             return Err("the registers kernel needs groups of 4k output channels".into());
         }
         Ok(())
