@@ -183,6 +183,48 @@ pub fn pool_out_size(
     Some(out)
 }
 
+/// A conv's output shape: its channels and groups checked, the residual (second input) equal
+/// to the output.
+fn conv_output_shape(
+    c: &Conv,
+    name: &str,
+    inputs: &[Shape],
+    too_small: impl Fn() -> Error,
+) -> Result<Shape> {
+    let x = inputs[0];
+    if x.c != c.in_channels {
+        return Err(Error::InputShape(format!(
+            "{name}: expects {} channels, got {}",
+            c.in_channels, x.c
+        )));
+    }
+    if c.groups == 0 || c.in_channels % c.groups != 0 || c.out_channels % c.groups != 0 {
+        return Err(Error::InputShape(format!(
+            "{name}: {} groups do not divide {} → {} channels",
+            c.groups, c.in_channels, c.out_channels
+        )));
+    }
+    let tw = c.temporal;
+    let t = out_size(x.t, tw.kernel, tw.stride, tw.pad).ok_or_else(&too_small)?;
+    let h = out_size(x.h, c.kernel, c.stride, c.pad).ok_or_else(&too_small)?;
+    let w = out_size(x.w, c.kernel, c.stride, c.pad).ok_or_else(&too_small)?;
+    let out = Shape {
+        n: x.n,
+        t,
+        h,
+        w,
+        c: c.out_channels,
+    };
+    if let Some(r) = inputs.get(1) {
+        if *r != out {
+            return Err(Error::InputShape(format!(
+                "{name}: residual {r:?} does not match output {out:?}"
+            )));
+        }
+    }
+    Ok(out)
+}
+
 impl Op {
     /// Output shape from input shapes, or an error that says which layer cannot run.
     pub fn output_shape(&self, name: &str, inputs: &[Shape]) -> Result<Shape> {
@@ -199,40 +241,7 @@ impl Op {
             ))
         };
         match self {
-            Op::Conv(c) => {
-                if x.c != c.in_channels {
-                    return Err(Error::InputShape(format!(
-                        "{name}: expects {} channels, got {}",
-                        c.in_channels, x.c
-                    )));
-                }
-                if c.groups == 0 || c.in_channels % c.groups != 0 || c.out_channels % c.groups != 0
-                {
-                    return Err(Error::InputShape(format!(
-                        "{name}: {} groups do not divide {} → {} channels",
-                        c.groups, c.in_channels, c.out_channels
-                    )));
-                }
-                let tw = c.temporal;
-                let t = out_size(x.t, tw.kernel, tw.stride, tw.pad).ok_or_else(too_small)?;
-                let h = out_size(x.h, c.kernel, c.stride, c.pad).ok_or_else(too_small)?;
-                let w = out_size(x.w, c.kernel, c.stride, c.pad).ok_or_else(too_small)?;
-                let out = Shape {
-                    n: x.n,
-                    t,
-                    h,
-                    w,
-                    c: c.out_channels,
-                };
-                if let Some(r) = inputs.get(1) {
-                    if *r != out {
-                        return Err(Error::InputShape(format!(
-                            "{name}: residual {r:?} does not match output {out:?}"
-                        )));
-                    }
-                }
-                Ok(out)
-            }
+            Op::Conv(c) => conv_output_shape(c, name, inputs, too_small),
             Op::MaxPool {
                 kernel,
                 stride,
