@@ -279,27 +279,28 @@ fn a_folder_of_frames_is_read_in_name_order() {
 
 // ---- detection and the CPU reference ---------------------------------------------------------
 
+/// One case of `tests/fixtures/video/manifest.json` (scripts/make_video_fixtures.py).
 #[derive(serde::Deserialize)]
-struct Case {
-    name: String,
-    weights: String,
-    input: String,
-    logits: String,
-    batch: usize,
-    frames: usize,
-    height: usize,
-    width: usize,
-    classes: usize,
-    head_pool: Option<[usize; 3]>,
-    describe: Vec<String>,
+pub(crate) struct Case {
+    pub name: String,
+    pub weights: String,
+    pub input: String,
+    pub logits: String,
+    pub batch: usize,
+    pub frames: usize,
+    pub height: usize,
+    pub width: usize,
+    pub classes: usize,
+    pub head_pool: Option<[usize; 3]>,
+    pub describe: Vec<String>,
 }
 
-fn cases() -> Vec<Case> {
+pub(crate) fn cases() -> Vec<Case> {
     let text = std::fs::read_to_string(fixture("video/manifest.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
-fn video_fixture(rel: &str) -> PathBuf {
+pub(crate) fn video_fixture(rel: &str) -> PathBuf {
     fixture(&format!("video/{rel}"))
 }
 

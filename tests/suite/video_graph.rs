@@ -3,9 +3,7 @@
 
 use crate::common;
 
-use std::path::PathBuf;
-
-use common::fixture;
+use crate::video::{cases, video_fixture};
 use resnet_wgpu::graph::{Conv, Graph, Op, Shape, Window};
 use resnet_wgpu::model::video::detect_video;
 use resnet_wgpu::model::video_graph::build_video_graph;
@@ -123,28 +121,6 @@ fn max_pool_over_time_and_the_global_average_shapes() {
 }
 
 // ---- the fixtures ----------------------------------------------------------------------------
-
-#[derive(serde::Deserialize)]
-struct Case {
-    name: String,
-    weights: String,
-    input: String,
-    logits: String,
-    batch: usize,
-    frames: usize,
-    height: usize,
-    width: usize,
-    head_pool: Option<[usize; 3]>,
-}
-
-fn cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(fixture("video/manifest.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn video_fixture(rel: &str) -> PathBuf {
-    fixture(&format!("video/{rel}"))
-}
 
 #[test]
 fn every_fixture_graph_matches_pytorch_on_the_cpu_reference() {
