@@ -6,6 +6,12 @@
 //   A[m, k] is gathered from the input on the fly (zero outside the padded image),
 //   B is the BN-folded weight, re-laid at load time as (K, C_out) with
 //   k = (ky·kW + kx)·C_in + ci, so a K-slice reads contiguous input channels.
+//
+// Video (TEMPORAL): activations are (N, T, H, W, C) and the window spans frames too:
+//   M = batch·T_out·H_out·W_out,  K = kT·kH·kW·C_in,  k = ((kt·kH + ky)·kW + kx)·C_in + ci,
+// with zero padding along T as along H and W. Everything else (tiles, groups, split-K, the
+// epilogue) is shared. A conv that works frame by frame is planned as the 2-D conv of N·T
+// images, so TEMPORAL is off for it and the 2-D specialisations stay exactly as they were.
 // Each workgroup computes a TILE_M × TILE_N tile of C, staging TILE_K-deep slices of A and B
 // in workgroup memory; each thread accumulates a THREAD_M × THREAD_N register block.
 // Every load and store is guarded by the GEMM bounds, so the plan can create this module
@@ -32,6 +38,7 @@ override INPUT_NCHW: bool = false; // the stem reads the user's NCHW input direc
 override POINTWISE: bool = false;  // 1×1, stride 1, pad 0: A is the input matrix itself
 override GROUPED: bool = false;    // groups as a grid dimension (see above)
 override SPLIT_K: bool = false;    // write partial sums of one K slice (see above)
+override TEMPORAL: bool = false;   // windows over frames, NCTHW stem input (see above)
 
 // Register blocking is fixed (WGSL function-scope arrays need constant sizes).
 const THREAD_M: u32 = 4u;
@@ -54,10 +61,15 @@ struct Params {
     group_out_c: u32, // out_c / groups
     group_tiles: u32, // channel tiles per group: ceil(group_out_c / TILE_N)
     k_split: u32,     // K elements per split-K slice, a multiple of TILE_K (= k unsplit)
+    in_t: u32,        // frames (1 unless TEMPORAL)
+    out_t: u32,
+    kernel_t: u32,
+    stride_t: u32,
+    pad_t: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> input: array<f32>;        // (N, H, W, C_in), or (N, C_in, H, W) if INPUT_NCHW;
+@group(0) @binding(1) var<storage, read> input: array<f32>;        // (N, [T,] H, W, C_in), or (N, C_in, [T,] H, W) if INPUT_NCHW;
                                                                    // split_k_reduce: partial sums (slices, M, C_out)
 @group(0) @binding(2) var<storage, read> weight: array<f32>;       // (kH·kW·C_in/G, C_out)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;         // (C_out)
@@ -74,15 +86,56 @@ var<workgroup> b_tile: array<vec4<f32>, TILE_K * TILE_N / 4u>; // [kk][nn / 4][n
 // once per K step: no divisions in the inner loads.
 const A_LOADS_MAX: u32 = 32u;
 
-// Input element (n, iy, ix, ci), or 0 in the zero padding.
-fn load_input(n: u32, iy: i32, ix: i32, ci: u32) -> f32 {
+// Input element (n, it, iy, ix, ci), or 0 in the zero padding (`it` is 0 unless TEMPORAL).
+fn load_input(n: u32, it: i32, iy: i32, ix: i32, ci: u32) -> f32 {
     if (iy < 0 || ix < 0 || iy >= i32(p.in_h) || ix >= i32(p.in_w)) {
         return 0.0;
     }
-    if (INPUT_NCHW) {
-        return input[((n * p.in_c + ci) * p.in_h + u32(iy)) * p.in_w + u32(ix)];
+    if (TEMPORAL && (it < 0 || it >= i32(p.in_t))) {
+        return 0.0;
     }
-    return input[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + ci];
+    // Row index of the (image or frame) plane: n, or n·T + t in a clip.
+    var plane = n;
+    if (INPUT_NCHW) {
+        plane = n * p.in_c + ci;
+    }
+    if (TEMPORAL) {
+        plane = plane * p.in_t + u32(it);
+    }
+    if (INPUT_NCHW) {
+        return input[(plane * p.in_h + u32(iy)) * p.in_w + u32(ix)];
+    }
+    return input[((plane * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + ci];
+}
+
+// Output pixel m as (n, frame, y, x) of (N, T_out, H_out, W_out); frame is 0 unless TEMPORAL.
+fn output_pixel(m: u32) -> vec4<u32> {
+    let hw = p.out_h * p.out_w;
+    var n = m / hw;
+    var pix = m - n * hw;
+    var ot = 0u;
+    if (TEMPORAL) {
+        ot = n % p.out_t;
+        n = n / p.out_t;
+    }
+    let oy = pix / p.out_w;
+    return vec4<u32>(n, ot, oy, pix - oy * p.out_w);
+}
+
+// Tap k of the GEMM depth as (kt, ky, kx, ci within the group); kt is 0 unless TEMPORAL.
+fn decode_tap(k: u32) -> vec4<u32> {
+    let plane = p.kernel * p.kernel * p.group_in_c;
+    var kt = 0u;
+    var rest = k;
+    if (TEMPORAL) {
+        kt = k / plane;
+        rest = k - kt * plane;
+    }
+    let row = p.kernel * p.group_in_c;
+    let ky = rest / row;
+    rest = rest - ky * row;
+    let kx = rest / p.group_in_c;
+    return vec4<u32>(kt, ky, kx, rest - kx * p.group_in_c);
 }
 
 @compute @workgroup_size(TILE_N / THREAD_N, TILE_M / THREAD_M, 1)
@@ -121,33 +174,29 @@ fn tiled(
     let kk_a = t % TILE_K;
     let mm_a = t / TILE_K;
     let mm_step = threads / TILE_K;
-    // Decoded output pixels of this thread's A loads: image, top-left input row and column.
+    // Decoded output pixels of this thread's A loads: image, first input frame, top-left
+    // input row and column.
     var img: array<u32, A_LOADS_MAX>;
+    var it0: array<i32, A_LOADS_MAX>;
     var iy0: array<i32, A_LOADS_MAX>;
     var ix0: array<i32, A_LOADS_MAX>;
-    let hw = p.out_h * p.out_w;
     for (var j = 0u; j < a_loads; j++) {
         let m = m0 + mm_a + j * mm_step;
-        let n = m / hw;
-        let pix = m - n * hw;
-        let oy = pix / p.out_w;
-        let ox = pix - oy * p.out_w;
-        img[j] = n;
-        iy0[j] = i32(oy * p.stride) - i32(p.pad);
+        let o = output_pixel(m);
+        img[j] = o.x;
+        it0[j] = i32(o.y * p.stride_t) - i32(p.pad_t);
+        iy0[j] = i32(o.z * p.stride) - i32(p.pad);
         // Rows past the end of M read as padding: an input row that can never be in range.
         iy0[j] = select(-i32(p.in_h) - i32(p.kernel), iy0[j], m < p.m);
-        ix0[j] = i32(ox * p.stride) - i32(p.pad);
+        ix0[j] = i32(o.w * p.stride) - i32(p.pad);
     }
 
     var acc: array<vec4<f32>, THREAD_M>; // [row] → THREAD_N = 4 output channels
     for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
         // Consecutive threads take consecutive k: contiguous channels of one input pixel.
         let k = k0 + kk_a;
-        let row = p.kernel * p.group_in_c;
-        let ky = k / row;
-        let rest = k - ky * row;
-        let kx = rest / p.group_in_c;
-        let ci = ci0 + rest - kx * p.group_in_c;
+        let tap = decode_tap(k);
+        let ci = ci0 + tap.w;
         for (var j = 0u; j < a_loads; j++) {
             let mm = mm_a + j * mm_step;
             var v = 0.0;
@@ -158,7 +207,8 @@ fn tiled(
                         v = input[m * p.in_c + k];
                     }
                 } else {
-                    v = load_input(img[j], iy0[j] + i32(ky), ix0[j] + i32(kx), ci);
+                    let it = it0[j] + i32(tap.x);
+                    v = load_input(img[j], it, iy0[j] + i32(tap.y), ix0[j] + i32(tap.z), ci);
                 }
             }
             a_tile[(kk_a * TILE_M + mm) / 4u][mm % 4u] = v;
@@ -236,54 +286,72 @@ fn registers(
     let ci0 = (o0 / p.group_out_c) * p.group_in_c;
     let cols = min(THREAD_N, p.out_c - o0);
     // Distance between consecutive input channels of one pixel.
-    let ci_stride = select(1u, p.in_h * p.in_w, INPUT_NCHW);
-    let hw = p.out_h * p.out_w;
+    var ci_stride = select(1u, p.in_h * p.in_w, INPUT_NCHW);
+    if (TEMPORAL && INPUT_NCHW) {
+        ci_stride *= p.in_t;
+    }
     var img: array<u32, THREAD_M>;
+    var it0: array<i32, THREAD_M>;
     var iy0: array<i32, THREAD_M>;
     var ix0: array<i32, THREAD_M>;
     for (var r = 0u; r < THREAD_M; r++) {
         let m = min(m0 + r, p.m - 1u); // rows past M compute a copy of the last, not stored
-        img[r] = m / hw;
-        let pix = m - img[r] * hw;
-        let oy = pix / p.out_w;
-        iy0[r] = i32(oy * p.stride) - i32(p.pad);
-        ix0[r] = i32((pix - oy * p.out_w) * p.stride) - i32(p.pad);
+        let o = output_pixel(m);
+        img[r] = o.x;
+        it0[r] = i32(o.y * p.stride_t) - i32(p.pad_t);
+        iy0[r] = i32(o.z * p.stride) - i32(p.pad);
+        ix0[r] = i32(o.w * p.stride) - i32(p.pad);
     }
     var acc: array<vec4<f32>, THREAD_M>;
-    for (var ky = 0u; ky < p.kernel; ky++) {
-        for (var kx = 0u; kx < p.kernel; kx++) {
-            // Input offset of each pixel's first channel of the group at this tap, or -1 in
-            // the zero padding.
-            var off: array<i32, THREAD_M>;
-            for (var r = 0u; r < THREAD_M; r++) {
-                let iy = iy0[r] + i32(ky);
-                let ix = ix0[r] + i32(kx);
-                let inside = iy >= 0 && ix >= 0 && iy < i32(p.in_h) && ix < i32(p.in_w);
-                let y = u32(max(iy, 0));
-                let x = u32(max(ix, 0));
-                var at = ((img[r] * p.in_h + y) * p.in_w + x) * p.in_c + ci0;
-                if (INPUT_NCHW) {
-                    at = ((img[r] * p.in_c + ci0) * p.in_h + y) * p.in_w + x;
-                }
-                off[r] = select(-1, i32(at), inside);
-            }
-            let k0 = (ky * p.kernel + kx) * p.group_in_c;
-            for (var ci = 0u; ci < p.group_in_c; ci++) {
-                let w = (k0 + ci) * p.out_c + o0;
-                var b = vec4<f32>(0.0);
-                if (cols == THREAD_N) {
-                    b = vec4<f32>(weight[w], weight[w + 1u], weight[w + 2u], weight[w + 3u]);
-                } else {
-                    for (var c = 0u; c < cols; c++) {
-                        b[c] = weight[w + c];
-                    }
-                }
+    let kernel_t = select(1u, p.kernel_t, TEMPORAL);
+    for (var kt = 0u; kt < kernel_t; kt++) {
+        for (var ky = 0u; ky < p.kernel; ky++) {
+            for (var kx = 0u; kx < p.kernel; kx++) {
+                // Input offset of each pixel's first channel of the group at this tap, or -1 in
+                // the zero padding.
+                var off: array<i32, THREAD_M>;
                 for (var r = 0u; r < THREAD_M; r++) {
-                    var a = 0.0;
-                    if (off[r] >= 0) {
-                        a = input[u32(off[r]) + ci * ci_stride];
+                    let it = it0[r] + i32(kt);
+                    let iy = iy0[r] + i32(ky);
+                    let ix = ix0[r] + i32(kx);
+                    var inside = iy >= 0 && ix >= 0 && iy < i32(p.in_h) && ix < i32(p.in_w);
+                    if (TEMPORAL) {
+                        inside = inside && it >= 0 && it < i32(p.in_t);
                     }
-                    acc[r] = fma(vec4<f32>(a), b, acc[r]);
+                    // Plane of (image, frame): n, or n·T + t in a clip (n·C·T + t for NCTHW).
+                    var plane = img[r];
+                    if (INPUT_NCHW) {
+                        plane = img[r] * p.in_c + ci0;
+                    }
+                    if (TEMPORAL) {
+                        plane = plane * p.in_t + u32(max(it, 0));
+                    }
+                    let y = u32(max(iy, 0));
+                    let x = u32(max(ix, 0));
+                    var at = ((plane * p.in_h + y) * p.in_w + x) * p.in_c + ci0;
+                    if (INPUT_NCHW) {
+                        at = (plane * p.in_h + y) * p.in_w + x;
+                    }
+                    off[r] = select(-1, i32(at), inside);
+                }
+                let k0 = ((kt * p.kernel + ky) * p.kernel + kx) * p.group_in_c;
+                for (var ci = 0u; ci < p.group_in_c; ci++) {
+                    let w = (k0 + ci) * p.out_c + o0;
+                    var b = vec4<f32>(0.0);
+                    if (cols == THREAD_N) {
+                        b = vec4<f32>(weight[w], weight[w + 1u], weight[w + 2u], weight[w + 3u]);
+                    } else {
+                        for (var c = 0u; c < cols; c++) {
+                            b[c] = weight[w + c];
+                        }
+                    }
+                    for (var r = 0u; r < THREAD_M; r++) {
+                        var a = 0.0;
+                        if (off[r] >= 0) {
+                            a = input[u32(off[r]) + ci * ci_stride];
+                        }
+                        acc[r] = fma(vec4<f32>(a), b, acc[r]);
+                    }
                 }
             }
         }

@@ -2,7 +2,7 @@
 // BF16 words), folds the BatchNorm that follows the conv into it and re-lays the weight for
 // the implicit-GEMM conv kernel:
 //   s[o]   = γ[o] / √(var[o] + ε)
-//   W'[k, o] = W[o, ci, ky, kx] · s[o]     with k = (ky·kW + kx)·C_in + ci
+//   W'[k, o] = W[o, ci, kt, ky, kx] · s[o]  with k = ((kt·kH + ky)·kW + kx)·C_in + ci (kt = 0 in 2-D)
 //   b'[o]  = β[o] − mean[o] · s[o]
 // With HAS_BN off it only converts and re-lays (the fully connected head: W is (C_out, C_in),
 // the `beta` binding holds its bias).
@@ -17,7 +17,7 @@ override HAS_BN: bool = true;
 struct Params {
     out_c: u32,
     in_c: u32,       // input channels per group
-    area: u32,       // kH·kW
+    area: u32,       // kT·kH·kW (kT = 1 for 2-D)
     total: u32,      // out_c·in_c·area
     eps: f32,
 }

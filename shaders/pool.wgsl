@@ -1,5 +1,7 @@
-// Pooling on channels-last activations: the stem max pool, the average pool of timm's
-// ResNet-D shortcut and the global average pool.
+// Pooling on channels-last activations: the stem max pool (3-D in video networks: a window
+// over frames too), the average pool of timm's ResNet-D shortcut and the global average pool
+// (over T×H×W for clips). Activations are (N, T, H, W, C); ops that work frame by frame are
+// planned with the frames counted as images (in_t = out_t = 1).
 // One thread per output element; consecutive threads take consecutive channels, so every
 // load is coalesced.
 
@@ -14,17 +16,23 @@ struct Params {
     stride: u32,
     pad: u32,
     total: u32,   // output elements
+    in_t: u32,    // frames, and the max pool's temporal window
+    out_t: u32,
+    kernel_t: u32,
+    stride_t: u32,
+    pad_t: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> input: array<f32>;        // (N, H, W, C)
-@group(0) @binding(2) var<storage, read_write> output: array<f32>; // (N, H_out, W_out, C)
+@group(0) @binding(1) var<storage, read> input: array<f32>;        // (N, T, H, W, C)
+@group(0) @binding(2) var<storage, read_write> output: array<f32>; // (N, T_out, H_out, W_out, C)
 
 fn flat_index(lid: vec3<u32>, wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * 256u + lid.x;
 }
 
-// (channel, x, y, image) of output element idx of (N, H_out, W_out, C).
+// (channel, x, y, plane) of output element idx of (N, T_out, H_out, W_out, C), where
+// plane = n·T_out + t.
 fn output_position(idx: u32) -> vec4<u32> {
     let pix = idx / p.channels;
     let rest = pix / p.out_w;
@@ -32,7 +40,7 @@ fn output_position(idx: u32) -> vec4<u32> {
 }
 
 // Padding is implicit −∞: it never wins, and every window holds at least one real pixel
-// because pad < kernel (checked by the plan).
+// because pad < kernel along every axis (checked by the plan).
 @compute @workgroup_size(256, 1, 1)
 fn max_pool(
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -47,19 +55,28 @@ fn max_pool(
     let c = o.x;
     let ox = o.y;
     let oy = o.z;
-    let n = o.w;
+    let n = o.w / p.out_t;
+    let ot = o.w - n * p.out_t;
     var m = -3.402823466e38;
-    for (var ky = 0u; ky < p.kernel; ky++) {
-        let iy = i32(oy * p.stride + ky) - i32(p.pad);
-        if (iy < 0 || iy >= i32(p.in_h)) {
+    for (var kt = 0u; kt < p.kernel_t; kt++) {
+        let it = i32(ot * p.stride_t + kt) - i32(p.pad_t);
+        if (it < 0 || it >= i32(p.in_t)) {
             continue;
         }
-        for (var kx = 0u; kx < p.kernel; kx++) {
-            let ix = i32(ox * p.stride + kx) - i32(p.pad);
-            if (ix < 0 || ix >= i32(p.in_w)) {
+        let plane = n * p.in_t + u32(it);
+        for (var ky = 0u; ky < p.kernel; ky++) {
+            let iy = i32(oy * p.stride + ky) - i32(p.pad);
+            if (iy < 0 || iy >= i32(p.in_h)) {
                 continue;
             }
-            m = max(m, input[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.channels + c]);
+            for (var kx = 0u; kx < p.kernel; kx++) {
+                let ix = i32(ox * p.stride + kx) - i32(p.pad);
+                if (ix < 0 || ix >= i32(p.in_w)) {
+                    continue;
+                }
+                let at = ((plane * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.channels + c;
+                m = max(m, input[at]);
+            }
         }
     }
     output[idx] = m;
@@ -101,7 +118,7 @@ fn avg_pool(
     output[idx] = sum / f32(count);
 }
 
-// Mean over H×W → (N, 1, 1, C); total = N·C.
+// Mean over T×H×W → (N, 1, 1, 1, C); total = N·C.
 @compute @workgroup_size(256, 1, 1)
 fn global_avg_pool(
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -114,7 +131,7 @@ fn global_avg_pool(
     }
     let c = idx % p.channels;
     let n = idx / p.channels;
-    let hw = p.in_h * p.in_w;
+    let hw = p.in_t * p.in_h * p.in_w;
     var sum = 0.0;
     for (var i = 0u; i < hw; i++) {
         sum += input[(n * hw + i) * p.channels + c];

@@ -22,5 +22,5 @@ pub use error::{Error, Result};
 pub use gpu::context::{AdapterChoice, GpuContext, GpuOptions};
 pub use gpu::engine::{Engine, Output};
 pub use gpu::tuning::{TuneOptions, TuneReport};
-pub use model::Network;
+pub use model::{Model, Network};
 pub use weights::WeightsFile;

@@ -18,8 +18,8 @@ use super::readback::{copy_out, read_buffer};
 use super::tuning::cache::TuneCache;
 use crate::error::{Error, Result};
 use crate::graph::plan::MemoryPlan;
-use crate::graph::Graph;
-use crate::model::{Arch, Network};
+use crate::graph::{Graph, InputSize};
+use crate::model::{Model, Network};
 use crate::weights::WeightsFile;
 
 /// Which value an inference reads back.
@@ -31,9 +31,6 @@ pub enum Output {
     Features,
 }
 
-/// (batch, height, width) of a plan.
-type PlanKey = (usize, usize, usize);
-
 /// A cached plan; each runs under its own lock, so different sizes run concurrently.
 type SharedPlan = Arc<Mutex<GpuPlan>>;
 
@@ -42,11 +39,12 @@ type SharedPlan = Arc<Mutex<GpuPlan>>;
 pub struct Engine {
     pub ctx: Arc<GpuContext>,
     pub(crate) kernels: Kernels,
-    pub arch: Option<Arch>,
+    /// What the weights were detected as (`None` for a bare graph).
+    pub model: Option<Model>,
     pub graph: Graph,
     pub(crate) layers: BTreeMap<String, LayerWeights>,
     weight_bytes: u64,
-    plans: Mutex<HashMap<PlanKey, SharedPlan>>,
+    plans: Mutex<HashMap<InputSize, SharedPlan>>,
     /// Tuned conv configurations for this adapter, by [`ConvProblem::key`].
     tuned: Mutex<BTreeMap<String, ConvConfig>>,
 }
@@ -89,19 +87,12 @@ impl Engine {
         weights: &WeightsFile,
     ) -> Result<Self> {
         let mut engine = Self::from_graph(ctx, network.graph, weights)?;
-        engine.arch = Some(network.arch);
+        engine.model = Some(network.model);
         Ok(engine)
     }
 
     /// Any graph over the ops (kernel tests build one-op graphs).
     pub fn from_graph(ctx: Arc<GpuContext>, graph: Graph, weights: &WeightsFile) -> Result<Self> {
-        // The kernels read 2-D windows only; a temporal one would be silently dropped.
-        if let Some(node) = graph.first_temporal_node() {
-            return Err(Error::Usage(format!(
-                "{}: convolutions and pools over time do not run on the GPU yet",
-                node.name
-            )));
-        }
         let kernels = ctx.scoped("compiling the shaders", || {
             Kernels::new(&ctx, &ops::all_kernels())
         })??;
@@ -114,7 +105,7 @@ impl Engine {
         Ok(Engine {
             ctx,
             kernels,
-            arch: None,
+            model: None,
             graph,
             layers,
             weight_bytes,
@@ -138,57 +129,71 @@ impl Engine {
         w: usize,
         output: Output,
     ) -> Result<Vec<f32>> {
+        self.run_at(input, InputSize::image(n, h, w), output)
+    }
+
+    /// [`Engine::run`] at any input size: images `(n, C_in, h, w)` or clips
+    /// `(n, C_in, t, h, w)` (NCTHW), split into sub-batches of whole clips when needed.
+    pub fn run_at(&self, input: &[f32], size: InputSize, output: Output) -> Result<Vec<f32>> {
         let c = self.graph.input_channels;
-        let per_image = c.checked_mul(h).and_then(|v| v.checked_mul(w));
-        let expected = per_image.and_then(|v| v.checked_mul(n));
+        let per_item = [size.t, size.h, size.w]
+            .into_iter()
+            .try_fold(c, |acc, d| acc.checked_mul(d));
+        let expected = per_item.and_then(|v| v.checked_mul(size.n));
         if expected != Some(input.len()) {
             return Err(Error::InputShape(format!(
-                "input has {} values, expected ({n}, {c}, {h}, {w})",
-                input.len()
+                "input has {} values, expected {}",
+                input.len(),
+                size.describe(c)
             )));
         }
-        let per_image = per_image.unwrap_or(0);
-        let sizes = self.sub_batches(n, h, w)?;
+        let per_item = per_item.unwrap_or(0);
+        let sizes = self.sub_batches(size)?;
         if sizes.len() == 1 {
-            return self.run_batch(input, n, h, w, output);
+            return self.run_batch(input, size, output);
         }
-        log::info!("batch {n} at {h}×{w} exceeds the adapter's limits; running {sizes:?}");
+        log::info!(
+            "batch {} exceeds the adapter's limits; running {sizes:?}",
+            size.describe(c)
+        );
         let mut out = Vec::new();
         let mut start = 0;
-        for size in sizes {
-            let part = &input[start * per_image..(start + size) * per_image];
-            out.extend(self.run_batch(part, size, h, w, output)?);
-            start += size;
+        for n in sizes {
+            let part = &input[start * per_item..(start + n) * per_item];
+            out.extend(self.run_batch(part, size.with_batch(n), output)?);
+            start += n;
         }
         Ok(out)
     }
 
-    /// The sub-batches [`Engine::run`] splits a batch of `n` into at `h×w`: `[n]` when it
-    /// fits, else the fewest that fit, of near-equal sizes, larger first.
-    pub fn sub_batches(&self, n: usize, h: usize, w: usize) -> Result<Vec<usize>> {
-        let fit = self.max_batch(n, h, w)?;
+    /// The sub-batches [`Engine::run_at`] splits a batch into: `[n]` when it fits, else the
+    /// fewest that fit, of near-equal sizes, larger first.
+    pub fn sub_batches(&self, size: InputSize) -> Result<Vec<usize>> {
+        let n = size.n;
+        let fit = self.max_batch(size)?;
         let chunks = n.div_ceil(fit.max(1));
         let (base, extra) = (n / chunks, n % chunks);
         Ok((0..chunks).map(|i| base + usize::from(i < extra)).collect())
     }
 
-    /// The largest batch, at most `n`, whose plan at `h×w` fits the adapter's limits. Found
-    /// on the CPU from shapes and memory plans alone, without allocating anything.
-    pub fn max_batch(&self, n: usize, h: usize, w: usize) -> Result<usize> {
+    /// The largest batch, at most `size.n`, whose plan fits the adapter's limits. Found on
+    /// the CPU from shapes and memory plans alone, without allocating anything.
+    pub fn max_batch(&self, size: InputSize) -> Result<usize> {
+        let n = size.n;
         if n == 0 {
             // No batch to split: the shape error says so.
-            self.graph.infer_shapes(n, h, w)?;
+            self.graph.shapes_for(size)?;
         }
-        if self.check_fits(n, h, w).is_ok() {
+        if self.check_fits(size).is_ok() {
             return Ok(n);
         }
-        // One image must fit; if it does not, its error names the limit.
-        self.check_fits(1, h, w)?;
+        // One image (clip) must fit; if it does not, its error names the limit.
+        self.check_fits(size.with_batch(1))?;
         // Every buffer grows with the batch, so fitting is monotonic: bisect.
         let (mut lo, mut hi) = (1, n);
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            if self.check_fits(mid, h, w).is_ok() {
+            if self.check_fits(size.with_batch(mid)).is_ok() {
                 lo = mid;
             } else {
                 hi = mid;
@@ -197,25 +202,18 @@ impl Engine {
         Ok(lo)
     }
 
-    /// Whether the plan for `(n, h, w)` fits the adapter's limits, from the CPU memory plan
+    /// Whether the plan for `size` fits the adapter's limits, from the CPU memory plan
     /// alone; if not, the error names the limit.
-    pub(crate) fn check_fits(&self, n: usize, h: usize, w: usize) -> Result<()> {
-        let shapes = self.graph.infer_shapes(n, h, w)?;
+    pub(crate) fn check_fits(&self, size: InputSize) -> Result<()> {
+        let shapes = self.graph.shapes_for(size)?;
         let memory = MemoryPlan::new(&self.graph, &shapes, true);
-        check_limits(&self.ctx, (n, h, w), &shapes, &memory)
+        check_limits(&self.ctx, size, &shapes, &memory)
     }
 
     /// One batch through one plan: a buffer write, one command buffer, a readback. Callers
-    /// go through [`Engine::run`], which splits batches that do not fit.
-    fn run_batch(
-        &self,
-        input: &[f32],
-        n: usize,
-        h: usize,
-        w: usize,
-        output: Output,
-    ) -> Result<Vec<f32>> {
-        let plan = self.plan(n, h, w)?;
+    /// go through [`Engine::run_at`], which splits batches that do not fit.
+    fn run_batch(&self, input: &[f32], size: InputSize, output: Output) -> Result<Vec<f32>> {
+        let plan = self.plan(size)?;
         let plan = plan
             .lock()
             .map_err(|_| Error::Gpu("plan lock poisoned by an earlier panic".into()))?;
@@ -248,23 +246,23 @@ impl Engine {
         read_buffer(ctx, &plan.readback, bytes, Some(submission))
     }
 
-    /// The plan for `(n, h, w)`, built on first use.
-    pub fn plan(&self, n: usize, h: usize, w: usize) -> Result<Arc<Mutex<GpuPlan>>> {
+    /// The plan for `size`, built on first use.
+    pub fn plan(&self, size: InputSize) -> Result<Arc<Mutex<GpuPlan>>> {
         let mut plans = self
             .plans
             .lock()
             .map_err(|_| Error::Gpu("plan cache poisoned".into()))?;
-        if let Some(p) = plans.get(&(n, h, w)) {
+        if let Some(p) = plans.get(&size) {
             return Ok(p.clone());
         }
-        let plan = Arc::new(Mutex::new(self.build_plan(n, h, w)?));
-        plans.insert((n, h, w), plan.clone());
+        let plan = Arc::new(Mutex::new(self.build_plan(size)?));
+        plans.insert(size, plan.clone());
         Ok(plan)
     }
 
     /// Builds a plan, logs what compiling its pipelines cost (`-v`) and saves the pipeline
     /// cache if anything new was compiled.
-    fn build_plan(&self, n: usize, h: usize, w: usize) -> Result<GpuPlan> {
+    fn build_plan(&self, size: InputSize) -> Result<GpuPlan> {
         let (start, before) = (Instant::now(), self.kernels.compile_stats());
         let inputs = PlanInputs {
             ctx: &self.ctx,
@@ -272,9 +270,9 @@ impl Engine {
             graph: &self.graph,
             layers: &self.layers,
         };
-        let plan = GpuPlan::build(&inputs, (n, h, w), &|p| self.conv_config(p))?;
+        let plan = GpuPlan::build(&inputs, size, &|p| self.conv_config(p))?;
         log_compiles(
-            &format!("plan {n}x{h}x{w} built"),
+            &format!("plan {} built", size.describe(self.graph.input_channels)),
             start,
             &self.kernels,
             before,
@@ -283,15 +281,16 @@ impl Engine {
         Ok(plan)
     }
 
-    pub fn stats(&self, n: usize, h: usize, w: usize) -> Result<PlanStats> {
-        let plan = self.plan(n, h, w)?;
+    pub fn stats(&self, size: InputSize) -> Result<PlanStats> {
+        let plan = self.plan(size)?;
         let plan = plan
             .lock()
             .map_err(|_| Error::Gpu("plan lock poisoned".into()))?;
         Ok(PlanStats {
-            batch: n,
-            height: h,
-            width: w,
+            batch: size.n,
+            frames: size.t,
+            height: size.h,
+            width: size.w,
             dispatches: plan.steps.len(),
             activation_buffers: plan.memory.slot_bytes.len(),
             peak_activation_bytes: plan.memory.peak_bytes(),
@@ -339,14 +338,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Every conv of the network at `(n, h, w)`: node name and problem, in graph order.
-    pub fn conv_problems(
-        &self,
-        n: usize,
-        h: usize,
-        w: usize,
-    ) -> Result<Vec<(String, ConvProblem)>> {
-        let shapes = self.graph.infer_shapes(n, h, w)?;
+    /// Every conv of the network at `size`: node name and problem, in graph order.
+    pub fn conv_problems(&self, size: InputSize) -> Result<Vec<(String, ConvProblem)>> {
+        let shapes = self.graph.shapes_for(size)?;
         Ok(self
             .graph
             .nodes

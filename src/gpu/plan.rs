@@ -15,12 +15,14 @@ use crate::error::Result;
 use crate::gpu::ops::conv::ConvConfig;
 use crate::graph::plan::MemoryPlan;
 use crate::graph::problem::ConvProblem;
-use crate::graph::{Graph, Node, Shape};
+use crate::graph::{Graph, InputSize, Node, Shape};
 
 /// Statistics of a plan, for `resnet info` and logs.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PlanStats {
     pub batch: usize,
+    /// Frames per clip (1 for images).
+    pub frames: usize,
     pub height: usize,
     pub width: usize,
     pub dispatches: usize,
@@ -32,7 +34,7 @@ pub struct PlanStats {
     pub gflops: f64,
 }
 
-/// The static plan for one (batch, H, W).
+/// The static plan for one input size (batch, frames, H, W).
 pub struct GpuPlan {
     pub shapes: Vec<Shape>,
     pub memory: MemoryPlan,
@@ -75,21 +77,25 @@ pub fn conv_problems(graph: &Graph, shapes: &[Shape]) -> Vec<Option<ConvProblem>
 /// batch without allocating anything.
 pub fn check_limits(
     ctx: &GpuContext,
-    (n, h, w): (usize, usize, usize),
+    size: InputSize,
     shapes: &[Shape],
     memory: &MemoryPlan,
 ) -> Result<()> {
+    let frames = match size.t {
+        1 => String::new(),
+        t => format!("{t}×"),
+    };
     for (i, &bytes) in memory.slot_bytes.iter().enumerate() {
-        check_size(
-            ctx,
-            &format!("activation buffer {i} for batch {n} at {h}×{w}"),
-            bytes,
-        )?;
+        let what = format!(
+            "activation buffer {i} for batch {} at {frames}{}×{}",
+            size.n, size.h, size.w
+        );
+        check_size(ctx, &what, bytes)?;
     }
     for s in shapes {
         u32_of("activation", s.numel())?;
     }
-    check_head_batch(ctx, n)
+    check_head_batch(ctx, size.n)
 }
 
 /// The buffers of a plan besides the weights.
@@ -102,16 +108,16 @@ struct Buffers {
 }
 
 impl GpuPlan {
-    /// Builds the plan for `(n, h, w)`; `conv_config` says how each conv runs.
+    /// Builds the plan for `size`; `conv_config` says how each conv runs.
     pub fn build(
         inputs: &PlanInputs<'_>,
-        (n, h, w): (usize, usize, usize),
+        size: InputSize,
         conv_config: &dyn Fn(&ConvProblem) -> ConvConfig,
     ) -> Result<Self> {
         let PlanInputs { ctx, graph, .. } = *inputs;
-        let shapes = graph.infer_shapes(n, h, w)?;
+        let shapes = graph.shapes_for(size)?;
         let memory = MemoryPlan::new(graph, &shapes, true);
-        check_limits(ctx, (n, h, w), &shapes, &memory)?;
+        check_limits(ctx, size, &shapes, &memory)?;
         let node_ops: Vec<Box<dyn NodeOp + '_>> =
             graph.nodes.iter().map(|node| ops::of(&node.op)).collect();
         // How each conv runs, decided once: buffer sizes, compilation and dispatch agree

@@ -7,6 +7,7 @@ use super::engine::{Engine, Output};
 use super::timing::time_dispatches;
 pub use super::timing::{median, TimingMethod};
 use crate::error::{Error, Result};
+use crate::graph::{InputSize, Shape};
 
 /// One row of a profile.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -14,7 +15,8 @@ pub struct LayerProfile {
     pub name: String,
     pub kernel: String,
     pub config: String,
-    pub output_shape: [usize; 4],
+    /// `[n, h, w, c]`, or `[n, t, h, w, c]` for layers over clips.
+    pub output_shape: Vec<usize>,
     pub gflop: f64,
     pub bytes: u64,
     pub gpu_ms: f64,
@@ -29,6 +31,8 @@ pub struct Profile {
     pub adapter: String,
     pub method: TimingMethod,
     pub batch: usize,
+    /// Frames per clip (1 for images).
+    pub frames: usize,
     pub height: usize,
     pub width: usize,
     pub layers: Vec<LayerProfile>,
@@ -37,26 +41,24 @@ pub struct Profile {
 }
 
 impl Engine {
-    /// Profiles the plan for `(n, h, w)` on `input`: `warmup` untimed runs, then `iters` timed.
+    /// Profiles the plan for `size` on `input`: `warmup` untimed runs, then `iters` timed.
     pub fn profile(
         &self,
         input: &[f32],
-        n: usize,
-        h: usize,
-        w: usize,
+        size: InputSize,
         warmup: usize,
         iters: usize,
     ) -> Result<Profile> {
         for _ in 0..warmup.max(1) {
-            self.run(input, n, h, w, Output::Logits)?;
+            self.run_at(input, size, Output::Logits)?;
         }
         let mut wall = Vec::new();
         let mut per_step: Vec<Vec<f64>> = Vec::new();
         let mut method = TimingMethod::WallClock;
-        let plan = self.plan(n, h, w)?;
+        let plan = self.plan(size)?;
         for _ in 0..iters.max(1) {
             let t = Instant::now();
-            self.run(input, n, h, w, Output::Logits)?;
+            self.run_at(input, size, Output::Logits)?;
             wall.push(t.elapsed().as_secs_f64() * 1e3);
             let guard = plan
                 .lock()
@@ -82,12 +84,7 @@ impl Engine {
                     name: s.name.clone(),
                     kernel: s.kernel.name.to_string(),
                     config: s.config.clone(),
-                    output_shape: [
-                        s.output_shape.n,
-                        s.output_shape.h,
-                        s.output_shape.w,
-                        s.output_shape.c,
-                    ],
+                    output_shape: dims(s.output_shape),
                     gflop: s.flops as f64 / 1e9,
                     bytes: s.bytes,
                     gpu_ms: ms,
@@ -99,12 +96,21 @@ impl Engine {
         Ok(Profile {
             adapter: self.ctx.info.to_string(),
             method,
-            batch: n,
-            height: h,
-            width: w,
+            batch: size.n,
+            frames: size.t,
+            height: size.h,
+            width: size.w,
             total_gpu_ms: layers.iter().map(|l| l.gpu_ms).sum(),
             layers,
             wall_ms: median(&mut wall),
         })
+    }
+}
+
+/// A layer's output dims as reported: frames only where there are several.
+fn dims(s: Shape) -> Vec<usize> {
+    match s.t {
+        1 => vec![s.n, s.h, s.w, s.c],
+        t => vec![s.n, t, s.h, s.w, s.c],
     }
 }

@@ -45,6 +45,41 @@ impl Shape {
     }
 }
 
+/// The size of a graph input: `n` images `(n, C, h, w)`, or `n` clips of `t` frames
+/// `(n, C, t, h, w)`. Plans are made per input size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InputSize {
+    pub n: usize,
+    pub t: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl InputSize {
+    /// `n` images of `h×w`.
+    pub fn image(n: usize, h: usize, w: usize) -> Self {
+        InputSize { n, t: 1, h, w }
+    }
+
+    /// `n` clips of `t` frames of `h×w`.
+    pub fn clip(n: usize, t: usize, h: usize, w: usize) -> Self {
+        InputSize { n, t, h, w }
+    }
+
+    /// The same frames, `n` of them.
+    pub fn with_batch(self, n: usize) -> Self {
+        InputSize { n, ..self }
+    }
+
+    /// `2x3x224x224` (clips: `2x3x16x112x112`) for logs and errors.
+    pub fn describe(&self, channels: usize) -> String {
+        match self.t {
+            1 => format!("{}x{channels}x{}x{}", self.n, self.h, self.w),
+            t => format!("{}x{channels}x{t}x{}x{}", self.n, self.h, self.w),
+        }
+    }
+}
+
 /// A window along the temporal axis: kernel, stride and padding in frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Window {
@@ -337,6 +372,11 @@ impl Graph {
     /// Shapes of every value for an NCHW input `(n, 3, h, w)`.
     pub fn infer_shapes(&self, n: usize, h: usize, w: usize) -> Result<Vec<Shape>> {
         self.infer_clip_shapes(n, 1, h, w)
+    }
+
+    /// Shapes of every value for an input of this size.
+    pub fn shapes_for(&self, size: InputSize) -> Result<Vec<Shape>> {
+        self.infer_clip_shapes(size.n, size.t, size.h, size.w)
     }
 
     /// Shapes of every value for an NCTHW input `(n, 3, t, h, w)`.

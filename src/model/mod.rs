@@ -17,25 +17,97 @@ pub use arch::{Arch, BlockKind, Shortcut, Stage, Stem};
 pub use config::SourceConfig;
 pub use detect::{detect, detect_with};
 pub use layout::Layout;
+use video::VideoArch;
+
+/// What detection found: an image ResNet or a video (3-D) one.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Model {
+    Image(Arch),
+    Video(VideoArch),
+}
+
+impl Model {
+    /// `resnet50`, `r2plus1d_18`, … (as [`Arch::name`] and [`VideoArch::name`]).
+    pub fn name(&self) -> String {
+        match self {
+            Model::Image(a) => a.name(),
+            Model::Video(v) => v.name(),
+        }
+    }
+
+    /// One line for `resnet info`.
+    pub fn describe(&self) -> String {
+        match self {
+            Model::Image(a) => a.describe(),
+            Model::Video(v) => v.describe(),
+        }
+    }
+
+    /// Classes, `None` for a headless checkpoint.
+    pub fn num_classes(&self) -> Option<usize> {
+        match self {
+            Model::Image(a) => a.num_classes,
+            Model::Video(v) => v.head.as_ref().map(|h| h.classes),
+        }
+    }
+
+    /// Width of the pooled embedding.
+    pub fn features(&self) -> usize {
+        match self {
+            Model::Image(a) => a.features(),
+            Model::Video(v) => v.features(),
+        }
+    }
+
+    /// The output width: classes, or the pooled features without a head.
+    pub fn outputs(&self) -> usize {
+        self.num_classes().unwrap_or_else(|| self.features())
+    }
+
+    pub fn image(&self) -> Option<&Arch> {
+        match self {
+            Model::Image(a) => Some(a),
+            Model::Video(_) => None,
+        }
+    }
+
+    pub fn video(&self) -> Option<&VideoArch> {
+        match self {
+            Model::Image(_) => None,
+            Model::Video(v) => Some(v),
+        }
+    }
+
+    pub fn is_video(&self) -> bool {
+        matches!(self, Model::Video(_))
+    }
+}
 
 /// A network read from a weights file: its architecture and graph, with every tensor checked
 /// (names, shapes, dtypes, finite values). Built once per command: the engine takes it as is.
 #[derive(Clone, Debug)]
 pub struct Network {
-    pub arch: Arch,
+    pub model: Model,
     pub graph: Graph,
 }
 
 impl Network {
-    /// Detects the architecture of `weights` (reading the `config.json` beside it), checks
-    /// every value is finite and builds the graph.
+    /// Detects the architecture of `weights` (reading the `config.json` beside it; a 5-D
+    /// stem means a video ResNet), checks every value is finite and builds the graph.
     pub fn detect(weights: &WeightsFile) -> Result<Self> {
-        Self::from_arch(detect(weights)?, weights)
+        match video::is_video(weights) {
+            true => Self::from_video(video::detect_video(weights)?, weights),
+            false => Self::from_arch(detect(weights)?, weights),
+        }
     }
 
-    /// [`Network::detect`] with an explicit (or no) `config.json`.
+    /// [`Network::detect`] with an explicit (or no) `config.json` (image networks; video
+    /// ones have no config to read).
     pub fn detect_with(weights: &WeightsFile, config: Option<&SourceConfig>) -> Result<Self> {
-        Self::from_arch(detect_with(weights, config)?, weights)
+        match video::is_video(weights) {
+            true => Self::from_video(video::detect_video(weights)?, weights),
+            false => Self::from_arch(detect_with(weights, config)?, weights),
+        }
     }
 
     /// The network of an architecture already detected from `weights`: checks every value is
@@ -43,7 +115,20 @@ impl Network {
     pub fn from_arch(arch: Arch, weights: &WeightsFile) -> Result<Self> {
         weights.check_finite()?;
         let graph = build_graph(&arch);
-        Ok(Network { arch, graph })
+        Ok(Network {
+            model: Model::Image(arch),
+            graph,
+        })
+    }
+
+    /// [`Network::from_arch`] for a video ResNet.
+    pub fn from_video(arch: VideoArch, weights: &WeightsFile) -> Result<Self> {
+        weights.check_finite()?;
+        let graph = video_graph::build_video_graph(&arch)?;
+        Ok(Network {
+            model: Model::Video(arch),
+            graph,
+        })
     }
 }
 

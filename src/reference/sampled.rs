@@ -3,10 +3,10 @@
 
 use crate::graph::problem::ConvProblem;
 
-/// Output rows `rows` (flat pixel indices `m = (n·H_out + oy)·W_out + ox`) of
-/// `relu?(conv(x) + bias + residual?)`, each row `C_out` values, in f64. `x` is NHWC (NCHW
-/// when `p.input_nchw`); `w_kc` is `(kH·kW·C_in/G, C_out)` with
-/// `k = (ky·kW + kx)·C_in/G + ci`; `residual` is `(M, C_out)`.
+/// Output rows `rows` (flat pixel indices `m = ((n·T_out + ot)·H_out + oy)·W_out + ox`) of
+/// `relu?(conv(x) + bias + residual?)`, each row `C_out` values, in f64. `x` is NTHWC
+/// (NCTHW when `p.input_nchw`; T = 1 for images); `w_kc` is `(kT·kH·kW·C_in/G, C_out)` with
+/// `k = ((kt·kH + ky)·kW + kx)·C_in/G + ci`; `residual` is `(M, C_out)`.
 pub fn conv_rows(
     p: &ConvProblem,
     x: &[f32],
@@ -17,30 +17,31 @@ pub fn conv_rows(
 ) -> Vec<f32> {
     let (gin, gout) = (p.group_in_c(), p.group_out_c());
     let mut out = Vec::with_capacity(rows.len() * p.out_c);
+    let inside = |i: isize, len: usize| i >= 0 && i < len as isize;
     for &m in rows {
-        let (n, pix) = (m / (p.out_h * p.out_w), m % (p.out_h * p.out_w));
+        let (plane, pix) = (m / (p.out_h * p.out_w), m % (p.out_h * p.out_w));
+        let (n, ot) = (plane / p.out_t, plane % p.out_t);
         let (oy, ox) = (pix / p.out_w, pix % p.out_w);
         for o in 0..p.out_c {
             let c0 = (o / gout) * gin;
             let mut acc = bias[o] as f64;
-            for ky in 0..p.kernel {
+            for (kt, ky, kx) in taps(p) {
+                let it = (ot * p.stride_t + kt) as isize - p.pad_t as isize;
                 let iy = (oy * p.stride + ky) as isize - p.pad as isize;
-                for kx in 0..p.kernel {
-                    let ix = (ox * p.stride + kx) as isize - p.pad as isize;
-                    if iy < 0 || ix < 0 || iy >= p.in_h as isize || ix >= p.in_w as isize {
-                        continue;
-                    }
-                    let (iy, ix) = (iy as usize, ix as usize);
-                    for ci in 0..gin {
-                        let c = c0 + ci;
-                        let xi = if p.input_nchw {
-                            ((n * p.in_c + c) * p.in_h + iy) * p.in_w + ix
-                        } else {
-                            ((n * p.in_h + iy) * p.in_w + ix) * p.in_c + c
-                        };
-                        let k = (ky * p.kernel + kx) * gin + ci;
-                        acc += x[xi] as f64 * w_kc[k * p.out_c + o] as f64;
-                    }
+                let ix = (ox * p.stride + kx) as isize - p.pad as isize;
+                if !(inside(it, p.in_t) && inside(iy, p.in_h) && inside(ix, p.in_w)) {
+                    continue;
+                }
+                let (it, iy, ix) = (it as usize, iy as usize, ix as usize);
+                for ci in 0..gin {
+                    let c = c0 + ci;
+                    let xi = if p.input_nchw {
+                        (((n * p.in_c + c) * p.in_t + it) * p.in_h + iy) * p.in_w + ix
+                    } else {
+                        (((n * p.in_t + it) * p.in_h + iy) * p.in_w + ix) * p.in_c + c
+                    };
+                    let k = ((kt * p.kernel + ky) * p.kernel + kx) * gin + ci;
+                    acc += x[xi] as f64 * w_kc[k * p.out_c + o] as f64;
                 }
             }
             if let Some(r) = residual {
@@ -53,6 +54,13 @@ pub fn conv_rows(
         }
     }
     out
+}
+
+/// Every tap `(kt, ky, kx)` of the window, in the weight's order.
+fn taps(p: &ConvProblem) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    (0..p.kernel_t).flat_map(move |kt| {
+        (0..p.kernel).flat_map(move |ky| (0..p.kernel).map(move |kx| (kt, ky, kx)))
+    })
 }
 
 /// Up to `count` pixel rows spread evenly over `0..m`, always with the first and the last

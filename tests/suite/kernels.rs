@@ -9,6 +9,7 @@ use common::{
     conv_tensors, encode_tensors, gpu, gpu_mode, Mode, Rng, Tensors, ALL_MODES, BN_NAMES,
     BN_RANGES, MODES,
 };
+use resnet_wgpu::graph::InputSize;
 use resnet_wgpu::graph::{Conv, Graph, Op, Shape, Window};
 use resnet_wgpu::reference::{self, relative_error, ConvParams};
 use resnet_wgpu::weights::serialize_f32;
@@ -621,8 +622,8 @@ fn plans_are_cached_per_size() {
         }
         // The plan is cached per size, and an input of the wrong length is an error.
         let (a, b) = (
-            engine.plan(2, 23, 17).unwrap(),
-            engine.plan(2, 23, 17).unwrap(),
+            engine.plan(InputSize::image(2, 23, 17)).unwrap(),
+            engine.plan(InputSize::image(2, 23, 17)).unwrap(),
         );
         assert!(Arc::ptr_eq(&a, &b));
         assert!(engine.run(&[0.0; 5], 1, 32, 32, Output::Logits).is_err());

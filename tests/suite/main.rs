@@ -26,5 +26,6 @@ mod translations;
 mod tuning;
 mod uniforms;
 mod video;
+mod video_gpu;
 mod video_graph;
 mod webgpu_limits;

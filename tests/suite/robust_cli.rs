@@ -767,6 +767,8 @@ fn a_cached_configuration_with_a_zero_tile_is_invalid() {
     .unwrap();
     let p = ConvProblem {
         batch: 1,
+        in_t: 1,
+        out_t: 1,
         in_h: 14,
         in_w: 14,
         in_c: 512,
@@ -776,6 +778,9 @@ fn a_cached_configuration_with_a_zero_tile_is_invalid() {
         kernel: 3,
         stride: 1,
         pad: 1,
+        kernel_t: 1,
+        stride_t: 1,
+        pad_t: 0,
         groups: 32,
         input_nchw: false,
         residual: false,

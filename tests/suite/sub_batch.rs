@@ -6,6 +6,7 @@ use crate::common;
 use std::time::Instant;
 
 use common::gpu;
+use resnet_wgpu::graph::InputSize;
 use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
 use resnet_wgpu::reference::{relative_error, run_graph};
 use resnet_wgpu::{Engine, Error, Output};
@@ -31,11 +32,11 @@ fn a_batch_over_the_binding_limit_splits_with_identical_results() {
         .max_storage_buffer_binding_size
         .min(ctx.limits.max_buffer_size);
     let per_image = 64 * 112 * 112 * 4u64;
-    let fit = engine.max_batch(100_000, h, w).unwrap();
+    let fit = engine.max_batch(InputSize::image(100_000, h, w)).unwrap();
     assert_eq!(fit as u64, limit / per_image, "limit {limit}");
     // On lavapipe (128 MiB bindings) 41 images fit: the batch of 48 must split.
     let n = 48.max(fit + 1);
-    let sizes = engine.sub_batches(n, h, w).unwrap();
+    let sizes = engine.sub_batches(InputSize::image(n, h, w)).unwrap();
     // The fewest sub-batches that fit, of near-equal sizes: [24, 24] on lavapipe.
     let chunks = n.div_ceil(fit);
     assert_eq!(sizes.len(), chunks);
@@ -88,7 +89,9 @@ fn one_image_over_the_limit_is_an_error_naming_it() {
     // Smallest even side whose stem output, (side/2)² × 64 floats, exceeds the binding limit.
     let half = ((limit / 256) as f64).sqrt() as usize + 1;
     let side = 2 * half;
-    let e = engine.max_batch(1, side, side).unwrap_err();
+    let e = engine
+        .max_batch(InputSize::image(1, side, side))
+        .unwrap_err();
     match &e {
         Error::AdapterLimit {
             limit_name,
@@ -114,7 +117,12 @@ fn one_image_over_the_limit_is_an_error_naming_it() {
         eprintln!("{side}x{side}: {e}");
     }
     // A size just under it still runs on its own.
-    assert_eq!(engine.max_batch(4, side - 64, side - 64).unwrap(), 1);
+    assert_eq!(
+        engine
+            .max_batch(InputSize::image(4, side - 64, side - 64))
+            .unwrap(),
+        1
+    );
 }
 
 #[test]

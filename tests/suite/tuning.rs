@@ -11,6 +11,7 @@ use common::{conv_tensors, gpu, Rng};
 use resnet_wgpu::gpu::disk_cache::DiskCache;
 use resnet_wgpu::gpu::ops::conv::{ConvAlgo, ConvConfig, DeviceFit};
 use resnet_wgpu::gpu::tuning::cache::TuneCache;
+use resnet_wgpu::graph::InputSize;
 use resnet_wgpu::graph::{Conv, Graph, Op, Window};
 use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
 use resnet_wgpu::reference::{conv_rows, relative_error};
@@ -83,7 +84,7 @@ fn engine(ctx: &Arc<GpuContext>, r: &Row, rng: &mut Rng) -> Engine {
 /// kernels) and every split-K of each tiled one.
 fn search_space(engine: &Engine, r: &Row) -> Vec<ConvConfig> {
     let (n, h, w) = (r[0], r[1], r[2]);
-    let problems = engine.conv_problems(n, h, w).unwrap();
+    let problems = engine.conv_problems(InputSize::image(n, h, w)).unwrap();
     let p = problems.iter().find(|(name, _)| name == "b").unwrap().1;
     let fit = DeviceFit::of(&engine.ctx.limits);
     let mut space = ConvConfig::candidates(&p, &fit);
@@ -106,8 +107,11 @@ fn check_row(
     let engine = engine(ctx, r, &mut rng);
     let (n, h, w) = (r[0], r[1], r[2]);
     let x = rng.vec(n * r[3] * h * w, -1.0, 1.0);
-    let problems: BTreeMap<String, _> =
-        engine.conv_problems(n, h, w).unwrap().into_iter().collect();
+    let problems: BTreeMap<String, _> = engine
+        .conv_problems(InputSize::image(n, h, w))
+        .unwrap()
+        .into_iter()
+        .collect();
     let reference = |name: &str, residual: Option<&[f32]>| {
         let p = problems[name];
         let (wk, bias) = engine.layer_weights(name).unwrap();
@@ -209,10 +213,14 @@ fn tune_picks_verified_winners_and_the_cache_carries_them() {
     let engine = Engine::load_on(ctx.clone(), &weights).unwrap();
     let (n, h, w) = (1, 24, 24);
     let report = engine
-        .tune(n, h, w, TuneOptions::default(), &mut |_, _, _| {})
+        .tune(
+            InputSize::image(n, h, w),
+            TuneOptions::default(),
+            &mut |_, _, _| {},
+        )
         .unwrap();
     let distinct: std::collections::BTreeSet<String> = engine
-        .conv_problems(n, h, w)
+        .conv_problems(InputSize::image(n, h, w))
         .unwrap()
         .iter()
         .map(|(_, p)| p.key())
@@ -237,7 +245,7 @@ fn tune_picks_verified_winners_and_the_cache_carries_them() {
         ..GpuOptions::with_checks(false)
     };
     let tuned = Engine::load(&weights, &options).unwrap();
-    for (_, p) in tuned.conv_problems(n, h, w).unwrap() {
+    for (_, p) in tuned.conv_problems(InputSize::image(n, h, w)).unwrap() {
         let s = report.shapes.iter().find(|s| s.key == p.key()).unwrap();
         assert_eq!(tuned.conv_config(&p), s.best, "{}", p.key());
     }
@@ -250,7 +258,7 @@ fn tune_picks_verified_winners_and_the_cache_carries_them() {
         },
     )
     .unwrap();
-    for (_, p) in forced.conv_problems(n, h, w).unwrap() {
+    for (_, p) in forced.conv_problems(InputSize::image(n, h, w)).unwrap() {
         assert_ne!(
             forced.conv_config(&p).algo,
             ConvAlgo::Registers,

@@ -1,7 +1,6 @@
 //! Video ResNets as graphs: 3-D shape inference and FLOPs, the builder from a detected
 //! [`VideoArch`], and every fixture's graph on the CPU reference against PyTorch's logits.
 
-use crate::common;
 
 use crate::video::{cases, video_fixture};
 use resnet_wgpu::graph::{Conv, Graph, Op, Shape, Window};
@@ -9,7 +8,7 @@ use resnet_wgpu::model::video::detect_video;
 use resnet_wgpu::model::video_graph::build_video_graph;
 use resnet_wgpu::reference::video::run_video_arch;
 use resnet_wgpu::reference::{relative_error, run_clip_graph};
-use resnet_wgpu::{npy, Engine, Error, WeightsFile};
+use resnet_wgpu::{npy, Error, WeightsFile};
 
 // ---- shapes and FLOPs ------------------------------------------------------------------------
 
@@ -191,18 +190,4 @@ fn a_spatial_window_that_differs_between_h_and_w_is_refused() {
     let err = build_video_graph(&arch).unwrap_err();
     assert!(matches!(err, Error::NotResnet(_)), "{err}");
     assert!(err.to_string().contains("stem.0"), "{err}");
-}
-
-#[test]
-fn the_engine_refuses_a_temporal_graph_instead_of_dropping_time() {
-    let Some(ctx) = common::gpu(false) else {
-        return;
-    };
-    let case = cases().into_iter().find(|c| c.name == "tv_r3d").unwrap();
-    let w = WeightsFile::open(video_fixture(&case.weights)).unwrap();
-    let graph = build_video_graph(&detect_video(&w).unwrap()).unwrap();
-    let Err(err) = Engine::from_graph(ctx, graph, &w) else {
-        panic!("a graph with 3-D convolutions reached the 2-D kernels");
-    };
-    assert!(err.to_string().contains("over time"), "{err}");
 }

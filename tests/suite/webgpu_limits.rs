@@ -12,6 +12,7 @@ use std::sync::Arc;
 use common::gpu_with_limits;
 use resnet_wgpu::gpu::disk_cache::DiskCache;
 use resnet_wgpu::gpu::ops::conv::{ConvConfig, DeviceFit};
+use resnet_wgpu::graph::InputSize;
 use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
 use resnet_wgpu::reference::{relative_error, run_graph};
 use resnet_wgpu::{Engine, GpuContext, GpuOptions, Output};
@@ -53,10 +54,10 @@ fn a_batch_over_128_mib_splits_with_the_same_results() {
     let engine = Engine::load_on(ctx.clone(), &weights).unwrap();
     let (h, w) = (224, 224);
     let per = 3 * h * w;
-    let fit = engine.max_batch(100_000, h, w).unwrap();
+    let fit = engine.max_batch(InputSize::image(100_000, h, w)).unwrap();
     assert_eq!(fit as u64, BINDING / (per as u64 * 4), "images per 128 MiB");
     let n = fit + 1;
-    let sizes = engine.sub_batches(n, h, w).unwrap();
+    let sizes = engine.sub_batches(InputSize::image(n, h, w)).unwrap();
     assert_eq!(sizes, vec![n - n / 2, n / 2]);
 
     let input = common::Rng::new(5).vec(n * per, -2.0, 2.0);
@@ -103,7 +104,7 @@ fn conv_configs_fit_16_kib_and_larger_tuned_ones_are_refused() {
         // A tuning table made on the adapter's own limits, with the largest tiles it allows.
         let mut tuned = BTreeMap::new();
         let mut refused = 0;
-        for (_, p) in engine.conv_problems(8, 224, 224).unwrap() {
+        for (_, p) in engine.conv_problems(InputSize::image(8, 224, 224)).unwrap() {
             let largest = ConvConfig::candidates(&p, &own)
                 .into_iter()
                 .max_by_key(|c| c.tiles.workgroup_bytes())
@@ -116,7 +117,7 @@ fn conv_configs_fit_16_kib_and_larger_tuned_ones_are_refused() {
         assert!(refused > 0, "{}: no candidate over 16 KiB", a.name());
         engine.set_conv_configs(tuned).unwrap();
         // What the engine runs on each conv of batch 8 at 224×224: never the refused tiles.
-        for (name, p) in engine.conv_problems(8, 224, 224).unwrap() {
+        for (name, p) in engine.conv_problems(InputSize::image(8, 224, 224)).unwrap() {
             let c = engine.conv_config(&p);
             assert!(c.check(&p, &web).is_ok(), "{name}: {c:?}");
             assert!(
@@ -126,7 +127,7 @@ fn conv_configs_fit_16_kib_and_larger_tuned_ones_are_refused() {
             assert!(c.tiles.threads() <= 256, "{name}: {c:?}");
         }
         // Every configuration the tuner would try here fits too.
-        for (_, p) in engine.conv_problems(8, 224, 224).unwrap() {
+        for (_, p) in engine.conv_problems(InputSize::image(8, 224, 224)).unwrap() {
             for c in ConvConfig::candidates(&p, &web) {
                 assert!(c.tiles.workgroup_bytes() <= WORKGROUP_BYTES, "{c:?}");
             }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use resnet_wgpu::gpu::profile::{median, Profile};
+use resnet_wgpu::graph::InputSize;
 use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
 use resnet_wgpu::{Engine, Error, GpuContext, GpuOptions, Network, Output, WeightsFile};
 
@@ -111,7 +112,7 @@ pub fn profile(args: ProfileArgs, options: &GpuOptions) -> anyhow::Result<()> {
     let (weights, network) = args.model.open()?;
     let engine = Engine::load_network(network, &weights, options)?;
     let x = input(args.batch, h, w)?;
-    let p = engine.profile(&x, args.batch, h, w, 3, args.iters)?;
+    let p = engine.profile(&x, InputSize::image(args.batch, h, w), 3, args.iters)?;
     if let Some(path) = &args.chart {
         write_chart(path, &p)?;
     }
@@ -255,7 +256,8 @@ pub fn bench(args: BenchArgs, options: &GpuOptions) -> anyhow::Result<()> {
         let ms = median(&mut times);
         // A batch over the adapter's limits runs in sub-batches; what is resident is the
         // plan of the largest.
-        let stats = engine.stats(engine.sub_batches(n, h, w)?[0], h, w)?;
+        let size = InputSize::image(n, h, w);
+        let stats = engine.stats(size.with_batch(engine.sub_batches(size)?[0]))?;
         rows.push(BenchRow {
             batch: n,
             ms,
@@ -264,7 +266,7 @@ pub fn bench(args: BenchArgs, options: &GpuOptions) -> anyhow::Result<()> {
             peak_gpu_bytes: stats.peak_activation_bytes + stats.scratch_bytes + stats.weight_bytes,
         });
     }
-    let name = engine.arch.as_ref().map(|a| a.name()).unwrap_or_default();
+    let name = engine.model.as_ref().map(|a| a.name()).unwrap_or_default();
     if args.json {
         outln!(
             "{}",

@@ -10,7 +10,7 @@ use resnet_wgpu::graph::Graph;
 use resnet_wgpu::metadata::{class_names_with, default_preprocess, LabelSource};
 use resnet_wgpu::model::{Arch, Shortcut, SourceConfig, Stem};
 use resnet_wgpu::preprocess::{presets, Preprocess};
-use resnet_wgpu::{Network, WeightsFile};
+use resnet_wgpu::{Error, Model, Network, WeightsFile};
 
 use crate::inputs::{at_least, naming_file, open_weights};
 
@@ -48,8 +48,14 @@ pub fn info(
 fn gather(weights: Option<&Path>, batch: usize, h: usize, w: usize) -> anyhow::Result<Facts> {
     let file = open_weights(weights)?;
     let config = SourceConfig::for_weights(&file)?;
-    let Network { arch, graph } =
+    let Network { model, graph } =
         Network::detect_with(&file, config.as_ref()).map_err(|e| naming_file(&file, e))?;
+    let Model::Image(arch) = model else {
+        anyhow::bail!(Error::Usage(format!(
+            "{}: a video model; `resnet info` describes image networks only",
+            file.path.display()
+        )));
+    };
     let flops_at = |n, h, w| -> anyhow::Result<f64> {
         let shapes = graph.infer_shapes(n, h, w)?;
         Ok(graph

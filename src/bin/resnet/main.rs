@@ -345,7 +345,7 @@ fn run(
     let engine = Engine::load_network(network, &file, options)?;
     log::info!(
         "loaded {} on {} in {:.0} ms",
-        engine.arch.as_ref().map(|a| a.name()).unwrap_or_default(),
+        engine.model.as_ref().map(|a| a.name()).unwrap_or_default(),
         engine.ctx.info,
         t0.elapsed().as_secs_f64() * 1e3
     );

@@ -3,6 +3,7 @@
 
 use anyhow::bail;
 use resnet_wgpu::gpu::tuning::cache::TuneCache;
+use resnet_wgpu::graph::InputSize;
 use resnet_wgpu::reference::relative_error;
 use resnet_wgpu::{Engine, Error, GpuOptions, Output, TuneOptions, TuneReport};
 
@@ -55,7 +56,8 @@ pub fn tune(args: TuneArgs, options: &GpuOptions) -> anyhow::Result<()> {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} conv shapes  {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let report = engine.tune(args.batch, h, w, tune_options, &mut |i, n, key| {
+    let size = InputSize::image(args.batch, h, w);
+    let report = engine.tune(size, tune_options, &mut |i, n, key| {
         bar.set_length(n as u64);
         bar.set_position(i as u64);
         bar.set_message(key.to_string());

@@ -48,7 +48,7 @@ pub const FOLD_UNIFORM: UniformLayout =
 
 /// Weight and bias of one conv or linear node, ready for its kernel.
 pub struct LayerWeights {
-    /// `(kH·kW·C_in/G, C_out)` f32.
+    /// `(kT·kH·kW·C_in/G, C_out)` f32 (kT = 1 for images).
     pub weight: wgpu::Buffer,
     /// `(C_out)` f32.
     pub bias: wgpu::Buffer,
@@ -71,7 +71,7 @@ pub struct FoldSource {
     pub out_c: usize,
     /// Input channels per group.
     pub in_c: usize,
-    /// kH·kW (1 for a linear layer).
+    /// Taps per channel: kT·kH·kW (kH·kW in 2-D; 1 for a linear layer).
     pub area: usize,
 }
 

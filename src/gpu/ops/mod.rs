@@ -27,11 +27,12 @@ pub fn of(op: &Op) -> Box<dyn NodeOp + '_> {
             kernel,
             stride,
             pad,
-            ..
+            temporal,
         } => Box::new(Pool::Max {
             kernel,
             stride,
             pad,
+            temporal,
         }),
         &Op::AvgPool {
             kernel,

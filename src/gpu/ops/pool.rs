@@ -1,13 +1,14 @@
-//! Pooling on channels-last activations (pool.wgsl): the stem's max pool (−∞ padding), the
-//! average pool of timm's ResNet-D shortcut (PyTorch's ceil-mode output size, windows
-//! clipped to the input, `count_include_pad=False`) and the global average pool. One thread
-//! per output element.
+//! Pooling on channels-last activations (pool.wgsl): the stem's max pool (−∞ padding; a
+//! window over frames too in video networks), the average pool of timm's ResNet-D shortcut
+//! (PyTorch's ceil-mode output size, windows clipped to the input, `count_include_pad=False`)
+//! and the global average pool (over T×H×W). One thread per output element.
 
 use super::node_op::{ConvChoice, NodeBuffers, NodeOp, NodeShapes, StepEnv};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Binding, Constants, KernelSpec, UniformLayout};
 use crate::gpu::limits::{flat_dispatch, u32_of};
 use crate::gpu::step::Step;
+use crate::graph::{Shape, Window};
 
 // params, input, output
 const POOL_BINDINGS: &[Binding] = &[Binding::Uniform, Binding::Read, Binding::ReadWrite];
@@ -47,13 +48,21 @@ pub struct PoolUniform {
     pub stride: u32,
     pub pad: u32,
     pub total: u32,
-    pub _pad: [u32; 2],
+    pub in_t: u32,
+    pub out_t: u32,
+    pub kernel_t: u32,
+    pub stride_t: u32,
+    pub pad_t: u32,
+    pub _pad: [u32; 1],
 }
 
 pub const POOL_UNIFORM: UniformLayout = crate::uniform_layout!(
     "pool.wgsl",
     PoolUniform,
-    [batch, in_h, in_w, channels, out_h, out_w, kernel, stride, pad, total]
+    [
+        batch, in_h, in_w, channels, out_h, out_w, kernel, stride, pad, total, in_t, out_t,
+        kernel_t, stride_t, pad_t
+    ]
 );
 
 /// Which pooling, and its window (the global pool's is the whole input).
@@ -63,6 +72,8 @@ pub enum Pool {
         kernel: usize,
         stride: usize,
         pad: usize,
+        /// Along T; [`Window::POINT`] pools each frame on its own.
+        temporal: Window,
     },
     /// `ceil_mode` only sizes the output (shape inference); the kernel clips each window to
     /// the input either way.
@@ -90,6 +101,7 @@ impl Pool {
                 kernel,
                 stride,
                 pad,
+                ..
             }
             | Pool::Avg {
                 kernel,
@@ -100,9 +112,23 @@ impl Pool {
         }
     }
 
+    /// The temporal window and the frames in and out as the kernel reads them: frames count
+    /// as images (one frame each) unless the window spans frames or the pool is global.
+    fn frames(&self, x: Shape, y: Shape) -> (Window, usize, usize) {
+        match *self {
+            Pool::Max { temporal, .. } if !temporal.is_point() => (temporal, x.t, y.t),
+            Pool::GlobalAvg => (Window::POINT, x.t, 1),
+            _ => (Window::POINT, 1, 1),
+        }
+    }
+
     fn describe(&self) -> String {
         let (k, s, p) = self.window();
         match self {
+            Pool::Max { temporal: t, .. } if !t.is_point() => format!(
+                "max pool {}x{k}x{k}/s{}x{s}/p{}x{p}",
+                t.kernel, t.stride, t.pad
+            ),
             Pool::Max { .. } => format!("max pool {k}x{k}/s{s}/p{p}"),
             Pool::Avg { .. } => format!("avg pool {k}x{k}/s{s}/p{p}"),
             Pool::GlobalAvg => "global avg pool".to_string(),
@@ -125,16 +151,18 @@ impl NodeOp for Pool {
     ) -> Result<Vec<Step>> {
         let (x, y) = (shapes.inputs[0], shapes.output);
         let (k, s, p) = self.window();
-        if matches!(self, Pool::Max { .. }) && p >= k {
+        let (tw, in_t, out_t) = self.frames(x, y);
+        if matches!(self, Pool::Max { .. }) && (p >= k || tw.pad >= tw.kernel) {
             return Err(Error::InputShape(format!(
-                "{name}: padding {p} must be smaller than the window {k}"
+                "{name}: padding {p} (frames: {}) must be smaller than the window {k} ({})",
+                tw.pad, tw.kernel
             )));
         }
         let total = y.numel();
         let uniform = env.uniform(
             name,
             &PoolUniform {
-                batch: y.n as u32,
+                batch: (y.n * y.t / out_t) as u32,
                 in_h: x.h as u32,
                 in_w: x.w as u32,
                 channels: x.c as u32,
@@ -144,7 +172,12 @@ impl NodeOp for Pool {
                 stride: s as u32,
                 pad: p as u32,
                 total: u32_of(name, total)?,
-                _pad: [0; 2],
+                in_t: in_t as u32,
+                out_t: out_t as u32,
+                kernel_t: tw.kernel as u32,
+                stride_t: tw.stride as u32,
+                pad_t: tw.pad as u32,
+                _pad: [0; 1],
             },
         );
         let (ctx, kernel) = (env.ctx, self.kernel());

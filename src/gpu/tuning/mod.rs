@@ -60,6 +60,8 @@ pub struct TuneReport {
     pub adapter: String,
     pub method: TimingMethod,
     pub batch: usize,
+    /// Frames per clip (1 for images).
+    pub frames: usize,
     pub height: usize,
     pub width: usize,
     pub shapes: Vec<ShapeTuning>,

@@ -22,6 +22,7 @@ use crate::gpu::ops::fold_bn::LayerWeights;
 use crate::gpu::ops::node_op::StepEnv;
 use crate::gpu::readback::copy_out;
 use crate::gpu::timing::{median, time_repeated, TimingMethod};
+use crate::graph::InputSize;
 use crate::reference::{conv_rows, relative_error, sample_rows};
 
 /// A candidate whose screening run is slower than this multiple of the best so far is
@@ -44,18 +45,16 @@ struct Timed {
 }
 
 impl Engine {
-    /// Tunes every distinct conv shape of the network at `(n, h, w)`. `progress` hears
+    /// Tunes every distinct conv shape of the network at `size`. `progress` hears
     /// `(shape index, shape count, key)` before each shape.
     pub fn tune(
         &self,
-        n: usize,
-        h: usize,
-        w: usize,
+        size: InputSize,
         options: TuneOptions,
         progress: &mut dyn FnMut(usize, usize, &str),
     ) -> Result<TuneReport> {
         // The whole network must fit at this size: refused before anything is allocated.
-        self.check_fits(n, h, w)?;
+        self.check_fits(size)?;
         let options = TuneOptions {
             warmup: options.warmup.max(3),
             iters: options.iters.max(5),
@@ -63,7 +62,7 @@ impl Engine {
         };
         // Distinct shapes in network order, with every node that has them.
         let mut shapes: Vec<(ConvProblem, Vec<String>)> = Vec::new();
-        for (name, p) in self.conv_problems(n, h, w)? {
+        for (name, p) in self.conv_problems(size)? {
             match shapes.iter_mut().find(|(q, _)| q.key() == p.key()) {
                 Some((_, nodes)) => nodes.push(name),
                 None => shapes.push((p, vec![name])),
@@ -72,9 +71,10 @@ impl Engine {
         let mut report = TuneReport {
             adapter: self.ctx.info.to_string(),
             method: TimingMethod::for_device(&self.ctx.device),
-            batch: n,
-            height: h,
-            width: w,
+            batch: size.n,
+            frames: size.t,
+            height: size.h,
+            width: size.w,
             shapes: Vec::new(),
         };
         let count = shapes.len();
@@ -160,7 +160,7 @@ impl<'a> Bench<'a> {
     fn new(engine: &'a Engine, p: &'a ConvProblem, node: &'a str) -> Result<Self> {
         let ctx = &engine.ctx;
         let fit = DeviceFit::of(&ctx.limits);
-        let (in_len, out_len) = (p.batch * p.in_h * p.in_w * p.in_c, p.m() * p.out_c);
+        let (in_len, out_len) = (p.input_numel(), p.m() * p.out_c);
         // Sizes are checked before any host data is made: a shape too large for the
         // adapter is refused, not built in host memory first.
         check_size(ctx, "tuning input", in_len as u64 * 4)?;

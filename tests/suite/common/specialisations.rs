@@ -105,12 +105,23 @@ pub fn register_tiles() -> Vec<ConvTiles> {
 pub const EPILOGUES: [(bool, bool); 4] =
     [(false, false), (false, true), (true, false), (true, true)];
 
-/// The dense tiled conv's constants for `tiles` in each of its 16 flag combinations.
+/// The dense conv's constants for `tiles` in each of its flag combinations: 16 for images,
+/// and the 8 temporal ones (video; a 1×1 over frames is never planned as pointwise).
 pub fn dense_conv_constants(tiles: ConvTiles) -> Vec<Constants> {
-    (0..16u32)
-        .map(|bits| {
-            let [residual, relu, nchw, pointwise] = [0, 1, 2, 3].map(|b| bits & (1 << b) != 0);
-            conv_constants(tiles, residual, relu, nchw, pointwise)
+    (0..32u32)
+        .filter_map(|bits| {
+            let [residual, relu, nchw, pointwise, temporal] =
+                [0, 1, 2, 3, 4].map(|b| bits & (1 << b) != 0);
+            if temporal && pointwise {
+                return None;
+            }
+            let mut c = conv_constants(tiles, residual, relu, nchw, pointwise);
+            for (name, value) in &mut c {
+                if *name == "TEMPORAL" {
+                    *value = temporal as u32 as f64;
+                }
+            }
+            Some(c)
         })
         .collect()
 }
@@ -168,6 +179,10 @@ pub fn tuning_candidates() -> Vec<(ConvConfig, ConvProblem, Kernel, Constants)> 
         problem(8, 14, 1024, 256, 1, 1, 1, false),
         problem(1, 14, 256, 256, 3, 1, 32, false),
         problem(1, 14, 96, 96, 3, 1, 16, false),
+        // Video: an r3d stem over an NCTHW clip, a 3×3×3 conv, R(2+1)D's 3×1×1.
+        clip_problem(problem(1, 112, 3, 64, 7, 2, 1, true), 16, 3, 1),
+        clip_problem(problem(1, 28, 128, 128, 3, 1, 1, false), 8, 3, 1),
+        clip_problem(problem(1, 14, 230, 256, 1, 1, 1, false), 4, 3, 2),
     ];
     let mut seen = std::collections::HashSet::new();
     let mut all = Vec::new();
@@ -186,6 +201,20 @@ pub fn tuning_candidates() -> Vec<(ConvConfig, ConvProblem, Kernel, Constants)> 
     all
 }
 
+/// `p` over clips of `frames` frames with temporal kernel `kernel_t` and stride `stride_t`
+/// (padding kernel_t / 2).
+fn clip_problem(p: ConvProblem, frames: usize, kernel_t: usize, stride_t: usize) -> ConvProblem {
+    let pad_t = kernel_t / 2;
+    ConvProblem {
+        in_t: frames,
+        out_t: (frames + 2 * pad_t - kernel_t) / stride_t + 1,
+        kernel_t,
+        stride_t,
+        pad_t,
+        ..p
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn problem(
     batch: usize,
@@ -199,6 +228,8 @@ fn problem(
 ) -> ConvProblem {
     ConvProblem {
         batch,
+        in_t: 1,
+        out_t: 1,
         in_h: hw,
         in_w: hw,
         in_c,
@@ -208,6 +239,9 @@ fn problem(
         kernel,
         stride,
         pad: kernel / 2,
+        kernel_t: 1,
+        stride_t: 1,
+        pad_t: 0,
         groups,
         input_nchw,
         residual: true,
@@ -224,6 +258,14 @@ pub fn every_specialisation() -> Vec<(Kernel, Constants)> {
             dense_conv_constants(tiles)
                 .into_iter()
                 .map(|c| (Kernel::ConvTiled, c)),
+        );
+    }
+    // The register kernel runs dense convs on CPU adapters, with every image and clip flag.
+    for tiles in register_tiles() {
+        all.extend(
+            dense_conv_constants(tiles)
+                .into_iter()
+                .map(|c| (Kernel::ConvRegisters, c)),
         );
     }
     for (kernel, tiles) in grouped_tiles()

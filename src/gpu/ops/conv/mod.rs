@@ -68,6 +68,13 @@ pub struct ConvUniform {
     pub group_tiles: u32,
     /// K elements per split-K slice (= k without a split).
     pub k_split: u32,
+    /// Frames and temporal window (1, 1, 1, 1, 0 unless the conv mixes frames).
+    pub in_t: u32,
+    pub out_t: u32,
+    pub kernel_t: u32,
+    pub stride_t: u32,
+    pub pad_t: u32,
+    pub _pad: [u32; 3],
 }
 
 pub const CONV_UNIFORM: UniformLayout = crate::uniform_layout!(
@@ -89,7 +96,12 @@ pub const CONV_UNIFORM: UniformLayout = crate::uniform_layout!(
         group_in_c,
         group_out_c,
         group_tiles,
-        k_split
+        k_split,
+        in_t,
+        out_t,
+        kernel_t,
+        stride_t,
+        pad_t
     ]
 );
 
@@ -190,6 +202,7 @@ impl ConvTiles {
 }
 
 /// Specialisation of the (dense) conv kernels (both entry points read the same overrides).
+/// `TEMPORAL` starts off; [`ConvConfig::constants`] turns it on for convs over frames.
 pub fn conv_constants(
     tiles: ConvTiles,
     residual: bool,
@@ -207,6 +220,7 @@ pub fn conv_constants(
         ("POINTWISE", pointwise as u32 as f64),
         ("GROUPED", 0.0),
         ("SPLIT_K", 0.0),
+        ("TEMPORAL", 0.0),
     ]
 }
 
@@ -434,8 +448,10 @@ impl ConvConfig {
             conv_constants(self.tiles, residual, relu, p.input_nchw, p.pointwise())
         };
         for (name, value) in &mut c {
-            if *name == "SPLIT_K" {
-                *value = split as u32 as f64;
+            match *name {
+                "SPLIT_K" => *value = split as u32 as f64,
+                "TEMPORAL" => *value = p.temporal() as u32 as f64,
+                _ => {}
             }
         }
         c

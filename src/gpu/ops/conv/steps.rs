@@ -35,7 +35,7 @@ pub struct ConvNode<'a>(pub &'a Conv);
 impl NodeOp for ConvNode<'_> {
     fn fold(&self) -> Option<FoldSource> {
         let c = self.0;
-        // A grouped weight is (C_out, C_in/G, k, k); re-laid as (k²·C_in/G, C_out), each
+        // A weight is (C_out, C_in/G, [kT,] k, k); re-laid as (kT·k²·C_in/G, C_out), each
         // group's GEMM reads its column block (see conv.wgsl).
         Some(FoldSource {
             weight: c.weight.clone(),
@@ -43,7 +43,7 @@ impl NodeOp for ConvNode<'_> {
             has_bn: true,
             out_c: c.out_channels,
             in_c: c.group_in_channels(),
-            area: c.kernel * c.kernel,
+            area: c.temporal.kernel * c.kernel * c.kernel,
         })
     }
 
@@ -143,7 +143,7 @@ pub fn conv_steps(
         ],
     )?;
     let out_bytes = p.output_shape().bytes();
-    let input_bytes = (p.batch * p.in_h * p.in_w * p.in_c) as u64 * 4;
+    let input_bytes = p.input_numel() as u64 * 4;
     let written = match split {
         true => config.scratch_bytes(p),
         false => out_bytes * if p.residual { 2 } else { 1 },
@@ -190,6 +190,12 @@ fn conv_uniform(name: &str, p: &ConvProblem, config: &ConvConfig) -> Result<Conv
         group_out_c: p.group_out_c() as u32,
         group_tiles: p.group_out_c().div_ceil(config.tiles.tile_n as usize) as u32,
         k_split: config.k_per_split(p) as u32,
+        in_t: p.in_t as u32,
+        out_t: p.out_t as u32,
+        kernel_t: p.kernel_t as u32,
+        stride_t: p.stride_t as u32,
+        pad_t: p.pad_t as u32,
+        _pad: [0; 3],
     })
 }
 
@@ -246,13 +252,19 @@ fn split_k_sum(
     })
 }
 
-/// `conv 3x3/s2`, `conv 3x3/s1 g32`.
+/// `conv 3x3/s2`, `conv 3x3/s1 g32`, `conv 3x3x3/s1x2` (T×H×W, over frames).
 fn describe_shape(p: &ConvProblem) -> String {
     let groups = match p.grouped() {
         true => format!(" g{}", p.groups),
         false => String::new(),
     };
-    format!("conv {0}x{0}/s{1}{groups}", p.kernel, p.stride)
+    match p.temporal() {
+        true => format!(
+            "conv {0}x{1}x{1}/s{2}x{3}{groups}",
+            p.kernel_t, p.kernel, p.stride_t, p.stride
+        ),
+        false => format!("conv {0}x{0}/s{1}{groups}", p.kernel, p.stride),
+    }
 }
 
 /// ` +res relu`, as far as the epilogue has them.

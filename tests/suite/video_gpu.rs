@@ -1,0 +1,281 @@
+//! Video ResNets on the GPU: every PyTorch fixture end to end (both conv kernels, both
+//! shader modes), the 3-D conv and pool kernels against the CPU reference on seeded random
+//! clips, and batches of clips split like batches of images.
+
+use crate::common::{self, Mode, Rng, ALL_MODES};
+use crate::video::{cases, video_fixture};
+use resnet_wgpu::graph::{Conv, Graph, InputSize, Op, Window};
+use resnet_wgpu::model::video::detect_video;
+use resnet_wgpu::reference::{relative_error, run_clip_graph};
+use resnet_wgpu::{npy, Engine, Network, Output, WeightsFile};
+
+/// Every fixture through the engine at its PyTorch input, in `mode`: logits and features.
+fn fixtures_match_pytorch(mode: Mode) {
+    let Some(ctx) = common::gpu_mode(mode) else {
+        return;
+    };
+    let all = cases();
+    assert_eq!(all.len(), 6);
+    for case in all {
+        let w = WeightsFile::open(video_fixture(&case.weights)).unwrap();
+        let mut arch = detect_video(&w).unwrap();
+        arch.head_pool = case.head_pool;
+        let network = Network::from_video(arch, &w).unwrap();
+        let graph = network.graph.clone();
+        let engine = Engine::from_network(ctx.clone(), network, &w).unwrap();
+        let x = npy::read_f32(&video_fixture(&case.input)).unwrap();
+        let want = npy::read_f32(&video_fixture(&case.logits)).unwrap();
+        let size = InputSize::clip(case.batch, case.frames, case.height, case.width);
+        let got = engine.run_at(&x.data, size, Output::Logits).unwrap();
+        assert!(got.iter().all(|v| v.is_finite()), "{}: NaN", case.name);
+        let err = relative_error(&got, &want.data);
+        eprintln!("{} {mode:?}: relative error {err:.2e}", case.name);
+        assert!(
+            err <= 1e-4,
+            "{} {mode:?}: relative error {err:.2e}",
+            case.name
+        );
+        // The pooled clip embeddings agree with the CPU reference's.
+        let dims = [case.batch, case.frames, case.height, case.width];
+        let (_, want_features) = run_clip_graph(&graph, &w, &x.data, dims).unwrap();
+        let features = engine.run_at(&x.data, size, Output::Features).unwrap();
+        let err = relative_error(&features, &want_features);
+        assert!(
+            err <= 1e-4,
+            "{} features: relative error {err:.2e}",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn every_video_fixture_matches_pytorch_production_tiled() {
+    fixtures_match_pytorch(ALL_MODES[0]);
+}
+
+#[test]
+fn every_video_fixture_matches_pytorch_production_registers() {
+    fixtures_match_pytorch(ALL_MODES[1]);
+}
+
+#[test]
+fn every_video_fixture_matches_pytorch_checked_tiled() {
+    fixtures_match_pytorch(ALL_MODES[2]);
+}
+
+#[test]
+fn every_video_fixture_matches_pytorch_checked_registers() {
+    fixtures_match_pytorch(ALL_MODES[3]);
+}
+
+// ---- kernels against the CPU reference ---------------------------------------------------
+
+/// A one-conv graph (optionally with a residual input) over clips, with seeded weights and a
+/// non-trivial BatchNorm.
+struct OneConv {
+    graph: Graph,
+    weights: WeightsFile,
+}
+
+fn one_conv(rng: &mut Rng, conv: Conv, residual: bool) -> OneConv {
+    let mut g = Graph::default();
+    g.input = g.new_value();
+    g.input_channels = conv.in_channels;
+    let mut inputs = vec![g.input];
+    if residual {
+        // The residual is the output of a 1×1 conv over the same clip, shaped like the output.
+        let shortcut = Conv {
+            weight: "short.weight".into(),
+            bn: "short_bn".into(),
+            kernel: 1,
+            pad: 0,
+            groups: 1,
+            temporal: Window {
+                kernel: 1,
+                stride: conv.temporal.stride,
+                pad: 0,
+            },
+            relu: false,
+            ..conv.clone()
+        };
+        let r = g.push("short", Op::Conv(shortcut), vec![g.input]);
+        inputs.push(r);
+    }
+    let out = g.push("conv", Op::Conv(conv.clone()), inputs);
+    g.output = out;
+    g.features = out;
+    let mut tensors = Vec::new();
+    let tk = conv.temporal.kernel;
+    let dims = vec![
+        conv.out_channels,
+        conv.group_in_channels(),
+        tk,
+        conv.kernel,
+        conv.kernel,
+    ];
+    tensors.extend(weight_and_bn(rng, "conv.weight", "bn", dims));
+    if residual {
+        let dims = vec![conv.out_channels, conv.in_channels, 1, 1, 1];
+        tensors.extend(weight_and_bn(rng, "short.weight", "short_bn", dims));
+    }
+    let bytes = common::encode_tensors(&tensors);
+    OneConv {
+        graph: g,
+        weights: WeightsFile::from_bytes("one_conv", bytes).unwrap(),
+    }
+}
+
+type Tensor = (String, Vec<usize>, Vec<f32>, safetensors::Dtype);
+
+fn weight_and_bn(rng: &mut Rng, weight: &str, bn: &str, dims: Vec<usize>) -> Vec<Tensor> {
+    let f32 = safetensors::Dtype::F32;
+    let (out, numel) = (dims[0], dims.iter().product());
+    let fan_in = (numel / out) as f32;
+    let scale = 1.0 / fan_in.sqrt();
+    vec![
+        (weight.into(), dims, rng.vec(numel, -scale, scale), f32),
+        (
+            format!("{bn}.weight"),
+            vec![out],
+            rng.vec(out, 0.5, 1.5),
+            f32,
+        ),
+        (
+            format!("{bn}.bias"),
+            vec![out],
+            rng.vec(out, -0.5, 0.5),
+            f32,
+        ),
+        (
+            format!("{bn}.running_mean"),
+            vec![out],
+            rng.vec(out, -0.3, 0.3),
+            f32,
+        ),
+        (
+            format!("{bn}.running_var"),
+            vec![out],
+            rng.vec(out, 0.5, 2.0),
+            f32,
+        ),
+    ]
+}
+
+/// Seeded random 3-D conv shapes: odd frame counts and sizes, temporal and spatial
+/// strides and padding, channel counts that are not multiples of 4, the NCTHW stem input.
+fn random_conv(rng: &mut Rng) -> (Conv, InputSize) {
+    let tk = [1, 2, 3, 5][rng.range(0, 3)];
+    let k = [1, 3, 7][rng.range(0, 2)];
+    let input_nchw = rng.range(0, 3) == 0;
+    let temporal = Window {
+        kernel: tk,
+        stride: rng.range(1, 2),
+        pad: rng.range(0, tk / 2 + usize::from(tk == 2)),
+    };
+    let conv = Conv {
+        weight: "conv.weight".into(),
+        bn: "bn".into(),
+        in_channels: if input_nchw { 3 } else { rng.range(1, 13) },
+        out_channels: rng.range(1, 21),
+        groups: 1,
+        kernel: k,
+        stride: rng.range(1, 2),
+        pad: rng.range(0, k / 2),
+        temporal,
+        relu: rng.range(0, 1) == 1,
+        input_nchw,
+    };
+    let t = rng.range(tk.max(1), 7);
+    let size = InputSize::clip(rng.range(1, 3), t, rng.range(k, 13), rng.range(k, 13));
+    (conv, size)
+}
+
+fn conv_matches_reference(mode: Mode, seed: u64, count: usize) {
+    let Some(ctx) = common::gpu_mode(mode) else {
+        return;
+    };
+    let mut rng = Rng::new(seed);
+    for case in 0..count {
+        let (conv, size) = random_conv(&mut rng);
+        // A residual needs "same" padding, so the 1×1×1 shortcut matches the output.
+        let same = |k: usize, pad: usize| 2 * pad + 1 == k;
+        let residual = !conv.input_nchw
+            && same(conv.kernel, conv.pad)
+            && same(conv.temporal.kernel, conv.temporal.pad)
+            && rng.range(0, 1) == 1;
+        let one = one_conv(&mut rng, conv.clone(), residual);
+        let c = one.graph.input_channels;
+        let x = rng.vec(size.n * c * size.t * size.h * size.w, -1.0, 1.0);
+        let dims = [size.n, size.t, size.h, size.w];
+        let (want, _) = run_clip_graph(&one.graph, &one.weights, &x, dims).unwrap();
+        let engine = Engine::from_graph(ctx.clone(), one.graph, &one.weights).unwrap();
+        let got = engine.run_at(&x, size, Output::Logits).unwrap();
+        let err = relative_error(&got, &want);
+        let what = format!("case {case} {mode:?} {conv:?} residual {residual} at {size:?}");
+        assert!(
+            got.len() == want.len() && err <= 1e-5,
+            "{what}: error {err:.2e}"
+        );
+    }
+}
+
+#[test]
+fn conv3d_matches_the_reference_on_random_shapes_tiled() {
+    conv_matches_reference(ALL_MODES[0], 31, 24);
+}
+
+#[test]
+fn conv3d_matches_the_reference_on_random_shapes_registers() {
+    conv_matches_reference(ALL_MODES[1], 32, 24);
+}
+
+#[test]
+fn conv3d_matches_the_reference_on_random_shapes_checked() {
+    conv_matches_reference(ALL_MODES[2], 33, 12);
+    conv_matches_reference(ALL_MODES[3], 34, 12);
+}
+
+#[test]
+fn max_pool3d_and_the_global_average_match_the_reference() {
+    let Some(ctx) = common::gpu(false) else {
+        return;
+    };
+    let mut rng = Rng::new(41);
+    for case in 0..16 {
+        let (k, tk) = (rng.range(1, 3), rng.range(1, 3));
+        let pool = Op::MaxPool {
+            kernel: k,
+            stride: rng.range(1, 2),
+            pad: rng.range(0, k - 1),
+            temporal: Window {
+                kernel: tk,
+                stride: rng.range(1, 2),
+                pad: rng.range(0, tk - 1),
+            },
+        };
+        let c = rng.range(1, 11);
+        let mut g = Graph::default();
+        g.input = g.new_value();
+        g.input_channels = c;
+        let pooled = g.push("pool", pool.clone(), vec![g.input]);
+        g.output = g.push("avg", Op::GlobalAvgPool { covers: None }, vec![pooled]);
+        g.features = pooled;
+        let size = InputSize::clip(
+            rng.range(1, 3),
+            rng.range(tk, 6),
+            rng.range(k, 9),
+            rng.range(k, 9),
+        );
+        let x = rng.vec(size.n * c * size.t * size.h * size.w, -1.0, 1.0);
+        let weights = WeightsFile::from_bytes("none", common::encode_tensors(&[])).unwrap();
+        let dims = [size.n, size.t, size.h, size.w];
+        let (want, want_pooled) = run_clip_graph(&g, &weights, &x, dims).unwrap();
+        let engine = Engine::from_graph(ctx.clone(), g, &weights).unwrap();
+        let got = engine.run_at(&x, size, Output::Logits).unwrap();
+        let got_pooled = engine.run_at(&x, size, Output::Features).unwrap();
+        let what = format!("case {case} {pool:?} at {size:?}");
+        // The max is exact; the mean only reorders a sum.
+        assert_eq!(got_pooled, want_pooled, "{what}");
+        assert!(relative_error(&got, &want) <= 1e-6, "{what}");
+    }
+}
