@@ -7,7 +7,7 @@ use crate::common;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use common::{conv_tensors, gpu, Rng};
+use common::{conv3d_tensors, conv_tensors, gpu, Rng};
 use resnet_wgpu::gpu::disk_cache::DiskCache;
 use resnet_wgpu::gpu::ops::conv::{ConvAlgo, ConvConfig, DeviceFit};
 use resnet_wgpu::gpu::tuning::cache::TuneCache;
@@ -18,59 +18,130 @@ use resnet_wgpu::reference::{conv_rows, relative_error};
 use resnet_wgpu::weights::serialize_f32;
 use resnet_wgpu::{Engine, GpuContext, GpuOptions, Output, TuneOptions, WeightsFile};
 
-/// `[n, h, w, c_in, c_out, kernel, stride, pad, groups, nchw, residual]`
-type Row = [usize; 11];
+/// One conv layer the tuner is checked on (`t`, `temporal`: clips; 1 and a point for images).
+#[derive(Clone, Copy, Debug)]
+struct Row {
+    n: usize,
+    t: usize,
+    h: usize,
+    w: usize,
+    cin: usize,
+    cout: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+    nchw: bool,
+    residual: bool,
+    temporal: Window,
+}
 
-const ROWS: [Row; 6] = [
-    // A late layer at batch 1 (few output tiles: split-K territory), odd channels. K = 1179
-    // gives every tile depth its splits; 33 outputs still allow every tile width (up to twice
-    // the next power of two) at a quarter of the work of 130.
-    [1, 7, 7, 131, 33, 3, 1, 1, 1, 0, 1],
-    // 1×1 as a plain GEMM, M and N off every tile size.
-    [2, 9, 11, 20, 33, 1, 1, 0, 1, 0, 0],
-    // The stem: NCHW input, 7×7 stride 2, three channels.
-    [1, 13, 13, 3, 17, 7, 2, 3, 1, 1, 0],
-    // 1×1 stride 2 projection with a residual.
-    [3, 5, 6, 64, 50, 1, 2, 0, 1, 0, 1],
-    // Grouped, 4 channels per group (register kernel allowed).
-    [1, 8, 8, 32, 32, 3, 1, 1, 8, 0, 1],
-    // Grouped, 6 channels per group (tiled kernel only).
-    [1, 9, 9, 24, 36, 3, 2, 1, 6, 0, 0],
-];
-
-fn conv(r: &Row, name: &str, relu: bool) -> Op {
-    let [_, _, _, cin, cout, kernel, stride, pad, groups, nchw, _] = *r;
-    Op::Conv(Conv {
-        weight: format!("{name}.weight"),
-        bn: format!("{name}.bn"),
-        in_channels: cin,
-        out_channels: cout,
-        groups,
+/// `(n, h, w, c_in, c_out, kernel, stride, pad, groups, nchw, residual)` of an image layer.
+#[allow(clippy::too_many_arguments)]
+const fn row(
+    (n, h, w): (usize, usize, usize),
+    cin: usize,
+    cout: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+    nchw: bool,
+    residual: bool,
+) -> Row {
+    Row {
+        n,
+        t: 1,
+        h,
+        w,
+        cin,
+        cout,
         kernel,
         stride,
         pad,
+        groups,
+        nchw,
+        residual,
         temporal: Window::POINT,
+    }
+}
+
+impl Row {
+    /// The layer over clips of `t` frames with this temporal window.
+    const fn over_frames(self, t: usize, temporal: Window) -> Row {
+        Row {
+            t,
+            temporal,
+            ..self
+        }
+    }
+
+    fn size(&self) -> InputSize {
+        InputSize::clip(self.n, self.t, self.h, self.w)
+    }
+}
+
+const ROWS: [Row; 7] = [
+    // A late layer at batch 1 (few output tiles: split-K territory), odd channels. K = 1179
+    // gives every tile depth its splits; 33 outputs still allow every tile width (up to twice
+    // the next power of two) at a quarter of the work of 130.
+    row((1, 7, 7), 131, 33, 3, 1, 1, 1, false, true),
+    // 1×1 as a plain GEMM, M and N off every tile size.
+    row((2, 9, 11), 20, 33, 1, 1, 0, 1, false, false),
+    // The stem: NCHW input, 7×7 stride 2, three channels.
+    row((1, 13, 13), 3, 17, 7, 2, 3, 1, true, false),
+    // 1×1 stride 2 projection with a residual.
+    row((3, 5, 6), 64, 50, 1, 2, 0, 1, false, true),
+    // Grouped, 4 channels per group (register kernel allowed).
+    row((1, 8, 8), 32, 32, 3, 1, 1, 8, false, true),
+    // Grouped, 6 channels per group (tiled kernel only).
+    row((1, 9, 9), 24, 36, 3, 2, 1, 6, false, false),
+    // Video: a 3×3×3 conv over 3 frames with a residual, K = 27·45 = 1215 (split-K too).
+    row((1, 5, 6), 45, 33, 3, 1, 1, 1, false, true).over_frames(
+        3,
+        Window {
+            kernel: 3,
+            stride: 1,
+            pad: 1,
+        },
+    ),
+];
+
+fn conv(r: &Row, name: &str, relu: bool) -> Op {
+    Op::Conv(Conv {
+        weight: format!("{name}.weight"),
+        bn: format!("{name}.bn"),
+        in_channels: r.cin,
+        out_channels: r.cout,
+        groups: r.groups,
+        kernel: r.kernel,
+        stride: r.stride,
+        pad: r.pad,
+        temporal: r.temporal,
         relu,
-        input_nchw: nchw != 0,
+        input_nchw: r.nchw,
     })
 }
 
 /// Conv `b` of the input, with conv `a` of the input (no ReLU) as its residual when the row
 /// asks for one; BatchNorm with non-trivial statistics on both.
 fn engine(ctx: &Arc<GpuContext>, r: &Row, rng: &mut Rng) -> Engine {
-    let [_, _, _, cin, cout, k, _, _, groups, _, residual] = *r;
     let mut tensors = Vec::new();
     for name in ["a", "b"] {
-        tensors.extend(conv_tensors(rng, name, cout, cin / groups, k));
+        let (cout, cin, k) = (r.cout, r.cin / r.groups, r.kernel);
+        tensors.extend(match r.temporal.kernel {
+            1 => conv_tensors(rng, name, cout, cin, k),
+            kt => conv3d_tensors(rng, name, [cout, cin, kt, k, k]),
+        });
     }
     let mut g = Graph {
-        input_channels: cin,
+        input_channels: r.cin,
         ..Graph::default()
     };
     let x = g.new_value();
     g.input = x;
     let mut inputs = vec![x];
-    if residual != 0 {
+    if r.residual {
         inputs.push(g.push("a", conv(r, "a", false), vec![x]));
     }
     g.output = g.push("b", conv(r, "b", true), inputs);
@@ -83,8 +154,7 @@ fn engine(ctx: &Arc<GpuContext>, r: &Row, rng: &mut Rng) -> Engine {
 /// Every configuration the tuner may time for conv `b` (the whole tile space of both
 /// kernels) and every split-K of each tiled one.
 fn search_space(engine: &Engine, r: &Row) -> Vec<ConvConfig> {
-    let (n, h, w) = (r[0], r[1], r[2]);
-    let problems = engine.conv_problems(InputSize::image(n, h, w)).unwrap();
+    let problems = engine.conv_problems(r.size()).unwrap();
     let p = problems.iter().find(|(name, _)| name == "b").unwrap().1;
     let fit = DeviceFit::of(&engine.ctx.limits);
     let mut space = ConvConfig::candidates(&p, &fit);
@@ -105,27 +175,23 @@ fn check_row(
     let seed = 77 + row as u64;
     let mut rng = Rng::new(seed);
     let engine = engine(ctx, r, &mut rng);
-    let (n, h, w) = (r[0], r[1], r[2]);
-    let x = rng.vec(n * r[3] * h * w, -1.0, 1.0);
-    let problems: BTreeMap<String, _> = engine
-        .conv_problems(InputSize::image(n, h, w))
-        .unwrap()
-        .into_iter()
-        .collect();
+    let size = r.size();
+    let x = rng.vec(size.n * r.cin * size.t * size.h * size.w, -1.0, 1.0);
+    let problems: BTreeMap<String, _> = engine.conv_problems(size).unwrap().into_iter().collect();
     let reference = |name: &str, residual: Option<&[f32]>| {
         let p = problems[name];
         let (wk, bias) = engine.layer_weights(name).unwrap();
         let rows: Vec<usize> = (0..p.m()).collect();
         conv_rows(&p, &x, &wk, &bias, residual, &rows)
     };
-    let a = (r[10] != 0).then(|| reference("a", None));
+    let a = r.residual.then(|| reference("a", None));
     let want = reference("b", a.as_deref());
     let key = problems["b"].key();
     let (mut count, mut worst) = (0, 0f64);
     let space = search_space(&engine, r);
-    // The late layer is the split-K case: it must get split configurations.
+    // The late layer and the clip layer are the split-K cases: they must get splits.
     let splits = space.iter().filter(|c| c.split_k > 1).count();
-    assert!(row != 0 || splits >= 3, "{r:?}: {space:?}");
+    assert!((row != 0 && r.t == 1) || splits >= 3, "{r:?}: {space:?}");
     for config in space {
         if !seen.insert(config) && ctx.checked_shaders {
             continue;
@@ -133,7 +199,7 @@ fn check_row(
         engine
             .set_conv_configs(BTreeMap::from([(key.clone(), config)]))
             .unwrap();
-        let got = engine.run(&x, n, h, w, Output::Logits).unwrap();
+        let got = engine.run_at(&x, size, Output::Logits).unwrap();
         let err = relative_error(&got, &want);
         assert!(
             err <= 1e-5,
@@ -191,7 +257,12 @@ fn every_tuning_candidate_matches_the_reference_projection_with_residual() {
 
 #[test]
 fn every_tuning_candidate_matches_the_reference_grouped() {
-    check_rows(false, 4..ROWS.len());
+    check_rows(false, 4..6);
+}
+
+#[test]
+fn every_tuning_candidate_matches_the_reference_over_frames() {
+    check_rows(false, 6..7);
 }
 
 /// Checked shaders: every configuration of the rows' search spaces (kernel, tiles, split-K)

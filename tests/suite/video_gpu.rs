@@ -2,11 +2,12 @@
 //! shader modes), the 3-D conv and pool kernels against the CPU reference on seeded random
 //! clips, and batches of clips split like batches of images.
 
-use crate::common::{self, Mode, Rng, ALL_MODES};
+use crate::common::{self, conv3d_tensors, Mode, Rng, ALL_MODES};
 use crate::video::{cases, video_fixture};
 use resnet_wgpu::graph::{Conv, Graph, InputSize, Op, Window};
 use resnet_wgpu::model::video::detect_video;
 use resnet_wgpu::reference::{relative_error, run_clip_graph};
+use resnet_wgpu::weights::serialize_f32;
 use resnet_wgpu::{npy, Engine, Network, Output, WeightsFile};
 
 /// Every fixture through the engine at its PyTorch input, in `mode`: logits and features.
@@ -82,14 +83,21 @@ fn one_conv(rng: &mut Rng, conv: Conv, residual: bool) -> OneConv {
     g.input = g.new_value();
     g.input_channels = conv.in_channels;
     let mut inputs = vec![g.input];
+    let (cout, cin, k, kt) = (
+        conv.out_channels,
+        conv.in_channels,
+        conv.kernel,
+        conv.temporal.kernel,
+    );
+    let mut tensors = conv3d_tensors(rng, "conv", [cout, cin, kt, k, k]);
     if residual {
-        // The residual is the output of a 1×1 conv over the same clip, shaped like the output.
+        // The residual is the output of a 1×1×1 conv over the same clip, shaped like the
+        // output (the conv pads "same").
         let shortcut = Conv {
             weight: "short.weight".into(),
-            bn: "short_bn".into(),
+            bn: "short.bn".into(),
             kernel: 1,
             pad: 0,
-            groups: 1,
             temporal: Window {
                 kernel: 1,
                 stride: conv.temporal.stride,
@@ -98,67 +106,16 @@ fn one_conv(rng: &mut Rng, conv: Conv, residual: bool) -> OneConv {
             relu: false,
             ..conv.clone()
         };
-        let r = g.push("short", Op::Conv(shortcut), vec![g.input]);
-        inputs.push(r);
+        inputs.push(g.push("short", Op::Conv(shortcut), vec![g.input]));
+        tensors.extend(conv3d_tensors(rng, "short", [cout, cin, 1, 1, 1]));
     }
-    let out = g.push("conv", Op::Conv(conv.clone()), inputs);
-    g.output = out;
-    g.features = out;
-    let mut tensors = Vec::new();
-    let tk = conv.temporal.kernel;
-    let dims = vec![
-        conv.out_channels,
-        conv.group_in_channels(),
-        tk,
-        conv.kernel,
-        conv.kernel,
-    ];
-    tensors.extend(weight_and_bn(rng, "conv.weight", "bn", dims));
-    if residual {
-        let dims = vec![conv.out_channels, conv.in_channels, 1, 1, 1];
-        tensors.extend(weight_and_bn(rng, "short.weight", "short_bn", dims));
-    }
-    let bytes = common::encode_tensors(&tensors);
+    g.output = g.push("conv", Op::Conv(conv), inputs);
+    g.features = g.output;
+    let bytes = serialize_f32(&tensors, None).unwrap();
     OneConv {
         graph: g,
-        weights: WeightsFile::from_bytes("one_conv", bytes).unwrap(),
+        weights: WeightsFile::from_bytes("one conv", bytes).unwrap(),
     }
-}
-
-type Tensor = (String, Vec<usize>, Vec<f32>, safetensors::Dtype);
-
-fn weight_and_bn(rng: &mut Rng, weight: &str, bn: &str, dims: Vec<usize>) -> Vec<Tensor> {
-    let f32 = safetensors::Dtype::F32;
-    let (out, numel) = (dims[0], dims.iter().product());
-    let fan_in = (numel / out) as f32;
-    let scale = 1.0 / fan_in.sqrt();
-    vec![
-        (weight.into(), dims, rng.vec(numel, -scale, scale), f32),
-        (
-            format!("{bn}.weight"),
-            vec![out],
-            rng.vec(out, 0.5, 1.5),
-            f32,
-        ),
-        (
-            format!("{bn}.bias"),
-            vec![out],
-            rng.vec(out, -0.5, 0.5),
-            f32,
-        ),
-        (
-            format!("{bn}.running_mean"),
-            vec![out],
-            rng.vec(out, -0.3, 0.3),
-            f32,
-        ),
-        (
-            format!("{bn}.running_var"),
-            vec![out],
-            rng.vec(out, 0.5, 2.0),
-            f32,
-        ),
-    ]
 }
 
 /// Seeded random 3-D conv shapes: odd frame counts and sizes, temporal and spatial
@@ -174,7 +131,7 @@ fn random_conv(rng: &mut Rng) -> (Conv, InputSize) {
     };
     let conv = Conv {
         weight: "conv.weight".into(),
-        bn: "bn".into(),
+        bn: "conv.bn".into(),
         in_channels: if input_nchw { 3 } else { rng.range(1, 13) },
         out_channels: rng.range(1, 21),
         groups: 1,
@@ -267,7 +224,7 @@ fn max_pool3d_and_the_global_average_match_the_reference() {
             rng.range(k, 9),
         );
         let x = rng.vec(size.n * c * size.t * size.h * size.w, -1.0, 1.0);
-        let weights = WeightsFile::from_bytes("none", common::encode_tensors(&[])).unwrap();
+        let weights = WeightsFile::from_bytes("none", serialize_f32(&[], None).unwrap()).unwrap();
         let dims = [size.n, size.t, size.h, size.w];
         let (want, want_pooled) = run_clip_graph(&g, &weights, &x, dims).unwrap();
         let engine = Engine::from_graph(ctx.clone(), g, &weights).unwrap();

@@ -1,7 +1,6 @@
 //! Video ResNets as graphs: 3-D shape inference and FLOPs, the builder from a detected
 //! [`VideoArch`], and every fixture's graph on the CPU reference against PyTorch's logits.
 
-
 use crate::video::{cases, video_fixture};
 use resnet_wgpu::graph::{Conv, Graph, Op, Shape, Window};
 use resnet_wgpu::model::video::detect_video;

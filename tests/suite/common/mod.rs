@@ -299,8 +299,18 @@ pub const BN_RANGES: [(f32, f32); 4] = [(0.5, 1.5), (-0.5, 0.5), (-0.5, 0.5), (0
 
 /// Conv weight `(C_out, C_in, k, k)` and BatchNorm tensors for node `name`.
 pub fn conv_tensors(rng: &mut Rng, name: &str, cout: usize, cin: usize, k: usize) -> Tensors {
-    let w = rng.vec(cout * cin * k * k, -1.0, 1.0);
-    let mut t = vec![(format!("{name}.weight"), vec![cout, cin, k, k], w)];
+    conv_tensors_shaped(rng, name, vec![cout, cin, k, k])
+}
+
+/// [`conv_tensors`] for a 3-D conv: the weight is `[C_out, C_in/G, kT, kH, kW]`.
+pub fn conv3d_tensors(rng: &mut Rng, name: &str, dims: [usize; 5]) -> Tensors {
+    conv_tensors_shaped(rng, name, dims.to_vec())
+}
+
+fn conv_tensors_shaped(rng: &mut Rng, name: &str, dims: Vec<usize>) -> Tensors {
+    let cout = dims[0];
+    let w = rng.vec(dims.iter().product(), -1.0, 1.0);
+    let mut t = vec![(format!("{name}.weight"), dims, w)];
     for (p, (lo, hi)) in BN_NAMES.iter().zip(BN_RANGES) {
         t.push((format!("{name}.bn.{p}"), vec![cout], rng.vec(cout, lo, hi)));
     }

@@ -1,0 +1,191 @@
+//! Conv kernel throughput against the dense 2-D conv on the same FLOPs, in GFLOP/s.
+//!
+//!     cargo run --release --example conv_bench -- grouped [batch] [reps] [rounds]
+//!     cargo run --release --example conv_bench -- video   [frames] [reps] [rounds]
+//!
+//! `grouped`: each 3×3 conv of ResNeXt-50 32x4d at 224×224 (C → C in 32 groups) against a
+//! dense 3×3 conv with the same GEMM sizes: M = N·H·W output pixels, N = C output channels and
+//! K = 9·C/32 — i.e. C/32 input channels — so both do exactly the same multiply-adds.
+//! ResNet-50's own (dense, C/2 → C/2) 3×3 is listed for context.
+//!
+//! `video`: each 3×3×3 conv of r3d_18 (C → C over `frames` frames, padding 1 in time and
+//! space) against the 2-D 3×3 conv of the same GEMM: the frames as a batch of images
+//! (M = T·H·W), N = C and K = 27·C — i.e. 3·C input channels.
+//!
+//! Timing: `Engine::profile` (GPU timestamps per dispatch, median of `reps` runs), the kernels
+//! of a layer interleaved for `rounds` rounds, best time of each.
+
+use std::sync::Arc;
+
+use resnet_wgpu::gpu::profile::LayerProfile;
+use resnet_wgpu::graph::{Conv, Graph, InputSize, Op, Window};
+use resnet_wgpu::weights::serialize_f32;
+use resnet_wgpu::{Engine, GpuContext, GpuOptions, WeightsFile};
+
+/// A one-conv engine running `conv` (3×3, "same" padding) with random weights.
+fn conv_engine(ctx: &Arc<GpuContext>, conv: Conv) -> Engine {
+    let mut g = Graph {
+        input_channels: conv.in_channels,
+        ..Graph::default()
+    };
+    g.input = g.new_value();
+    let (cout, cin, kt) = (
+        conv.out_channels,
+        conv.group_in_channels(),
+        conv.temporal.kernel,
+    );
+    let dims = match conv.temporal.is_point() {
+        true => vec![cout, cin, 3, 3],
+        false => vec![cout, cin, kt, 3, 3],
+    };
+    g.output = g.push("conv", Op::Conv(conv), vec![g.input]);
+    g.features = g.output;
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut rand = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 40) as f32 / (1u64 << 24) as f32 + 0.5
+            })
+            .collect()
+    };
+    let numel = dims.iter().product();
+    let mut t = vec![("c.weight".to_string(), dims, rand(numel))];
+    for p in ["weight", "bias", "running_mean", "running_var"] {
+        t.push((format!("c.bn.{p}"), vec![cout], rand(cout)));
+    }
+    let w = WeightsFile::from_bytes("bench", serialize_f32(&t, None).unwrap()).unwrap();
+    Engine::from_graph(ctx.clone(), g, &w).unwrap()
+}
+
+/// A 3×3 conv, stride 1, padding 1, with `temporal` over frames.
+fn conv3x3(cin: usize, cout: usize, groups: usize, temporal: Window) -> Conv {
+    Conv {
+        weight: "c.weight".into(),
+        bn: "c.bn".into(),
+        in_channels: cin,
+        out_channels: cout,
+        groups,
+        kernel: 3,
+        stride: 1,
+        pad: 1,
+        temporal,
+        relu: true,
+        input_nchw: false,
+    }
+}
+
+/// One row of a comparison: its label, engine and input size.
+type Candidate = (String, Engine, InputSize);
+
+/// Profiles each candidate `rounds` times, interleaved (robust against other load on the
+/// machine), prints the best of each and returns their GFLOP/s.
+fn race(candidates: &[Candidate], reps: usize, rounds: usize) -> Vec<f64> {
+    let mut best: Vec<Option<LayerProfile>> = vec![None; candidates.len()];
+    for _ in 0..rounds {
+        for (i, (_, e, size)) in candidates.iter().enumerate() {
+            let cin = e.graph.input_channels;
+            let x = vec![0.5f32; size.n * size.t * size.h * size.w * cin];
+            let t = e.profile(&x, *size, 1, reps).unwrap().layers.remove(0);
+            if best[i].as_ref().is_none_or(|b| t.gpu_ms < b.gpu_ms) {
+                best[i] = Some(t);
+            }
+        }
+    }
+    for ((label, _, _), t) in candidates.iter().zip(best.iter().flatten()) {
+        println!(
+            "{label:<40} {:>9.1} {:>10.3} {:>11.2}   {}",
+            t.gflop * 1e3,
+            t.gpu_ms,
+            t.gflops,
+            t.config
+        );
+    }
+    best.iter()
+        .map(|t| t.as_ref().map_or(0.0, |t| t.gflops))
+        .collect()
+}
+
+/// ResNeXt-50's grouped 3×3 convs against dense ones of equal FLOPs; returns dense/grouped.
+fn grouped(ctx: &Arc<GpuContext>, batch: usize, reps: usize, rounds: usize) -> Vec<f64> {
+    let point = Window::POINT;
+    let mut ratios = Vec::new();
+    for (hw, c) in [(56, 128), (28, 256), (14, 512), (7, 1024)] {
+        let size = InputSize::image(batch, hw, hw);
+        let candidates = [
+            (
+                format!("grouped {hw}², {c} → {c} /32"),
+                conv3x3(c, c, 32, point),
+            ),
+            (
+                format!("dense   {hw}², {} → {c}", c / 32),
+                conv3x3(c / 32, c, 1, point),
+            ),
+            (
+                format!("dense   {hw}², {} → {} (ResNet-50)", c / 2, c / 2),
+                conv3x3(c / 2, c / 2, 1, point),
+            ),
+        ]
+        .map(|(label, conv)| (label, conv_engine(ctx, conv), size));
+        let rates = race(&candidates, reps, rounds);
+        ratios.push(rates[1] / rates[0]);
+    }
+    ratios
+}
+
+/// r3d_18's 3×3×3 convs against the 2-D convs of the same GEMM; returns 3-D/2-D.
+fn video(ctx: &Arc<GpuContext>, frames: usize, reps: usize, rounds: usize) -> Vec<f64> {
+    let time = Window {
+        kernel: 3,
+        stride: 1,
+        pad: 1,
+    };
+    let mut ratios = Vec::new();
+    for (hw, c) in [(56, 64), (28, 128), (14, 256), (7, 512)] {
+        let candidates = [
+            (
+                format!("3-D {frames}×{hw}², {c} → {c}, 3×3×3"),
+                conv_engine(ctx, conv3x3(c, c, 1, time)),
+                InputSize::clip(1, frames, hw, hw),
+            ),
+            (
+                format!("2-D {frames} × {hw}², {} → {c}, 3×3", 3 * c),
+                conv_engine(ctx, conv3x3(3 * c, c, 1, Window::POINT)),
+                InputSize::image(frames, hw, hw),
+            ),
+        ];
+        let rates = race(&candidates, reps, rounds);
+        ratios.push(rates[0] / rates[1]);
+    }
+    ratios
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let which = args.next().unwrap_or_else(|| "grouped".into());
+    let numbers: Vec<usize> = args.filter_map(|a| a.parse().ok()).collect();
+    let first = numbers.first().copied();
+    let reps = numbers.get(1).copied().unwrap_or(5);
+    let rounds = numbers.get(2).copied().unwrap_or(3);
+    let ctx = Arc::new(GpuContext::new(&GpuOptions::default()).expect("adapter"));
+    println!(
+        "adapter: {}; {which}, {reps} reps per kernel, best of {rounds} rounds",
+        ctx.info
+    );
+    println!(
+        "{:<40} {:>9} {:>10} {:>11} {:>8}",
+        "layer", "MFLOP", "ms", "GFLOP/s", "config"
+    );
+    let (ratios, what) = match which.as_str() {
+        "grouped" => (
+            grouped(&ctx, first.unwrap_or(1), reps, rounds),
+            "dense/grouped",
+        ),
+        "video" => (video(&ctx, first.unwrap_or(4), reps, rounds), "3-D/2-D"),
+        other => panic!("unknown comparison `{other}`: grouped or video"),
+    };
+    let ratios: Vec<String> = ratios.iter().map(|r| format!("{r:.2}×")).collect();
+    println!("{what} GFLOP/s on the same FLOPs: {}", ratios.join(", "));
+}
