@@ -74,6 +74,7 @@ fn conv3x3(cin: usize, cout: usize, groups: usize, temporal: Window) -> Conv {
         temporal,
         relu: true,
         input_nchw: false,
+        pre_act: None,
     }
 }
 

@@ -125,6 +125,11 @@ pub struct Conv {
     /// The graph input arrives channels-first (NCHW, NCTHW for clips); only the stem conv
     /// reads it.
     pub input_nchw: bool,
+    /// Pre-activation (ResNet v2, Wide ResNets): the BatchNorm (prefix) that, with a ReLU,
+    /// applies to the input as the conv reads it. It cannot fold into the weights (the ReLU
+    /// is in between, and the padding is zero *after* activation), so the kernel applies it
+    /// to in-bounds values only.
+    pub pre_act: Option<String>,
 }
 
 impl Conv {
@@ -159,11 +164,18 @@ pub enum Op {
         stride: usize,
         pad: usize,
         ceil_mode: bool,
+        /// BatchNorm + ReLU applied to the input as read (see [`Conv::pre_act`]).
+        pre_act: Option<String>,
     },
     /// Mean over T×H×W → `(N, 1, 1, 1, C)`. `covers`: the fixed `[T, H, W]` window of a
     /// pool that is global only when it covers the map exactly (pytorchvideo's head); any
     /// other map is refused rather than pooled differently from the source.
-    GlobalAvgPool { covers: Option<[usize; 3]> },
+    GlobalAvgPool {
+        covers: Option<[usize; 3]>,
+        /// BatchNorm + ReLU applied to the input as read: a pre-activation network's final
+        /// norm (see [`Conv::pre_act`]).
+        pre_act: Option<String>,
+    },
     /// `y = x·Wᵀ + b` on `(N, 1, 1, 1, C_in)` → `(N, 1, 1, 1, C_out)`.
     Linear {
         weight: String,
@@ -293,6 +305,7 @@ impl Op {
                 stride,
                 pad,
                 ceil_mode,
+                ..
             } => {
                 // PyTorch refuses padding over half the window (a window of only padding).
                 if *stride == 0 || 2 * pad > *kernel {
@@ -305,7 +318,7 @@ impl Op {
                 let w = size(x.w).ok_or_else(too_small)?;
                 Ok(Shape { h, w, ..x })
             }
-            Op::GlobalAvgPool { covers } => {
+            Op::GlobalAvgPool { covers, .. } => {
                 if let Some(k) = covers.filter(|k| *k != [x.t, x.h, x.w]) {
                     return Err(Error::InputShape(format!(
                         "{name}: the head's {}×{}×{} average pool does not cover the final \
@@ -339,6 +352,15 @@ impl Op {
                     c: *out_features,
                 })
             }
+        }
+    }
+
+    /// The BatchNorm this op applies (with ReLU) to its input as it reads it, if any.
+    pub fn pre_act(&self) -> Option<&str> {
+        match self {
+            Op::Conv(c) => c.pre_act.as_deref(),
+            Op::AvgPool { pre_act, .. } | Op::GlobalAvgPool { pre_act, .. } => pre_act.as_deref(),
+            _ => None,
         }
     }
 

@@ -190,6 +190,7 @@ impl Builder {
             temporal: Window::POINT,
             relu,
             input_nchw: false,
+            pre_act: None,
         }
     }
 
@@ -303,6 +304,7 @@ impl Builder {
                         stride,
                         pad: 0,
                         ceil_mode: true,
+                        pre_act: None,
                     };
                     self.g.push(format!("{d}.0"), pool, vec![x])
                 };
@@ -314,9 +316,14 @@ impl Builder {
 
     /// Global average pool (the features), then the classifier when there is one.
     fn head(mut self, classes: Option<usize>, cin: usize, x: ValueId) -> Graph {
-        let pooled = self
-            .g
-            .push("avgpool", Op::GlobalAvgPool { covers: None }, vec![x]);
+        let pooled = self.g.push(
+            "avgpool",
+            Op::GlobalAvgPool {
+                covers: None,
+                pre_act: None,
+            },
+            vec![x],
+        );
         self.g.features = pooled;
         self.g.output = match classes {
             Some(classes) => {

@@ -41,7 +41,14 @@ pub fn build_video_graph(arch: &VideoArch) -> Result<Graph> {
         }
     }
     let covers = arch.head_pool;
-    g.features = g.push("avgpool", Op::GlobalAvgPool { covers }, vec![x]);
+    g.features = g.push(
+        "avgpool",
+        Op::GlobalAvgPool {
+            covers,
+            pre_act: None,
+        },
+        vec![x],
+    );
     g.output = match &arch.head {
         Some(head) => {
             let linear = Op::Linear {
@@ -102,6 +109,7 @@ fn push_conv(
         temporal,
         relu,
         input_nchw,
+        pre_act: None,
     };
     Ok(g.push(name, Op::Conv(conv), inputs))
 }

@@ -35,6 +35,26 @@ pub fn fold_bn(
     (wf, bias)
 }
 
+/// `relu(BN(x))` per channel of a channels-last tensor with `c` channels, in f64: the
+/// pre-activation a v2 block applies to its input before the conv reads (and pads) it.
+pub fn pre_activate(
+    x: &[f32],
+    c: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+) -> Vec<f32> {
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let ch = i % c;
+            let normed = (v as f64 - mean[ch] as f64) / (var[ch] as f64 + BN_EPS).sqrt();
+            (normed * gamma[ch] as f64 + beta[ch] as f64).max(0.0) as f32
+        })
+        .collect()
+}
+
 /// Parameters of one convolution for the reference.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvParams {
@@ -311,8 +331,15 @@ pub fn run_clip_graph(
     let images = t == 1 && graph.first_temporal_node().is_none();
     for node in &graph.nodes {
         let value = |v: usize| values[v].as_deref().expect("topological order");
-        let x = value(node.inputs[0]);
         let xs = shapes[node.inputs[0]];
+        let activated;
+        let x = match node.op.pre_act() {
+            Some(bn) => {
+                activated = pre_activate_with(weights, bn, value(node.inputs[0]), xs.c)?;
+                &activated
+            }
+            None => value(node.inputs[0]),
+        };
         let residual = node.inputs.get(1).map(|&r| value(r));
         let out = if images {
             run_node_2d(&node.op, weights, x, xs, residual)?
@@ -323,6 +350,14 @@ pub fn run_clip_graph(
     }
     let take = |v: usize| values[v].clone().unwrap_or_default();
     Ok((take(graph.output), take(graph.features)))
+}
+
+/// [`pre_activate`] with the BatchNorm `bn` of `weights`.
+fn pre_activate_with(weights: &WeightsFile, bn: &str, x: &[f32], c: usize) -> Result<Vec<f32>> {
+    let p = |name: &str| tensor(weights, &format!("{bn}.{name}"));
+    let (gamma, beta) = (p("weight")?, p("bias")?);
+    let (mean, var) = (p("running_mean")?, p("running_var")?);
+    Ok(pre_activate(x, c, &gamma, &beta, &mean, &var))
 }
 
 /// A conv's weight with its BatchNorm folded in, and the bias.
@@ -363,6 +398,7 @@ fn run_node_2d(
             stride,
             pad,
             ceil_mode,
+            ..
         } => avg_pool(x, xs, *kernel, *stride, *pad, *ceil_mode).0,
         Op::MaxPool {
             kernel,

@@ -92,6 +92,7 @@ fn conv_op(r: &Row, name: &str, relu: bool) -> Op {
         relu,
         input_nchw,
         groups: 1,
+        pre_act: None,
     };
     Op::Conv(conv)
 }
@@ -406,7 +407,14 @@ fn global_avg_pool_random_shapes() {
         for checked in MODES {
             let Some(ctx) = gpu(checked) else { return };
             let g = graph(xs.c, |g, x| {
-                g.push("avg", Op::GlobalAvgPool { covers: None }, vec![x])
+                g.push(
+                    "avg",
+                    Op::GlobalAvgPool {
+                        covers: None,
+                        pre_act: None,
+                    },
+                    vec![x],
+                )
             });
             let got = run(&ctx, g, &vec![], &x, (xs.n, xs.h, xs.w));
             // A mean of ≤ 361 values in [-1, 2) summed in f32: ~1e-7 relative.
@@ -603,7 +611,14 @@ fn plans_are_cached_per_size() {
         let v = g.push("pool", MAX_POOL, vec![v]);
         let d = g.push("down", conv_op(&short, "down", false), vec![v]);
         let v = g.push("conv", conv_op(&block, "conv", true), vec![v, d]);
-        features = g.push("avg", Op::GlobalAvgPool { covers: None }, vec![v]);
+        features = g.push(
+            "avg",
+            Op::GlobalAvgPool {
+                covers: None,
+                pre_act: None,
+            },
+            vec![v],
+        );
         g.push("fc", linear_op("fc", 12, 5), vec![features])
     });
     let g = Graph { features, ..g };

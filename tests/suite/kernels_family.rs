@@ -101,6 +101,7 @@ fn grouped_conv_error(ctx: &Arc<GpuContext>, c: &Case, rng: &mut Rng) -> f64 {
         temporal: Window::POINT,
         relu: c.relu,
         input_nchw: false,
+        pre_act: None,
     });
     let got = run(ctx, one_node(c.xs.c, "g", op), bytes, &x, c.xs);
     relative_error(&got, &want)
@@ -198,6 +199,7 @@ fn avg_pool_odd_sizes() {
                 stride,
                 pad,
                 ceil_mode,
+                pre_act: None,
             };
             let g = one_node(xs.c, "pool", op.clone());
             let Ok(shapes) = g.infer_shapes(xs.n, xs.h, xs.w) else {
@@ -245,6 +247,7 @@ fn avg_pool_ceil_mode_matches_pytorch_values() {
             stride: 2,
             pad: 0,
             ceil_mode: true,
+            pre_act: None,
         };
         let got = run(&ctx, one_node(1, "pool", op), encode_tensors(&[]), &x, xs);
         assert_eq!(got, want, "checked {checked}");

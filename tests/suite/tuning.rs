@@ -120,6 +120,7 @@ fn conv(r: &Row, name: &str, relu: bool) -> Op {
         temporal: r.temporal,
         relu,
         input_nchw: r.nchw,
+        pre_act: None,
     })
 }
 

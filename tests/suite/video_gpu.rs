@@ -141,6 +141,7 @@ fn random_conv(rng: &mut Rng) -> (Conv, InputSize) {
         temporal,
         relu: rng.range(0, 1) == 1,
         input_nchw,
+        pre_act: None,
     };
     let t = rng.range(tk.max(1), 7);
     let size = InputSize::clip(rng.range(1, 3), t, rng.range(k, 13), rng.range(k, 13));
@@ -215,7 +216,14 @@ fn max_pool3d_and_the_global_average_match_the_reference() {
         g.input = g.new_value();
         g.input_channels = c;
         let pooled = g.push("pool", pool.clone(), vec![g.input]);
-        g.output = g.push("avg", Op::GlobalAvgPool { covers: None }, vec![pooled]);
+        g.output = g.push(
+            "avg",
+            Op::GlobalAvgPool {
+                covers: None,
+                pre_act: None,
+            },
+            vec![pooled],
+        );
         g.features = pooled;
         let size = InputSize::clip(
             rng.range(1, 3),

@@ -24,6 +24,7 @@ fn conv3d(cin: usize, cout: usize, kernel: usize, stride: usize, temporal: Windo
         temporal,
         relu: true,
         input_nchw: false,
+        pre_act: None,
     })
 }
 
@@ -111,6 +112,7 @@ fn max_pool_over_time_and_the_global_average_shapes() {
     assert_eq!((out.n, out.t, out.h, out.w, out.c), (3, 4, 4, 4, 5));
     let avg = one_op(Op::GlobalAvgPool {
         covers: Some([3, 4, 5]),
+        pre_act: None,
     });
     let out = avg.infer_clip_shapes(2, 3, 4, 5).unwrap()[avg.output];
     assert_eq!((out.n, out.t, out.h, out.w, out.c), (2, 1, 1, 1, 5));
