@@ -39,6 +39,7 @@ override POINTWISE: bool = false;  // 1×1, stride 1, pad 0: A is the input matr
 override GROUPED: bool = false;    // groups as a grid dimension (see above)
 override SPLIT_K: bool = false;    // write partial sums of one K slice (see above)
 override TEMPORAL: bool = false;   // windows over frames, NCTHW stem input (see above)
+override PRE_ACT: bool = false;    // relu(x·scale + shift) on every in-bounds input (see below)
 
 // Register blocking is fixed (WGSL function-scope arrays need constant sizes).
 const THREAD_M: u32 = 4u;
@@ -75,6 +76,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;         // (C_out)
 @group(0) @binding(4) var<storage, read> residual: array<f32>;     // (N, H_out, W_out, C_out), read only if HAS_RESIDUAL
 @group(0) @binding(5) var<storage, read_write> output: array<f32>; // (N, H_out, W_out, C_out); SPLIT_K: (slices, M, C_out)
+@group(0) @binding(6) var<storage, read> pre_act: array<f32>;      // [scale; C_in] ++ [shift; C_in], read only if PRE_ACT
 
 // Stored as vec4 so each thread reads its THREAD_M rows and THREAD_N columns in one load.
 var<workgroup> a_tile: array<vec4<f32>, TILE_K * TILE_M / 4u>; // [kk][mm / 4][mm % 4]
@@ -85,6 +87,16 @@ var<workgroup> b_tile: array<vec4<f32>, TILE_K * TILE_N / 4u>; // [kk][nn / 4][n
 // multiple of TILE_K), so its output pixels are decoded once, before the K loop, and its k
 // once per K step: no divisions in the inner loads.
 const A_LOADS_MAX: u32 = 32u;
+
+// Pre-activation (ResNet v2, Wide ResNets: BatchNorm + ReLU before the conv): applied to the
+// input values as they are read, never to the padding, which PyTorch adds to the activated
+// tensor. Input channel ci.
+fn activate(v: f32, ci: u32) -> f32 {
+    if (!PRE_ACT) {
+        return v;
+    }
+    return max(fma(v, pre_act[ci], pre_act[p.in_c + ci]), 0.0);
+}
 
 // Input element (n, it, iy, ix, ci), or 0 in the zero padding (`it` is 0 unless TEMPORAL).
 fn load_input(n: u32, it: i32, iy: i32, ix: i32, ci: u32) -> f32 {
@@ -103,9 +115,9 @@ fn load_input(n: u32, it: i32, iy: i32, ix: i32, ci: u32) -> f32 {
         plane = plane * p.in_t + u32(it);
     }
     if (INPUT_NCHW) {
-        return input[(plane * p.in_h + u32(iy)) * p.in_w + u32(ix)];
+        return activate(input[(plane * p.in_h + u32(iy)) * p.in_w + u32(ix)], ci);
     }
-    return input[((plane * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + ci];
+    return activate(input[((plane * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + ci], ci);
 }
 
 // Output pixel m as (n, frame, y, x) of (N, T_out, H_out, W_out); frame is 0 unless TEMPORAL.
@@ -204,7 +216,7 @@ fn tiled(
                 if (POINTWISE) {
                     let m = m0 + mm;
                     if (m < p.m) {
-                        v = input[m * p.in_c + k];
+                        v = activate(input[m * p.in_c + k], k);
                     }
                 } else {
                     let it = it0[j] + i32(tap.x);
@@ -337,6 +349,12 @@ fn registers(
                 let k0 = ((kt * p.kernel + ky) * p.kernel + kx) * p.group_in_c;
                 for (var ci = 0u; ci < p.group_in_c; ci++) {
                     let w = (k0 + ci) * p.out_c + o0;
+                    var scale = 1.0;
+                    var shift = 0.0;
+                    if (PRE_ACT) {
+                        scale = pre_act[ci0 + ci];
+                        shift = pre_act[p.in_c + ci0 + ci];
+                    }
                     var b = vec4<f32>(0.0);
                     if (cols == THREAD_N) {
                         b = vec4<f32>(weight[w], weight[w + 1u], weight[w + 2u], weight[w + 3u]);
@@ -349,6 +367,9 @@ fn registers(
                         var a = 0.0;
                         if (off[r] >= 0) {
                             a = input[u32(off[r]) + ci * ci_stride];
+                            if (PRE_ACT) {
+                                a = max(fma(a, scale, shift), 0.0);
+                            }
                         }
                         acc[r] = fma(vec4<f32>(a), b, acc[r]);
                     }

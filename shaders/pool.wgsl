@@ -5,6 +5,8 @@
 // One thread per output element; consecutive threads take consecutive channels, so every
 // load is coalesced.
 
+override PRE_ACT: bool = false; // relu(x·scale + shift) on every input read (average pools)
+
 struct Params {
     batch: u32,
     in_h: u32,
@@ -26,6 +28,17 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;        // (N, T, H, W, C)
 @group(0) @binding(2) var<storage, read_write> output: array<f32>; // (N, T_out, H_out, W_out, C)
+@group(0) @binding(3) var<storage, read> pre_act: array<f32>;      // [scale; C] ++ [shift; C], read only if PRE_ACT
+
+// Input element i of channel c, pre-activated (BatchNorm + ReLU) when the pool reads the
+// activated tensor: a pre-activation network's final norm, or ResNet-v2-D's shortcut pool.
+fn load(i: u32, c: u32) -> f32 {
+    let v = input[i];
+    if (!PRE_ACT) {
+        return v;
+    }
+    return max(fma(v, pre_act[c], pre_act[p.channels + c]), 0.0);
+}
 
 fn flat_index(lid: vec3<u32>, wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * 256u + lid.x;
@@ -111,7 +124,7 @@ fn avg_pool(
     var sum = 0.0;
     for (var iy = y_lo; iy < y_hi; iy++) {
         for (var ix = x_lo; ix < x_hi; ix++) {
-            sum += input[((n * p.in_h + iy) * p.in_w + ix) * p.channels + c];
+            sum += load(((n * p.in_h + iy) * p.in_w + ix) * p.channels + c, c);
         }
     }
     let count = max((y_hi - min(y_lo, y_hi)) * (x_hi - min(x_lo, x_hi)), 1u);
@@ -134,7 +147,7 @@ fn global_avg_pool(
     let hw = p.in_t * p.in_h * p.in_w;
     var sum = 0.0;
     for (var i = 0u; i < hw; i++) {
-        sum += input[(n * hw + i) * p.channels + c];
+        sum += load((n * hw + i) * p.channels + c, c);
     }
     output[idx] = sum / f32(hw);
 }

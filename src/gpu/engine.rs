@@ -11,7 +11,7 @@ use super::context::{GpuContext, GpuOptions};
 use super::kernels::{CompileStats, Kernels};
 use super::ops;
 use super::ops::conv::{ConvConfig, ConvProblem, DeviceFit};
-use super::ops::fold_bn::{prepare, LayerWeights};
+use super::ops::fold_bn::{prepare, prepare_pre_acts, LayerWeights};
 use super::pipeline_cache::PipelineCacheState;
 use super::plan::{check_limits, conv_problems, GpuPlan, PlanInputs, PlanStats};
 use super::readback::{copy_out, read_buffer};
@@ -43,6 +43,8 @@ pub struct Engine {
     pub model: Option<Model>,
     pub graph: Graph,
     pub(crate) layers: BTreeMap<String, LayerWeights>,
+    /// Per pre-activating node, its BatchNorm's `[scale; C] ++ [shift; C]`.
+    pub(crate) pre_acts: BTreeMap<String, wgpu::Buffer>,
     weight_bytes: u64,
     plans: Mutex<HashMap<InputSize, SharedPlan>>,
     /// Tuned conv configurations for this adapter, by [`ConvProblem::key`].
@@ -98,6 +100,7 @@ impl Engine {
         })??;
         let start = Instant::now();
         let layers = prepare(&ctx, &kernels, &ops::folds(&graph), weights)?;
+        let pre_acts = prepare_pre_acts(&ctx, &graph, weights)?;
         // The fold pipelines reach disk with the first plan's (`plan` saves the cache).
         log_compiles("weights prepared", start, &kernels, CompileStats::default());
         let tuned = TuneCache::tuned_for(&ctx);
@@ -108,6 +111,7 @@ impl Engine {
             model: None,
             graph,
             layers,
+            pre_acts,
             weight_bytes,
             plans: Mutex::new(HashMap::new()),
             tuned: Mutex::new(tuned),
@@ -269,6 +273,7 @@ impl Engine {
             kernels: &self.kernels,
             graph: &self.graph,
             layers: &self.layers,
+            pre_acts: &self.pre_acts,
         };
         let plan = GpuPlan::build(&inputs, size, &|p| self.conv_config(p))?;
         log_compiles(

@@ -52,6 +52,7 @@ pub struct PlanInputs<'a> {
     pub kernels: &'a Kernels,
     pub graph: &'a Graph,
     pub layers: &'a BTreeMap<String, LayerWeights>,
+    pub pre_acts: &'a BTreeMap<String, wgpu::Buffer>,
 }
 
 /// The shapes around `node`.
@@ -223,6 +224,7 @@ fn build_steps(
             inputs: node.inputs.iter().map(|&v| slot(v)).collect(),
             output: slot(node.output),
             weights: inputs.layers.get(&node.name),
+            pre_act: inputs.pre_acts.get(&node.name),
             scratch: buffers.scratch.as_ref(),
             unused: &buffers.unused,
         };

@@ -107,7 +107,8 @@ pub struct Conv {
     /// Tensor name of the weight, `[C_out, C_in/groups, kH, kW]` (`[…, kT, kH, kW]` when the
     /// temporal window is not a point).
     pub weight: String,
-    /// Prefix of the BatchNorm that follows (`layer1.0.bn1`), folded at load time.
+    /// Prefix of the BatchNorm that follows (`layer1.0.bn1`), folded at load time; empty
+    /// when none does (a pre-activation block's last conv: no bias either).
     pub bn: String,
     pub in_channels: usize,
     pub out_channels: usize,

@@ -33,6 +33,8 @@ pub struct ConvProblem {
     pub input_nchw: bool,
     pub residual: bool,
     pub relu: bool,
+    /// A BatchNorm + ReLU applied to the input as read (pre-activation).
+    pub pre_act: bool,
 }
 
 impl ConvProblem {
@@ -66,6 +68,7 @@ impl ConvProblem {
             input_nchw: false,
             residual: true,
             relu: true,
+            pre_act: false,
         }
     }
 
@@ -102,6 +105,7 @@ impl ConvProblem {
             input_nchw: c.input_nchw,
             residual,
             relu: c.relu,
+            pre_act: c.pre_act.is_some(),
         }
     }
 
@@ -159,7 +163,8 @@ impl ConvProblem {
     }
 
     /// Key of a tuning result: everything that decides which configuration is fastest. The
-    /// epilogue (residual, ReLU) is left out: it costs the same under every configuration.
+    /// epilogue (residual, ReLU) and the pre-activation are left out: they cost the same
+    /// under every configuration.
     /// Image convs keep the keys they always had; temporal ones add their frames and window.
     pub fn key(&self) -> String {
         let frames = match self.temporal() {

@@ -55,6 +55,19 @@ pub fn pre_activate(
         .collect()
 }
 
+/// `max(x·scale + shift, 0)` per channel of a channels-last tensor, from a pre-activation
+/// prepared for the GPU (`[scale; C] ++ [shift; C]`), in f64.
+pub fn scale_shift_relu(x: &[f32], c: usize, scale_shift: &[f32]) -> Vec<f32> {
+    let (scale, shift) = scale_shift.split_at(c);
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let ch = i % c;
+            (v as f64 * scale[ch] as f64 + shift[ch] as f64).max(0.0) as f32
+        })
+        .collect()
+}
+
 /// Parameters of one convolution for the reference.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvParams {
@@ -362,6 +375,9 @@ fn pre_activate_with(weights: &WeightsFile, bn: &str, x: &[f32], c: usize) -> Re
 
 /// A conv's weight with its BatchNorm folded in, and the bias.
 fn folded(weights: &WeightsFile, c: &Conv) -> Result<(Vec<f32>, Vec<f32>)> {
+    if c.bn.is_empty() {
+        return Ok((tensor(weights, &c.weight)?, vec![0.0; c.out_channels]));
+    }
     let bn = |p: &str| tensor(weights, &format!("{}.{p}", c.bn));
     Ok(fold_bn(
         &tensor(weights, &c.weight)?,

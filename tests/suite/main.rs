@@ -14,6 +14,7 @@ mod gl_backend;
 mod gpu_errors;
 mod kernels;
 mod kernels_family;
+mod kernels_preact;
 mod pipeline_cache;
 mod robust_cli;
 mod robust_inputs;

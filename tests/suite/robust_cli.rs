@@ -785,6 +785,7 @@ fn a_cached_configuration_with_a_zero_tile_is_invalid() {
         input_nchw: false,
         residual: false,
         relu: true,
+        pre_act: false,
     };
     let fit = DeviceFit {
         workgroup_storage: 16384,

@@ -212,8 +212,9 @@ fn conv_every_specialisation_compiles() {
             count += 1;
         }
     }
-    // 16 image specialisations and 8 over frames (never pointwise) per tile size.
-    assert_eq!(count, all_conv_tiles().len() * 24);
+    // 16 image specialisations, 8 over frames (never pointwise) and 8 pre-activating ones
+    // per tile size.
+    assert_eq!(count, all_conv_tiles().len() * 32);
 }
 
 #[test]
@@ -263,11 +264,16 @@ fn fold_bn_every_dtype_combination_compiles() {
 }
 
 #[test]
-fn pool_and_linear_compile_with_defaults() {
-    for kernel in [Kernel::MaxPool, Kernel::GlobalAvgPool, Kernel::Linear] {
-        // The engine passes no constants to these kernels.
-        let (size, shared) = specialise(kernel, &vec![]);
-        assert_eq!(size, [256, 1, 1], "{kernel:?}");
+fn pool_and_linear_compile_in_every_specialisation() {
+    // The max pool and the head take no constants; the average pools read the input plain
+    // or pre-activated.
+    let plain = [Kernel::MaxPool, Kernel::Linear].map(|k| (k, vec![]));
+    let pools = [Kernel::AvgPool, Kernel::GlobalAvgPool]
+        .into_iter()
+        .flat_map(|k| [0.0, 1.0].map(|pre_act| (k, vec![("PRE_ACT", pre_act)])));
+    for (kernel, constants) in plain.into_iter().chain(pools) {
+        let (size, shared) = specialise(kernel, &constants);
+        assert_eq!(size, [256, 1, 1], "{kernel:?} {constants:?}");
         assert!(
             shared <= 16 * 1024,
             "{kernel:?}: {shared} bytes of workgroup memory"

@@ -90,6 +90,10 @@ fn grouped_constants_differ_from_dense_only_in_grouped() {
 fn avg_pool_compiles_with_its_layout() {
     assert!(Kernel::ALL.contains(&Kernel::AvgPool));
     assert_eq!(Kernel::AvgPool.entry(), "avg_pool");
-    assert_eq!(Kernel::AvgPool.bindings().len(), 3);
-    assert_eq!(specialise(Kernel::AvgPool, &vec![]), [256, 1, 1]);
+    // params, input, output, pre-activation
+    assert_eq!(Kernel::AvgPool.bindings().len(), 4);
+    for pre_act in [0.0, 1.0] {
+        let constants = vec![("PRE_ACT", pre_act)];
+        assert_eq!(specialise(Kernel::AvgPool, &constants), [256, 1, 1]);
+    }
 }

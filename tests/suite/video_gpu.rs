@@ -2,7 +2,7 @@
 //! shader modes), the 3-D conv and pool kernels against the CPU reference on seeded random
 //! clips, and batches of clips split like batches of images.
 
-use crate::common::{self, conv3d_tensors, Mode, Rng, ALL_MODES};
+use crate::common::{self, Mode, Rng, ALL_MODES};
 use crate::video::{cases, video_fixture};
 use resnet_wgpu::graph::{Conv, Graph, InputSize, Op, Window};
 use resnet_wgpu::model::video::detect_video;
@@ -71,53 +71,6 @@ fn every_video_fixture_matches_pytorch_checked_registers() {
 
 // ---- kernels against the CPU reference ---------------------------------------------------
 
-/// A one-conv graph (optionally with a residual input) over clips, with seeded weights and a
-/// non-trivial BatchNorm.
-struct OneConv {
-    graph: Graph,
-    weights: WeightsFile,
-}
-
-fn one_conv(rng: &mut Rng, conv: Conv, residual: bool) -> OneConv {
-    let mut g = Graph::default();
-    g.input = g.new_value();
-    g.input_channels = conv.in_channels;
-    let mut inputs = vec![g.input];
-    let (cout, cin, k, kt) = (
-        conv.out_channels,
-        conv.in_channels,
-        conv.kernel,
-        conv.temporal.kernel,
-    );
-    let mut tensors = conv3d_tensors(rng, "conv", [cout, cin, kt, k, k]);
-    if residual {
-        // The residual is the output of a 1×1×1 conv over the same clip, shaped like the
-        // output (the conv pads "same").
-        let shortcut = Conv {
-            weight: "short.weight".into(),
-            bn: "short.bn".into(),
-            kernel: 1,
-            pad: 0,
-            temporal: Window {
-                kernel: 1,
-                stride: conv.temporal.stride,
-                pad: 0,
-            },
-            relu: false,
-            ..conv.clone()
-        };
-        inputs.push(g.push("short", Op::Conv(shortcut), vec![g.input]));
-        tensors.extend(conv3d_tensors(rng, "short", [cout, cin, 1, 1, 1]));
-    }
-    g.output = g.push("conv", Op::Conv(conv), inputs);
-    g.features = g.output;
-    let bytes = serialize_f32(&tensors, None).unwrap();
-    OneConv {
-        graph: g,
-        weights: WeightsFile::from_bytes("one conv", bytes).unwrap(),
-    }
-}
-
 /// Seeded random 3-D conv shapes: odd frame counts and sizes, temporal and spatial
 /// strides and padding, channel counts that are not multiples of 4, the NCTHW stem input.
 fn random_conv(rng: &mut Rng) -> (Conv, InputSize) {
@@ -161,7 +114,7 @@ fn conv_matches_reference(mode: Mode, seed: u64, count: usize) {
             && same(conv.kernel, conv.pad)
             && same(conv.temporal.kernel, conv.temporal.pad)
             && rng.range(0, 1) == 1;
-        let one = one_conv(&mut rng, conv.clone(), residual);
+        let one = common::one_conv(&mut rng, conv.clone(), residual);
         let c = one.graph.input_channels;
         let x = rng.vec(size.n * c * size.t * size.h * size.w, -1.0, 1.0);
         let dims = [size.n, size.t, size.h, size.w];

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::{Binding, Constants, KernelSpec, Kernels, UniformLayout};
 use crate::gpu::limits::{check_size, flat_dispatch};
+use crate::graph::Graph;
 use crate::reference::BN_EPS;
 use crate::weights::{StoredDtype, WeightsFile};
 
@@ -65,7 +66,8 @@ impl LayerWeights {
 pub struct FoldSource {
     /// The weight, `(C_out, C_in/G, kH, kW)` or `(C_out, C_in)`.
     pub weight: String,
-    /// The BatchNorm's prefix (`layer1.0.bn1`) when `has_bn`, else the bias tensor.
+    /// The BatchNorm's prefix (`layer1.0.bn1`) when `has_bn`, else the bias tensor; empty
+    /// for a conv with neither (a pre-activation block's last conv): its bias is zero.
     pub bias_or_bn: String,
     pub has_bn: bool,
     pub out_c: usize,
@@ -123,6 +125,56 @@ pub fn prepare(
     Ok(prepared)
 }
 
+/// The pre-activations of `graph` (a BatchNorm + ReLU applied to a node's input as read):
+/// per node, a buffer `[scale; C] ++ [shift; C]` with `scale = γ/√(var+ε)` and
+/// `shift = β − mean·scale`, computed in f64 as [`crate::reference::fold_bn`] folds. Per
+/// channel only, so it is done on the CPU at load (the fold kernel re-lays weights).
+pub fn prepare_pre_acts(
+    ctx: &GpuContext,
+    graph: &Graph,
+    weights: &WeightsFile,
+) -> Result<BTreeMap<String, wgpu::Buffer>> {
+    let mut prepared = BTreeMap::new();
+    for node in &graph.nodes {
+        let Some(bn) = node.op.pre_act() else {
+            continue;
+        };
+        let values = pre_act_values(weights, bn)?;
+        let buffer = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(&format!("{} pre-activation {bn}", node.name)),
+                contents: bytemuck::cast_slice(&values),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            });
+        prepared.insert(node.name.clone(), buffer);
+    }
+    Ok(prepared)
+}
+
+/// `[scale; C] ++ [shift; C]` of BatchNorm `bn`.
+fn pre_act_values(weights: &WeightsFile, bn: &str) -> Result<Vec<f32>> {
+    let [gamma, beta, mean, var] = ["weight", "bias", "running_mean", "running_var"].map(|p| {
+        let name = format!("{bn}.{p}");
+        weights.to_f32(&name).ok_or(Error::MissingTensor {
+            name,
+            expected: vec![],
+        })
+    });
+    let (gamma, beta, mean, var) = (gamma?, beta?, mean?, var?);
+    let c = gamma.len();
+    if [beta.len(), mean.len(), var.len()] != [c; 3] {
+        return Err(Error::NotResnet(format!(
+            "{bn}: γ, β, mean and variance differ in length"
+        )));
+    }
+    let scale: Vec<f64> = (0..c)
+        .map(|i| gamma[i] as f64 / (var[i] as f64 + BN_EPS).sqrt())
+        .collect();
+    let shift = (0..c).map(|i| (beta[i] as f64 - mean[i] as f64 * scale[i]) as f32);
+    Ok(scale.iter().map(|&s| s as f32).chain(shift).collect())
+}
+
 /// Uploads one node's tensors and records its fold dispatch; returns the prepared weights
 /// and the buffers the dispatch reads (to keep until it has run).
 fn encode_fold(
@@ -136,9 +188,10 @@ fn encode_fold(
     let total = source.total();
     check_size(ctx, &source.weight, total as u64 * 4)?;
     let (w_raw, w_dtype) = raw_buffer(ctx, weights, &source.weight)?;
-    let [g, b, m, v] = source
-        .param_names()
-        .map(|name| raw_buffer(ctx, weights, &name));
+    let [g, b, m, v] = source.param_names().map(|name| match name.is_empty() {
+        true => Ok(zero_bias(ctx, source.out_c)),
+        false => raw_buffer(ctx, weights, &name),
+    });
     let params = [g?, b?, m?, v?];
     let output = |label: String, bytes: usize| {
         ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -183,6 +236,18 @@ fn encode_fold(
     let mut raw = vec![uniform, w_raw];
     raw.extend(params.map(|p| p.0));
     Ok((layer, raw))
+}
+
+/// A zero f32 bias for a conv with no BatchNorm and no bias, in all four parameter slots.
+fn zero_bias(ctx: &GpuContext, out_c: usize) -> (wgpu::Buffer, StoredDtype) {
+    let buffer = ctx
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("zero bias"),
+            contents: bytemuck::cast_slice(&vec![0f32; out_c.max(1)]),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+    (buffer, StoredDtype::F32)
 }
 
 fn raw_buffer(
@@ -233,7 +298,10 @@ fn fold_requests(
     folds: &[(String, FoldSource)],
     weights: &WeightsFile,
 ) -> Vec<(KernelSpec, Constants)> {
-    let dtype = |name: &str| weights.get(name).and_then(|t| t.dtype);
+    let dtype = |name: &str| match name.is_empty() {
+        true => Some(StoredDtype::F32),
+        false => weights.get(name).and_then(|t| t.dtype),
+    };
     folds
         .iter()
         .filter_map(|(_, source)| {

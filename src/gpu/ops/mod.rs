@@ -34,17 +34,21 @@ pub fn of(op: &Op) -> Box<dyn NodeOp + '_> {
             pad,
             temporal,
         }),
-        &Op::AvgPool {
+        Op::AvgPool {
             kernel,
             stride,
             pad,
+            pre_act,
             ..
         } => Box::new(Pool::Avg {
-            kernel,
-            stride,
-            pad,
+            kernel: *kernel,
+            stride: *stride,
+            pad: *pad,
+            pre_act: pre_act.is_some(),
         }),
-        Op::GlobalAvgPool { .. } => Box::new(Pool::GlobalAvg),
+        Op::GlobalAvgPool { pre_act, .. } => Box::new(Pool::GlobalAvg {
+            pre_act: pre_act.is_some(),
+        }),
         Op::Linear {
             weight,
             bias,

@@ -28,6 +28,8 @@ pub struct NodeBuffers<'a> {
     pub output: &'a wgpu::Buffer,
     /// The node's prepared weights (conv and linear).
     pub weights: Option<&'a LayerWeights>,
+    /// The pre-activation's `[scale; C] ++ [shift; C]`, for nodes that apply one.
+    pub pre_act: Option<&'a wgpu::Buffer>,
     /// Split-K partial sums, shared by the plan's split convs.
     pub scratch: Option<&'a wgpu::Buffer>,
     /// Bound where a kernel's layout has a slot the specialisation never reads.

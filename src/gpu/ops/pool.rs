@@ -10,8 +10,13 @@ use crate::gpu::limits::{flat_dispatch, u32_of};
 use crate::gpu::step::Step;
 use crate::graph::{Shape, Window};
 
-// params, input, output
-const POOL_BINDINGS: &[Binding] = &[Binding::Uniform, Binding::Read, Binding::ReadWrite];
+// params, input, output, pre-activation
+const POOL_BINDINGS: &[Binding] = &[
+    Binding::Uniform,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Read,
+];
 
 pub const MAX_POOL: KernelSpec = KernelSpec {
     name: "MaxPool",
@@ -81,8 +86,10 @@ pub enum Pool {
         kernel: usize,
         stride: usize,
         pad: usize,
+        pre_act: bool,
     },
-    GlobalAvg,
+    /// `pre_act`: the input is read pre-activated (BatchNorm + ReLU).
+    GlobalAvg { pre_act: bool },
 }
 
 impl Pool {
@@ -90,7 +97,22 @@ impl Pool {
         match self {
             Pool::Max { .. } => MAX_POOL,
             Pool::Avg { .. } => AVG_POOL,
-            Pool::GlobalAvg => GLOBAL_AVG_POOL,
+            Pool::GlobalAvg { .. } => GLOBAL_AVG_POOL,
+        }
+    }
+
+    fn pre_act(&self) -> bool {
+        match *self {
+            Pool::Avg { pre_act, .. } | Pool::GlobalAvg { pre_act } => pre_act,
+            Pool::Max { .. } => false,
+        }
+    }
+
+    /// The average pools specialise on whether they pre-activate; the max pool never does.
+    fn constants(&self) -> Constants {
+        match self {
+            Pool::Max { .. } => vec![],
+            _ => vec![("PRE_ACT", self.pre_act() as u32 as f64)],
         }
     }
 
@@ -107,8 +129,9 @@ impl Pool {
                 kernel,
                 stride,
                 pad,
+                ..
             } => (kernel, stride, pad),
-            Pool::GlobalAvg => (0, 1, 0),
+            Pool::GlobalAvg { .. } => (0, 1, 0),
         }
     }
 
@@ -117,7 +140,7 @@ impl Pool {
     fn frames(&self, x: Shape, y: Shape) -> (Window, usize, usize) {
         match *self {
             Pool::Max { temporal, .. } if !temporal.is_point() => (temporal, x.t, y.t),
-            Pool::GlobalAvg => (Window::POINT, x.t, 1),
+            Pool::GlobalAvg { .. } => (Window::POINT, x.t, 1),
             _ => (Window::POINT, 1, 1),
         }
     }
@@ -131,14 +154,14 @@ impl Pool {
             ),
             Pool::Max { .. } => format!("max pool {k}x{k}/s{s}/p{p}"),
             Pool::Avg { .. } => format!("avg pool {k}x{k}/s{s}/p{p}"),
-            Pool::GlobalAvg => "global avg pool".to_string(),
+            Pool::GlobalAvg { .. } => "global avg pool".to_string(),
         }
     }
 }
 
 impl NodeOp for Pool {
     fn pipelines(&self, _: Option<&ConvChoice>, _: &wgpu::Limits) -> Vec<(KernelSpec, Constants)> {
-        vec![(self.kernel(), vec![])]
+        vec![(self.kernel(), self.constants())]
     }
 
     fn steps(
@@ -181,11 +204,21 @@ impl NodeOp for Pool {
             },
         );
         let (ctx, kernel) = (env.ctx, self.kernel());
+        let pre_act = match (self.pre_act(), buffers.pre_act) {
+            (false, _) => buffers.unused,
+            (true, Some(b)) if b.size() == 2 * x.c as u64 * 4 => b,
+            (true, _) => {
+                return Err(Error::Gpu(format!(
+                    "{name}: the pre-activation needs a scale and shift for each of {} channels",
+                    x.c
+                )))
+            }
+        };
         let bind_group = env.kernels.bind(
             &ctx.device,
             kernel,
             name,
-            &[&uniform, buffers.inputs[0], buffers.output],
+            &[&uniform, buffers.inputs[0], buffers.output, pre_act],
         )?;
         Ok(vec![Step {
             name: name.to_string(),
@@ -195,7 +228,9 @@ impl NodeOp for Pool {
             // No multiply-adds (as `graph::Op::flops` counts them).
             flops: 0,
             bytes: x.bytes() + y.bytes(),
-            pipeline: env.kernels.pipeline(&ctx.device, kernel, vec![])?,
+            pipeline: env
+                .kernels
+                .pipeline(&ctx.device, kernel, self.constants())?,
             bind_group,
             workgroups: flat_dispatch(total as u64, 256, &ctx.limits)?,
             _uniform: uniform,

@@ -23,7 +23,7 @@ use crate::gpu::ops::node_op::StepEnv;
 use crate::gpu::readback::copy_out;
 use crate::gpu::timing::{median, time_repeated, TimingMethod};
 use crate::graph::InputSize;
-use crate::reference::{conv_rows, relative_error, sample_rows};
+use crate::reference::{conv_rows, relative_error, sample_rows, scale_shift_relu};
 
 /// A candidate whose screening run is slower than this multiple of the best so far is
 /// dropped without the full measurement.
@@ -144,6 +144,8 @@ struct Bench<'a> {
     /// The first node of this shape: its weights are the ones timed.
     node: &'a str,
     layer: &'a LayerWeights,
+    /// The node's pre-activation `[scale; C] ++ [shift; C]`, when it has one.
+    pre_act: Option<&'a wgpu::Buffer>,
     fit: DeviceFit,
     x: Vec<f32>,
     residual: Option<Vec<f32>>,
@@ -207,6 +209,7 @@ impl<'a> Bench<'a> {
             p,
             node,
             layer: engine.layer(node)?,
+            pre_act: engine.pre_acts.get(node),
             fit,
             x,
             residual,
@@ -232,6 +235,7 @@ impl<'a> Bench<'a> {
             residual: self.residual_buffer.as_ref(),
             output: &self.output,
             scratch: self.scratch.as_ref(),
+            pre_act: self.pre_act,
             unused: &self.unused,
         };
         let env = StepEnv {
@@ -281,7 +285,12 @@ impl<'a> Bench<'a> {
             copy_out(ctx, &self.layer.bias)?,
         );
         let rows = sample_rows(p.m(), VERIFY_ROWS);
-        let want = conv_rows(p, &self.x, &w_kc, &bias, self.residual.as_deref(), &rows);
+        // The conv reads the pre-activated input: so does the reference.
+        let x = match self.pre_act {
+            Some(buffer) => scale_shift_relu(&self.x, p.in_c, &copy_out(ctx, buffer)?),
+            None => self.x.clone(),
+        };
+        let want = conv_rows(p, &x, &w_kc, &bias, self.residual.as_deref(), &rows);
         let mut rejected = Vec::new();
         // Set when the fastest verified configuration did not beat the default again.
         let mut only_default = false;

@@ -311,8 +311,76 @@ fn conv_tensors_shaped(rng: &mut Rng, name: &str, dims: Vec<usize>) -> Tensors {
     let cout = dims[0];
     let w = rng.vec(dims.iter().product(), -1.0, 1.0);
     let mut t = vec![(format!("{name}.weight"), dims, w)];
-    for (p, (lo, hi)) in BN_NAMES.iter().zip(BN_RANGES) {
-        t.push((format!("{name}.bn.{p}"), vec![cout], rng.vec(cout, lo, hi)));
-    }
+    t.extend(bn_tensors(rng, &format!("{name}.bn"), cout));
     t
+}
+
+/// A one-conv graph with seeded weights and non-trivial BatchNorms: `conv` over the input
+/// (2-D or over frames), its `bn` folded unless empty, its `pre_act` BatchNorm made when it
+/// has one; with `residual`, a 1×1 (×1) conv of the same input (and pre-activation) is added
+/// in the epilogue (`conv` must pad "same" for the shapes to agree).
+pub struct OneConv {
+    pub graph: resnet_wgpu::graph::Graph,
+    pub weights: resnet_wgpu::WeightsFile,
+}
+
+pub fn one_conv(rng: &mut Rng, conv: resnet_wgpu::graph::Conv, residual: bool) -> OneConv {
+    use resnet_wgpu::graph::{Conv, Graph, Op, Window};
+    let mut g = Graph::default();
+    g.input = g.new_value();
+    g.input_channels = conv.in_channels;
+    let mut inputs = vec![g.input];
+    let (cout, cin, k, kt) = (
+        conv.out_channels,
+        conv.group_in_channels(),
+        conv.kernel,
+        conv.temporal.kernel,
+    );
+    let mut tensors = match conv.temporal.is_point() {
+        true => conv_tensors(rng, "conv", cout, cin, k),
+        false => conv3d_tensors(rng, "conv", [cout, cin, kt, k, k]),
+    };
+    if conv.bn.is_empty() {
+        tensors.retain(|(name, _, _)| !name.starts_with("conv.bn."));
+    }
+    if let Some(bn) = &conv.pre_act {
+        tensors.extend(bn_tensors(rng, bn, conv.in_channels));
+    }
+    if residual {
+        let shortcut = Conv {
+            weight: "short.weight".into(),
+            bn: "short.bn".into(),
+            kernel: 1,
+            pad: 0,
+            groups: 1,
+            temporal: Window {
+                kernel: 1,
+                stride: conv.temporal.stride,
+                pad: 0,
+            },
+            relu: false,
+            ..conv.clone()
+        };
+        inputs.push(g.push("short", Op::Conv(shortcut), vec![g.input]));
+        tensors.extend(match conv.temporal.is_point() {
+            true => conv_tensors(rng, "short", cout, conv.in_channels, 1),
+            false => conv3d_tensors(rng, "short", [cout, conv.in_channels, 1, 1, 1]),
+        });
+    }
+    g.output = g.push("conv", Op::Conv(conv), inputs);
+    g.features = g.output;
+    let bytes = resnet_wgpu::weights::serialize_f32(&tensors, None).unwrap();
+    OneConv {
+        graph: g,
+        weights: resnet_wgpu::WeightsFile::from_bytes("one conv", bytes).unwrap(),
+    }
+}
+
+/// BatchNorm tensors `{bn}.weight/bias/running_mean/running_var` for `c` channels.
+pub fn bn_tensors(rng: &mut Rng, bn: &str, c: usize) -> Tensors {
+    BN_NAMES
+        .iter()
+        .zip(BN_RANGES)
+        .map(|(p, (lo, hi))| (format!("{bn}.{p}"), vec![c], rng.vec(c, lo, hi)))
+        .collect()
 }

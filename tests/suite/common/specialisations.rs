@@ -105,20 +105,23 @@ pub fn register_tiles() -> Vec<ConvTiles> {
 pub const EPILOGUES: [(bool, bool); 4] =
     [(false, false), (false, true), (true, false), (true, true)];
 
-/// The dense conv's constants for `tiles` in each of its flag combinations: 16 for images,
-/// and the 8 temporal ones (video; a 1×1 over frames is never planned as pointwise).
+/// The dense conv's constants for `tiles` in each flag combination a plan can produce: 16
+/// for images, 8 over frames (a 1×1 over frames is never planned as pointwise) and 8
+/// pre-activating ones (channels-last images only: never the stem, never over frames).
 pub fn dense_conv_constants(tiles: ConvTiles) -> Vec<Constants> {
-    (0..32u32)
+    (0..64u32)
         .filter_map(|bits| {
-            let [residual, relu, nchw, pointwise, temporal] =
-                [0, 1, 2, 3, 4].map(|b| bits & (1 << b) != 0);
-            if temporal && pointwise {
+            let [residual, relu, nchw, pointwise, temporal, pre_act] =
+                [0, 1, 2, 3, 4, 5].map(|b| bits & (1 << b) != 0);
+            if (temporal && pointwise) || (pre_act && (nchw || temporal)) {
                 return None;
             }
             let mut c = conv_constants(tiles, residual, relu, nchw, pointwise);
             for (name, value) in &mut c {
-                if *name == "TEMPORAL" {
-                    *value = temporal as u32 as f64;
+                match *name {
+                    "TEMPORAL" => *value = temporal as u32 as f64,
+                    "PRE_ACT" => *value = pre_act as u32 as f64,
+                    _ => {}
                 }
             }
             Some(c)
@@ -246,6 +249,7 @@ fn problem(
         input_nchw,
         residual: true,
         relu: true,
+        pre_act: false,
     }
 }
 
@@ -288,13 +292,14 @@ pub fn every_specialisation() -> Vec<(Kernel, Constants)> {
             .map(|c| (Kernel::ConvReduce, c)),
     );
     all.extend(tuning_candidates().into_iter().map(|(_, _, k, c)| (k, c)));
-    for kernel in [
-        Kernel::MaxPool,
-        Kernel::AvgPool,
-        Kernel::GlobalAvgPool,
-        Kernel::Linear,
-    ] {
+    for kernel in [Kernel::MaxPool, Kernel::Linear] {
         all.push((kernel, vec![]));
+    }
+    // The average pools read the input plain or pre-activated.
+    for kernel in [Kernel::AvgPool, Kernel::GlobalAvgPool] {
+        for pre_act in [0.0, 1.0] {
+            all.push((kernel, vec![("PRE_ACT", pre_act)]));
+        }
     }
     // Each once, whichever list found it first.
     let mut seen = std::collections::HashSet::new();

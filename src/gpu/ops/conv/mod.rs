@@ -11,8 +11,8 @@ pub use crate::graph::problem::ConvProblem;
 
 pub mod steps;
 
-// params, input, weight, bias, residual, output (the split-K sum reads the partial sums as
-// `input` and never touches `weight`)
+// params, input, weight, bias, residual, output, pre-activation (the split-K sum reads the
+// partial sums as `input` and never touches `weight` or the pre-activation)
 const CONV_BINDINGS: &[Binding] = &[
     Binding::Uniform,
     Binding::Read,
@@ -20,6 +20,7 @@ const CONV_BINDINGS: &[Binding] = &[
     Binding::Read,
     Binding::Read,
     Binding::ReadWrite,
+    Binding::Read,
 ];
 
 /// Implicit GEMM with workgroup-memory tiles and 4×4 register blocks (GPUs).
@@ -202,7 +203,7 @@ impl ConvTiles {
 }
 
 /// Specialisation of the (dense) conv kernels (both entry points read the same overrides).
-/// `TEMPORAL` starts off; [`ConvConfig::constants`] turns it on for convs over frames.
+/// `TEMPORAL` and `PRE_ACT` start off; [`ConvConfig::constants`] sets them per problem.
 pub fn conv_constants(
     tiles: ConvTiles,
     residual: bool,
@@ -221,6 +222,7 @@ pub fn conv_constants(
         ("GROUPED", 0.0),
         ("SPLIT_K", 0.0),
         ("TEMPORAL", 0.0),
+        ("PRE_ACT", 0.0),
     ]
 }
 
@@ -451,6 +453,7 @@ impl ConvConfig {
             match *name {
                 "SPLIT_K" => *value = split as u32 as f64,
                 "TEMPORAL" => *value = p.temporal() as u32 as f64,
+                "PRE_ACT" => *value = p.pre_act as u32 as f64,
                 _ => {}
             }
         }

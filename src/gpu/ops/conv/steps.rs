@@ -25,6 +25,8 @@ pub struct ConvBuffers<'a> {
     pub output: &'a wgpu::Buffer,
     /// (split_k, M, C_out) partial sums; needed when the configuration splits K.
     pub scratch: Option<&'a wgpu::Buffer>,
+    /// `[scale; C_in] ++ [shift; C_in]` of the pre-activation, when the conv applies one.
+    pub pre_act: Option<&'a wgpu::Buffer>,
     /// Bound where a layout has a slot the specialisation never reads.
     pub unused: &'a wgpu::Buffer,
 }
@@ -40,7 +42,7 @@ impl NodeOp for ConvNode<'_> {
         Some(FoldSource {
             weight: c.weight.clone(),
             bias_or_bn: c.bn.clone(),
-            has_bn: true,
+            has_bn: !c.bn.is_empty(),
             out_c: c.out_channels,
             in_c: c.group_in_channels(),
             area: c.temporal.kernel * c.kernel * c.kernel,
@@ -90,6 +92,7 @@ impl NodeOp for ConvNode<'_> {
             residual: b.inputs.get(1).copied(),
             output: b.output,
             scratch: b.scratch,
+            pre_act: b.pre_act,
             unused: b.unused,
         };
         conv_steps(env, name, p, config, &buffers)
@@ -127,6 +130,16 @@ pub fn conv_steps(
     if split {
         u32_of(name, p.m() * p.out_c * config.split_k as usize)?;
     }
+    let pre_act = match (p.pre_act, b.pre_act) {
+        (false, _) => b.unused,
+        (true, Some(buffer)) if buffer.size() == 2 * p.in_c as u64 * 4 => buffer,
+        (true, _) => {
+            return Err(Error::Gpu(format!(
+                "{name}: the pre-activation needs a scale and shift for each of {} channels",
+                p.in_c
+            )))
+        }
+    };
     let uniform = env.uniform(name, &conv_uniform(name, p, config)?);
     let kernel = config.kernel();
     let conv_bind = env.kernels.bind(
@@ -140,6 +153,7 @@ pub fn conv_steps(
             b.bias,
             b.residual.filter(|_| !split).unwrap_or(b.unused),
             scratch.unwrap_or(b.output),
+            pre_act,
         ],
     )?;
     let out_bytes = p.output_shape().bytes();
@@ -230,6 +244,7 @@ fn split_k_sum(
             b.bias,
             b.residual.unwrap_or(b.unused),
             b.output,
+            b.unused,
         ],
     )?;
     let elements = (p.m() * p.out_c) as u64;
