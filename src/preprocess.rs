@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 
 mod decode;
 pub mod presets;
-pub use decode::{load_image, load_image_with, ImageOptions, MAX_IMAGE_PIXELS};
+pub use decode::{decode_image, load_image, load_image_with, ImageOptions, MAX_IMAGE_PIXELS};
 
 /// Resampling filter, as Pillow defines it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +179,19 @@ pub fn load_and_preprocess_with(
 ) -> Result<Vec<f32>> {
     p.validate()?;
     let img = load_image_with(path, options)?;
+    Ok(preprocess(&img, p))
+}
+
+/// `decode_image` then `preprocess`, after checking the parameters: [`load_and_preprocess_with`]
+/// on an image file's bytes in memory (in a browser), `label` naming it in errors.
+pub fn decode_and_preprocess(
+    bytes: &[u8],
+    label: &Path,
+    p: &Preprocess,
+    options: &ImageOptions,
+) -> Result<Vec<f32>> {
+    p.validate()?;
+    let img = decode_image(bytes, label, options)?;
     Ok(preprocess(&img, p))
 }
 

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use super::context::{GpuContext, GpuOptions};
 use super::kernels::{CompileStats, Kernels};
@@ -14,12 +13,13 @@ use super::ops::conv::{ConvConfig, ConvProblem, DeviceFit};
 use super::ops::fold_bn::{prepare, LayerWeights};
 use super::pipeline_cache::PipelineCacheState;
 use super::plan::{check_limits, conv_problems, GpuPlan, PlanInputs, PlanStats};
-use super::readback::{copy_out, read_buffer};
+use super::readback::{copy_out, read_pod};
 use super::tuning::cache::TuneCache;
 use crate::error::{Error, Result};
 use crate::graph::plan::MemoryPlan;
 use crate::graph::Graph;
 use crate::model::{Arch, Network};
+use crate::platform::{self, Instant};
 use crate::weights::WeightsFile;
 
 /// Which value an inference reads back.
@@ -82,6 +82,28 @@ impl Engine {
         Self::from_network(ctx, network, weights)
     }
 
+    /// [`Engine::load_network`] without blocking: the way to load in a browser.
+    pub async fn load_network_async(
+        network: Network,
+        weights: &WeightsFile,
+        options: &GpuOptions,
+    ) -> Result<Self> {
+        let ctx = Arc::new(GpuContext::new_async(options).await?);
+        Self::from_network_async(ctx, network, weights).await
+    }
+
+    /// [`Engine::from_network`] without blocking: the GPU work of loading is queued at once,
+    /// and its errors (known only later in a browser) are awaited before this returns.
+    pub async fn from_network_async(
+        ctx: Arc<GpuContext>,
+        network: Network,
+        weights: &WeightsFile,
+    ) -> Result<Self> {
+        let engine = Self::from_network(ctx, network, weights)?;
+        engine.ctx.settle().await?;
+        Ok(engine)
+    }
+
     /// Like [`Engine::load_network`] on an already open device.
     pub fn from_network(
         ctx: Arc<GpuContext>,
@@ -138,6 +160,19 @@ impl Engine {
         w: usize,
         output: Output,
     ) -> Result<Vec<f32>> {
+        platform::block_on(self.run_async(input, n, h, w, output), "Engine::run_async")
+    }
+
+    /// [`Engine::run`] without blocking: the way to run in a browser. Natively it never
+    /// yields (the wait for the GPU blocks inside), so it may hold a plan's lock throughout.
+    pub async fn run_async(
+        &self,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: Output,
+    ) -> Result<Vec<f32>> {
         let c = self.graph.input_channels;
         let per_image = c.checked_mul(h).and_then(|v| v.checked_mul(w));
         let expected = per_image.and_then(|v| v.checked_mul(n));
@@ -150,14 +185,14 @@ impl Engine {
         let per_image = per_image.unwrap_or(0);
         let sizes = self.sub_batches(n, h, w)?;
         if sizes.len() == 1 {
-            return self.run_batch(input, n, h, w, output);
+            return self.run_batch(input, n, h, w, output).await;
         }
         log::info!("batch {n} at {h}×{w} exceeds the adapter's limits; running {sizes:?}");
         let mut out = Vec::new();
         let mut start = 0;
         for size in sizes {
             let part = &input[start * per_image..(start + size) * per_image];
-            out.extend(self.run_batch(part, size, h, w, output)?);
+            out.extend(self.run_batch(part, size, h, w, output).await?);
             start += size;
         }
         Ok(out)
@@ -206,8 +241,13 @@ impl Engine {
     }
 
     /// One batch through one plan: a buffer write, one command buffer, a readback. Callers
-    /// go through [`Engine::run`], which splits batches that do not fit.
-    fn run_batch(
+    /// go through [`Engine::run_async`], which splits batches that do not fit.
+    ///
+    /// The plan's lock is held until its readback buffer is unmapped: another inference on the
+    /// same plan would write its buffers meanwhile. Natively the future never yields while
+    /// holding it (the wait blocks); a browser page has one thread.
+    #[allow(clippy::await_holding_lock)]
+    async fn run_batch(
         &self,
         input: &[f32],
         n: usize,
@@ -245,7 +285,7 @@ impl Engine {
             encoder.copy_buffer_to_buffer(plan.slot_of(value), 0, &plan.readback, 0, bytes);
             ctx.queue.submit([encoder.finish()])
         })?;
-        read_buffer(ctx, &plan.readback, bytes, Some(submission))
+        read_pod(ctx, &plan.readback, bytes, Some(submission)).await
     }
 
     /// The plan for `(n, h, w)`, built on first use.
