@@ -12,8 +12,9 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub use imp::{Instant, NO_ADAPTER_HINT};
 
@@ -27,6 +28,27 @@ pub fn block_on<T>(future: impl Future<Output = Result<T>>, async_name: &str) ->
 /// waited for. `Err(future)` gives it back (only in a browser) to be awaited later.
 pub fn now_or_later<F: Future + Unpin>(future: F) -> std::result::Result<F::Output, F> {
     imp::now_or_later(future)
+}
+
+/// Locks `mutex` for a future that holds it across an `await`. Natively such a future never
+/// yields while holding it (its waits block), so this waits like `Mutex::lock`. A page has
+/// one thread: a second caller while a first awaits would deadlock (wasm's `Mutex` panics
+/// instead), so it is refused with an error naming `what` is still running.
+pub fn lock_across_await<'a, T>(mutex: &'a Mutex<T>, what: &str) -> Result<MutexGuard<'a, T>> {
+    imp::lock_across_await(mutex).map_err(|busy| match busy {
+        Busy::Running => Error::Usage(format!(
+            "{what} is still running; await it before starting another"
+        )),
+        Busy::Poisoned => Error::Gpu(format!("{what} panicked earlier (lock poisoned)")),
+    })
+}
+
+/// Why [`lock_across_await`] got no guard.
+enum Busy {
+    /// Only in a page: natively the lock waits instead.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    Running,
+    Poisoned,
 }
 
 /// The user's cache directory (`~/.cache` and its equivalents), where the platform has one.
@@ -52,6 +74,10 @@ mod imp {
         Ok(pollster::block_on(future))
     }
 
+    pub fn lock_across_await<T>(mutex: &Mutex<T>) -> std::result::Result<MutexGuard<'_, T>, Busy> {
+        mutex.lock().map_err(|_| Busy::Poisoned)
+    }
+
     pub fn user_cache_dir() -> Option<PathBuf> {
         dirs::cache_dir()
     }
@@ -63,7 +89,6 @@ mod imp {
     use std::task::{Context, Poll, Waker};
 
     use super::*;
-    use crate::error::Error;
 
     pub use web_time::Instant;
 
@@ -86,6 +111,13 @@ mod imp {
             Poll::Ready(out) => Ok(out),
             Poll::Pending => Err(future),
         }
+    }
+
+    pub fn lock_across_await<T>(mutex: &Mutex<T>) -> std::result::Result<MutexGuard<'_, T>, Busy> {
+        mutex.try_lock().map_err(|e| match e {
+            std::sync::TryLockError::WouldBlock => Busy::Running,
+            std::sync::TryLockError::Poisoned(_) => Busy::Poisoned,
+        })
     }
 
     pub fn user_cache_dir() -> Option<PathBuf> {

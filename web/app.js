@@ -51,15 +51,24 @@ ready.catch((e) => {
   showError(errorText(e));
 });
 
+// One GPU job at a time: the engine refuses an inference that overlaps another, so calls
+// (a second image dropped before the first is done, a test's) wait their turn here.
+let queue = Promise.resolve();
+function inTurn(job) {
+  const run = queue.then(job);
+  queue = run.catch(() => {});
+  return run;
+}
+
 window.resnetClassify = async (blob, k = 5) => {
   const { classifier } = await ready;
   const bytes = new Uint8Array(await blob.arrayBuffer());
-  return classifier.classify(bytes, k);
+  return inTurn(() => classifier.classify(bytes, k));
 };
 
 window.resnetLoadWeights = async (bytes, name = "weights.safetensors") => {
   const { classifier } = await ready;
-  const summary = await classifier.load_weights(new Uint8Array(bytes), name);
+  const summary = await inTurn(() => classifier.load_weights(new Uint8Array(bytes), name));
   $("status").textContent = `Model: ${summary}.`;
   return summary;
 };

@@ -73,6 +73,19 @@ async function classifyAll(page, pass, reference) {
   return times;
 }
 
+// Every sample classified by overlapping calls (as a person dropping images quickly): each
+// must still get its own, correct answer.
+async function classifyAtOnce(page, reference) {
+  const names = readdirSync(samples).sort().filter((n) => reference.has(n));
+  const images = names.map((n) => readFileSync(join(samples, n)).toString("base64"));
+  const tops = await page.evaluate(async (all) => Promise.all(all.map((b64) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    return window.resnetClassify(new Blob([bytes]), 5);
+  })), images);
+  names.forEach((name, i) => compare(`at once ${name}`, tops[i], reference.get(name)));
+  console.log(`${names.length} overlapping classify calls answered like the CLI`);
+}
+
 function compare(what, got, want) {
   check(got.length === want.length, `${what}: ${got.length} classes, expected ${want.length}`);
   check(got[0]?.class === want[0].class,
@@ -114,8 +127,10 @@ async function run(page, url) {
   console.log(`model: ${ready.model}`);
   console.log(`page load to engine ready: ${loadMs.toFixed(0)} ms ` +
     `(engine start in the page: ${ready.loadMs.toFixed(0)} ms)`);
-  const times = await classifyAll(page, "embedded", cliTop5(null));
+  const embedded = cliTop5(null);
+  const times = await classifyAll(page, "embedded", embedded);
   console.log(`per image, embedded model: ${summary(times)}`);
+  await classifyAtOnce(page, embedded);
   for (const file of LOADED) {
     const reference = cliTop5(file);
     const loadStarted = performance.now();

@@ -245,7 +245,7 @@ impl Engine {
     ///
     /// The plan's lock is held until its readback buffer is unmapped: another inference on the
     /// same plan would write its buffers meanwhile. Natively the future never yields while
-    /// holding it (the wait blocks); a browser page has one thread.
+    /// holding it (the wait blocks); in a page an overlapping call is refused.
     #[allow(clippy::await_holding_lock)]
     async fn run_batch(
         &self,
@@ -256,9 +256,7 @@ impl Engine {
         output: Output,
     ) -> Result<Vec<f32>> {
         let plan = self.plan(n, h, w)?;
-        let plan = plan
-            .lock()
-            .map_err(|_| Error::Gpu("plan lock poisoned by an earlier panic".into()))?;
+        let plan = platform::lock_across_await(&plan, "an inference on this engine")?;
         let value = match output {
             Output::Logits => self.graph.output,
             Output::Features => self.graph.features,
