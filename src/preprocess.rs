@@ -472,6 +472,20 @@ mod tests {
         load_image(&fixture(name)).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The page decodes bytes, the CLI reads files: one decoder, the same tensor.
+    #[test]
+    fn bytes_and_files_give_the_same_tensor() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/3_0045.png");
+        let bytes = std::fs::read(&path).unwrap();
+        let p = Preprocess::torchvision_v1();
+        let options = ImageOptions::default();
+        let from_file = load_and_preprocess_with(&path, &p, &options).unwrap();
+        let from_bytes = decode_and_preprocess(&bytes, Path::new("3_0045.png"), &p, &options);
+        assert_eq!(from_bytes.unwrap(), from_file);
+        let empty = decode_and_preprocess(&[], Path::new("empty.png"), &p, &options);
+        assert!(empty.unwrap_err().to_string().contains("empty.png"));
+    }
+
     /// The tensor torchvision derives from an 8-bit crop (ToTensor + Normalize in f32).
     fn normalize(img: &RgbImage, p: &Preprocess) -> Vec<f32> {
         let norm = |c: usize| {

@@ -40,10 +40,10 @@ pub async fn open() -> Result<Classifier, JsError> {
     let gpu = Arc::new(
         GpuContext::new_async(&GpuOptions::default())
             .await
-            .map_err(js)?,
+            .map_err(js_error)?,
     );
-    let weights = WeightsFile::default_model().map_err(js)?;
-    let model = load(gpu.clone(), weights).await.map_err(js)?;
+    let weights = WeightsFile::default_model().map_err(js_error)?;
+    let model = load(gpu.clone(), weights).await.map_err(js_error)?;
     Ok(Classifier {
         gpu,
         model: Rc::new(RefCell::new(Rc::new(model))),
@@ -67,7 +67,7 @@ impl Classifier {
     pub fn classify(&self, image: Vec<u8>, k: usize) -> Promise {
         let model = self.model.borrow().clone();
         future_to_promise(async move {
-            let top = classify(&model, &image, k).await.map_err(js)?;
+            let top = classify(&model, &image, k).await.map_err(js_error)?;
             Ok(top.into())
         })
     }
@@ -78,8 +78,8 @@ impl Classifier {
     pub fn load_weights(&self, bytes: Vec<u8>, name: String) -> Promise {
         let (gpu, slot) = (self.gpu.clone(), self.model.clone());
         future_to_promise(async move {
-            let weights = WeightsFile::from_bytes(name, bytes).map_err(js)?;
-            let model = load(gpu, weights).await.map_err(js)?;
+            let weights = WeightsFile::from_bytes(name, bytes).map_err(js_error)?;
+            let model = load(gpu, weights).await.map_err(js_error)?;
             let summary = model.summary.clone();
             *slot.borrow_mut() = Rc::new(model);
             Ok(summary.into())
@@ -139,6 +139,6 @@ fn set(object: &Object, key: &str, value: &JsValue) {
 }
 
 /// A library error as a JavaScript `Error` with its message.
-fn js(e: Error) -> JsError {
+fn js_error(e: Error) -> JsError {
     JsError::new(&e.to_string())
 }
