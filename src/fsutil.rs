@@ -91,7 +91,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 enum OutputKind {
     /// A regular file or nothing yet: replaced atomically.
     File,
-    /// A FIFO or character device: written through.
+    /// A FIFO or character device: written through. Only recognised on Unix.
+    #[cfg_attr(not(unix), allow(dead_code))]
     Stream,
 }
 

@@ -13,8 +13,10 @@ pub mod kinetics;
 pub mod metadata;
 pub mod model;
 pub mod npy;
+mod platform;
 pub mod preprocess;
 pub mod reference;
+pub mod scores;
 pub mod video;
 pub mod weights;
 

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 
 mod decode;
 pub mod presets;
-pub use decode::{load_image, load_image_with, ImageOptions, MAX_IMAGE_PIXELS};
+pub use decode::{decode_image, load_image, load_image_with, ImageOptions, MAX_IMAGE_PIXELS};
 
 /// Resampling filter, as Pillow defines it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +179,19 @@ pub fn load_and_preprocess_with(
 ) -> Result<Vec<f32>> {
     p.validate()?;
     let img = load_image_with(path, options)?;
+    Ok(preprocess(&img, p))
+}
+
+/// `decode_image` then `preprocess`, after checking the parameters: [`load_and_preprocess_with`]
+/// on an image file's bytes in memory (in a browser), `label` naming it in errors.
+pub fn decode_and_preprocess(
+    bytes: &[u8],
+    label: &Path,
+    p: &Preprocess,
+    options: &ImageOptions,
+) -> Result<Vec<f32>> {
+    p.validate()?;
+    let img = decode_image(bytes, label, options)?;
     Ok(preprocess(&img, p))
 }
 
@@ -457,6 +470,20 @@ mod tests {
 
     fn png(name: &str) -> RgbImage {
         load_image(&fixture(name)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The page decodes bytes, the CLI reads files: one decoder, the same tensor.
+    #[test]
+    fn bytes_and_files_give_the_same_tensor() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/3_0045.png");
+        let bytes = std::fs::read(&path).unwrap();
+        let p = Preprocess::torchvision_v1();
+        let options = ImageOptions::default();
+        let from_file = load_and_preprocess_with(&path, &p, &options).unwrap();
+        let from_bytes = decode_and_preprocess(&bytes, Path::new("3_0045.png"), &p, &options);
+        assert_eq!(from_bytes.unwrap(), from_file);
+        let empty = decode_and_preprocess(&[], Path::new("empty.png"), &p, &options);
+        assert!(empty.unwrap_err().to_string().contains("empty.png"));
     }
 
     /// The tensor torchvision derives from an 8-bit crop (ToTensor + Normalize in f32).

@@ -1,10 +1,13 @@
 //! Instance, adapter and device: choosing a GPU and opening it with the limits our plans need.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::platform;
 
 /// How long any wait on the GPU may take before it is reported as a hang (the default of
 /// [`GpuContext::set_timeout`]). Generous: a large batch on a software adapter takes minutes.
@@ -109,8 +112,13 @@ fn resolve(choice: &AdapterChoice) -> Result<(Option<String>, wgpu::Backends)> {
 
 /// Every adapter wgpu can see on the chosen backends.
 pub fn list_adapters(choice: &AdapterChoice) -> Result<Vec<AdapterSummary>> {
+    platform::block_on(list_adapters_async(choice), "list_adapters_async")
+}
+
+/// [`list_adapters`] without blocking (a browser offers one adapter, or none).
+pub async fn list_adapters_async(choice: &AdapterChoice) -> Result<Vec<AdapterSummary>> {
     let (_, backends) = resolve(choice)?;
-    let adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
+    let adapters = instance(backends).enumerate_adapters(backends).await;
     Ok(adapters
         .iter()
         .map(|a| AdapterSummary::of(&a.get_info()))
@@ -150,15 +158,62 @@ pub struct GpuContext {
     broken: Arc<OnceLock<String>>,
     /// An error wgpu raised outside any error scope, reported by the next check.
     uncaptured: Arc<Mutex<Option<String>>>,
+    /// What error scopes caught, where that is known only later (in a browser).
+    pub(crate) scope_errors: Arc<ScopeErrors>,
     timeout_ms: AtomicU64,
+}
+
+/// What a set of popped error scopes caught, as our error; known once the future resolves.
+type Caught = Pin<Box<dyn Future<Output = Option<Error>> + Send>>;
+
+/// Error-scope results not known yet. Natively wgpu knows them when the scope is popped; a
+/// browser answers only after control has gone back to its event loop, so there they wait
+/// here and [`GpuContext::settle`] reports the first (every async entry point settles before
+/// it returns).
+#[derive(Default)]
+pub(crate) struct ScopeErrors {
+    pending: Mutex<Vec<Caught>>,
+}
+
+impl ScopeErrors {
+    /// What `caught` holds: natively at once; in a browser, if it is not known yet, `None`
+    /// now and the error (if any) at the next [`GpuContext::settle`].
+    pub(crate) fn now_or_at_settle(
+        &self,
+        caught: impl Future<Output = Option<Error>> + Send + 'static,
+    ) -> Option<Error> {
+        match platform::now_or_later(Box::pin(caught) as Caught) {
+            Ok(error) => error,
+            Err(later) => {
+                if let Ok(mut pending) = self.pending.lock() {
+                    pending.push(later);
+                }
+                None
+            }
+        }
+    }
+
+    /// Awaits every pending result; the first error, in the order the scopes were popped.
+    async fn settle(&self) -> Result<()> {
+        let pending = match self.pending.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(_) => return Err(Error::Gpu("error-scope queue poisoned".into())),
+        };
+        let mut first = None;
+        for caught in pending {
+            let error = caught.await;
+            first = first.or(error);
+        }
+        first.map_or(Ok(()), Err)
+    }
 }
 
 /// The adapter `choice` names (or the best one): real GPUs first, and Vulkan/Metal/DX12
 /// over GL for the same device. A choice that matches nothing is a user error listing what
 /// there is.
-fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
+async fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
     let (name, backends) = resolve(choice)?;
-    let mut adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
+    let mut adapters = instance(backends).enumerate_adapters(backends).await;
     if let Some(want) = &name {
         let want = want.to_lowercase();
         adapters.retain(|a| a.get_info().name.to_lowercase().contains(&want));
@@ -169,23 +224,22 @@ fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
     });
     match adapters.into_iter().next() {
         Some(adapter) => Ok(adapter),
-        None => Err(no_adapter(name, backends)),
+        None => Err(no_adapter(name, backends).await),
     }
 }
 
 /// Why no adapter matched: none at all, or none of the name and backends asked for.
-fn no_adapter(name: Option<String>, backends: wgpu::Backends) -> Error {
+async fn no_adapter(name: Option<String>, backends: wgpu::Backends) -> Error {
     let restricted = backends != wgpu::Backends::all();
     if name.is_none() && !restricted {
-        return Error::NoAdapter(
-            " (on Linux without a GPU, install Mesa's lavapipe: scripts/setup.sh)".into(),
-        );
+        return Error::NoAdapter(platform::NO_ADAPTER_HINT.into());
     }
     // The user asked for something that is not there: list what is, on any backend.
-    let everywhere: Vec<String> = list_adapters(&AdapterChoice {
+    let everywhere: Vec<String> = list_adapters_async(&AdapterChoice {
         name: None,
         backend: Some("vulkan,metal,dx12,gl".into()),
     })
+    .await
     .map(|l| {
         l.iter()
             .map(|a| format!("{} ({})", a.name, a.backend))
@@ -222,7 +276,7 @@ fn no_adapter(name: Option<String>, backends: wgpu::Backends) -> Error {
 
 /// The device with `limits` (the adapter's unless imposed), and the features we use where the
 /// adapter has them.
-fn open_device(
+async fn open_device(
     adapter: &wgpu::Adapter,
     info: &AdapterSummary,
     limits: &wgpu::Limits,
@@ -234,18 +288,20 @@ fn open_device(
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::PIPELINE_CACHE);
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        label: Some("resnet-wgpu"),
-        required_features: features,
-        required_limits: limits.clone(),
-        experimental_features: wgpu::ExperimentalFeatures::disabled(),
-        memory_hints: wgpu::MemoryHints::Performance,
-        trace: wgpu::Trace::Off,
-    }))
-    .map_err(|e| Error::Device {
-        adapter: info.name.clone(),
-        msg: e.to_string(),
-    })?;
+    let (device, queue) = adapter
+        .request_device(&wgpu::DeviceDescriptor {
+            label: Some("resnet-wgpu"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        })
+        .await
+        .map_err(|e| Error::Device {
+            adapter: info.name.clone(),
+            msg: e.to_string(),
+        })?;
     Ok((device, queue))
 }
 
@@ -283,21 +339,26 @@ impl GpuContext {
     /// The device `options` choose, with everything its adapter offers: large networks and
     /// batches need the big binding sizes; the plan checks each buffer against these limits.
     pub fn new(options: &GpuOptions) -> Result<Self> {
-        Self::open(options, None)
+        platform::block_on(Self::open(options, None), "GpuContext::new_async")
+    }
+
+    /// [`GpuContext::new`] without blocking: the way to open a device in a browser.
+    pub async fn new_async(options: &GpuOptions) -> Result<Self> {
+        Self::open(options, None).await
     }
 
     /// Like [`GpuContext::new`] with `limits` imposed instead of the adapter's own (each must
     /// be within the adapter's): with `wgpu::Limits::default()`, WebGPU's defaults, the plans
     /// are those of a browser that grants no more.
     pub fn with_limits(options: &GpuOptions, limits: wgpu::Limits) -> Result<Self> {
-        Self::open(options, Some(limits))
+        platform::block_on(Self::open(options, Some(limits)), "GpuContext::new_async")
     }
 
-    fn open(options: &GpuOptions, limits: Option<wgpu::Limits>) -> Result<Self> {
-        let adapter = choose_adapter(&options.adapter)?;
+    async fn open(options: &GpuOptions, limits: Option<wgpu::Limits>) -> Result<Self> {
+        let adapter = choose_adapter(&options.adapter).await?;
         let info = AdapterSummary::of(&adapter.get_info());
         let limits = limits.unwrap_or_else(|| adapter.limits());
-        let (device, queue) = open_device(&adapter, &info, &limits)?;
+        let (device, queue) = open_device(&adapter, &info, &limits).await?;
         let (broken, uncaptured) = error_handlers(&device);
         log::info!("adapter: {info}");
         let prefer_registers = options
@@ -315,6 +376,7 @@ impl GpuContext {
             disk_cache: options.disk_cache.clone(),
             broken,
             uncaptured,
+            scope_errors: Arc::default(),
             timeout_ms: AtomicU64::new(GPU_TIMEOUT.as_millis() as u64),
         })
     }
@@ -347,6 +409,13 @@ impl GpuContext {
             Some(e) => Err(Error::Gpu(e)),
             None => Ok(()),
         }
+    }
+
+    /// Waits for what error scopes caught where that is known only later (in a browser), then
+    /// [`GpuContext::check`]s: every `async` entry point ends with it. Natively it only checks.
+    pub async fn settle(&self) -> Result<()> {
+        self.scope_errors.settle().await?;
+        self.check()
     }
 
     /// Marks the device unusable: every later call fails with `why`.
@@ -393,14 +462,17 @@ impl GpuContext {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
-        let v = pollster::block_on(validation.pop());
-        let o = pollster::block_on(oom.pop());
+        // Popped innermost first, now; their results may come later (in a browser).
+        let (v, o) = (validation.pop(), oom.pop());
+        let what = what.to_owned();
+        let caught = async move {
+            let (v, o) = (v.await, o.await);
+            v.or(o).map(|e| Error::Gpu(format!("{what}: {e}")))
+        };
+        let caught = self.scope_errors.now_or_at_settle(caught);
         // A lost device explains every error after it; say so rather than the symptom.
         self.check()?;
-        if let Some(e) = v.or(o) {
-            return Err(Error::Gpu(format!("{what}: {e}")));
-        }
-        Ok(out)
+        caught.map_or(Ok(out), Err)
     }
 }
 

@@ -12,7 +12,7 @@ pub const CACHE_DIR_ENV: &str = "RESNET_WGPU_CACHE_DIR";
 pub enum DiskCache {
     /// `$RESNET_WGPU_CACHE_DIR`, else the platform's user cache directory + `resnet-wgpu`
     /// (`~/.cache/resnet-wgpu` on Linux, `~/Library/Caches/resnet-wgpu` on macOS,
-    /// `%LOCALAPPDATA%\resnet-wgpu` on Windows).
+    /// `%LOCALAPPDATA%\resnet-wgpu` on Windows; none in a browser).
     #[default]
     User,
     /// This directory.
@@ -28,7 +28,7 @@ impl DiskCache {
             DiskCache::User => std::env::var_os(CACHE_DIR_ENV)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
-                .or_else(|| dirs::cache_dir().map(|d| d.join("resnet-wgpu"))),
+                .or_else(|| crate::platform::user_cache_dir().map(|d| d.join("resnet-wgpu"))),
             DiskCache::Dir(d) => Some(d.clone()),
             DiskCache::Off => None,
         }

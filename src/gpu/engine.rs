@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use super::context::{GpuContext, GpuOptions};
 use super::kernels::{CompileStats, Kernels};
@@ -14,12 +13,13 @@ use super::ops::conv::{ConvConfig, ConvProblem, DeviceFit};
 use super::ops::fold_bn::{prepare, prepare_pre_acts, LayerWeights};
 use super::pipeline_cache::PipelineCacheState;
 use super::plan::{check_limits, conv_problems, GpuPlan, PlanInputs, PlanStats};
-use super::readback::{copy_out, read_buffer};
+use super::readback::{copy_out, read_pod};
 use super::tuning::cache::TuneCache;
 use crate::error::{Error, Result};
 use crate::graph::plan::MemoryPlan;
 use crate::graph::{Graph, InputSize};
 use crate::model::{Model, Network};
+use crate::platform::{self, Instant};
 use crate::weights::WeightsFile;
 
 /// Which value an inference reads back.
@@ -82,6 +82,28 @@ impl Engine {
         Self::from_network(ctx, network, weights)
     }
 
+    /// [`Engine::load_network`] without blocking: the way to load in a browser.
+    pub async fn load_network_async(
+        network: Network,
+        weights: &WeightsFile,
+        options: &GpuOptions,
+    ) -> Result<Self> {
+        let ctx = Arc::new(GpuContext::new_async(options).await?);
+        Self::from_network_async(ctx, network, weights).await
+    }
+
+    /// [`Engine::from_network`] without blocking: the GPU work of loading is queued at once,
+    /// and its errors (known only later in a browser) are awaited before this returns.
+    pub async fn from_network_async(
+        ctx: Arc<GpuContext>,
+        network: Network,
+        weights: &WeightsFile,
+    ) -> Result<Self> {
+        let engine = Self::from_network(ctx, network, weights)?;
+        engine.ctx.settle().await?;
+        Ok(engine)
+    }
+
     /// Like [`Engine::load_network`] on an already open device.
     pub fn from_network(
         ctx: Arc<GpuContext>,
@@ -139,6 +161,17 @@ impl Engine {
     /// [`Engine::run`] at any input size: images `(n, C_in, h, w)` or clips
     /// `(n, C_in, t, h, w)` (NCTHW), split into sub-batches of whole clips when needed.
     pub fn run_at(&self, input: &[f32], size: InputSize, output: Output) -> Result<Vec<f32>> {
+        platform::block_on(self.run_async(input, size, output), "Engine::run_async")
+    }
+
+    /// [`Engine::run_at`] without blocking: the way to run in a browser. Natively it never
+    /// yields (the wait for the GPU blocks inside), so it may hold a plan's lock throughout.
+    pub async fn run_async(
+        &self,
+        input: &[f32],
+        size: InputSize,
+        output: Output,
+    ) -> Result<Vec<f32>> {
         let c = self.graph.input_channels;
         let per_item = [size.t, size.h, size.w]
             .into_iter()
@@ -154,7 +187,7 @@ impl Engine {
         let per_item = per_item.unwrap_or(0);
         let sizes = self.sub_batches(size)?;
         if sizes.len() == 1 {
-            return self.run_batch(input, size, output);
+            return self.run_batch(input, size, output).await;
         }
         log::info!(
             "batch {} exceeds the adapter's limits; running {sizes:?}",
@@ -164,7 +197,7 @@ impl Engine {
         let mut start = 0;
         for n in sizes {
             let part = &input[start * per_item..(start + n) * per_item];
-            out.extend(self.run_batch(part, size.with_batch(n), output)?);
+            out.extend(self.run_batch(part, size.with_batch(n), output).await?);
             start += n;
         }
         Ok(out)
@@ -215,12 +248,15 @@ impl Engine {
     }
 
     /// One batch through one plan: a buffer write, one command buffer, a readback. Callers
-    /// go through [`Engine::run_at`], which splits batches that do not fit.
-    fn run_batch(&self, input: &[f32], size: InputSize, output: Output) -> Result<Vec<f32>> {
+    /// go through [`Engine::run_async`], which splits batches that do not fit.
+    ///
+    /// The plan's lock is held until its readback buffer is unmapped: another inference on the
+    /// same plan would write its buffers meanwhile. Natively the future never yields while
+    /// holding it (the wait blocks); in a page an overlapping call is refused.
+    #[allow(clippy::await_holding_lock)]
+    async fn run_batch(&self, input: &[f32], size: InputSize, output: Output) -> Result<Vec<f32>> {
         let plan = self.plan(size)?;
-        let plan = plan
-            .lock()
-            .map_err(|_| Error::Gpu("plan lock poisoned by an earlier panic".into()))?;
+        let plan = platform::lock_across_await(&plan, "an inference on this engine")?;
         let value = match output {
             Output::Logits => self.graph.output,
             Output::Features => self.graph.features,
@@ -247,7 +283,7 @@ impl Engine {
             encoder.copy_buffer_to_buffer(plan.slot_of(value), 0, &plan.readback, 0, bytes);
             ctx.queue.submit([encoder.finish()])
         })?;
-        read_buffer(ctx, &plan.readback, bytes, Some(submission))
+        read_pod(ctx, &plan.readback, bytes, Some(submission)).await
     }
 
     /// The plan for `size`, built on first use.

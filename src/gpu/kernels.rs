@@ -6,11 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::context::GpuContext;
+use super::context::{GpuContext, ScopeErrors};
 use super::pipeline_cache::{DiskPipelineCache, PipelineCacheState};
 use crate::error::{Error, Result};
+use crate::platform::Instant;
 
 /// Shader files, compiled into the binary.
 pub const SHADER_FILES: [(&str, &str); 4] = [
@@ -69,6 +70,8 @@ pub struct Kernels {
     /// The driver's pipeline cache, kept on disk between runs where the device has one.
     disk: Option<DiskPipelineCache>,
     disk_state: PipelineCacheState,
+    /// The device's error-scope results that are known only later (in a browser).
+    scope_errors: Arc<ScopeErrors>,
 }
 
 /// Pipelines compiled so far and the summed time of their creation calls.
@@ -107,6 +110,7 @@ impl Kernels {
             compile_ns: AtomicU64::new(0),
             disk,
             disk_state,
+            scope_errors: ctx.scope_errors.clone(),
         })
     }
 
@@ -308,17 +312,21 @@ impl Kernels {
             },
             cache: self.disk.as_ref().map(|d| &d.cache),
         });
-        let v = pollster::block_on(validation.pop());
-        let i = pollster::block_on(internal.pop());
-        let o = pollster::block_on(oom.pop());
-        if let Some(e) = v.or(i) {
-            return Err(Error::Shader {
-                name: label,
-                msg: e.to_string(),
-            });
-        }
-        if let Some(e) = o {
-            return Err(Error::Gpu(format!("creating pipeline {label}: {e}")));
+        // Popped innermost first, now; their results may come later (in a browser).
+        let (v, i, o) = (validation.pop(), internal.pop(), oom.pop());
+        let caught = async move {
+            let (v, i, o) = (v.await, i.await, o.await);
+            match (v.or(i), o) {
+                (Some(e), _) => Some(Error::Shader {
+                    name: label,
+                    msg: e.to_string(),
+                }),
+                (None, Some(e)) => Some(Error::Gpu(format!("creating pipeline {label}: {e}"))),
+                (None, None) => None,
+            }
+        };
+        if let Some(e) = self.scope_errors.now_or_at_settle(caught) {
+            return Err(e);
         }
         if let Some(disk) = &self.disk {
             disk.touched();

@@ -199,9 +199,10 @@ fn create(
             fallback: true,
         })
     };
-    match pollster::block_on(scope.pop()) {
-        Some(e) => Err(e),
-        None => Ok(cache),
+    // Known at once natively; a browser has no cache directory, so never gets here.
+    match crate::platform::now_or_later(Box::pin(scope.pop())) {
+        Ok(Some(e)) => Err(e),
+        Ok(None) | Err(_) => Ok(cache),
     }
 }
 

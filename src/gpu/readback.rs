@@ -1,8 +1,17 @@
-//! Reading results back: map a buffer once its submission has finished, within the
-//! context's timeout, and copy it out. Shared by the engine, the tuner and the timers.
+//! Reading results back: map a buffer once its submission has finished and copy it out.
+//! Shared by the engine, the tuner and the timers. There is one path, a future: natively the
+//! wait inside it blocks (`device.poll`, within the context's timeout), so the map has
+//! finished by the time it is awaited and the blocking callers drive it with
+//! `platform::block_on`; in a browser the map finishes once the page's event loop has turned.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
+use crate::platform;
 
 /// Maps `buffer` (MAP_READ) once `submission` (or all work) has finished and copies out its
 /// first `bytes` as f32.
@@ -12,7 +21,10 @@ pub(crate) fn read_buffer(
     bytes: u64,
     submission: Option<wgpu::SubmissionIndex>,
 ) -> Result<Vec<f32>> {
-    read_pod(ctx, buffer, bytes, submission)
+    platform::block_on(
+        read_pod(ctx, buffer, bytes, submission),
+        "Engine::run_async",
+    )
 }
 
 /// Maps `buffer` (MAP_READ) and copies out its first `bytes` as u64 (timestamps).
@@ -22,25 +34,33 @@ pub(crate) fn read_u64(
     bytes: u64,
     submission: Option<wgpu::SubmissionIndex>,
 ) -> Result<Vec<u64>> {
-    read_pod(ctx, buffer, bytes, submission)
+    platform::block_on(
+        read_pod(ctx, buffer, bytes, submission),
+        "Engine::run_async",
+    )
 }
 
-fn read_pod<T: bytemuck::Pod>(
+/// Maps `buffer` (MAP_READ) once `submission` (or all work) has finished, copies out its
+/// first `bytes` as `T` and settles the context (errors caught since, in a browser).
+pub(crate) async fn read_pod<T: bytemuck::Pod>(
     ctx: &GpuContext,
     buffer: &wgpu::Buffer,
     bytes: u64,
     submission: Option<wgpu::SubmissionIndex>,
 ) -> Result<Vec<T>> {
     let slice = buffer.slice(..bytes);
-    let (tx, rx) = std::sync::mpsc::channel();
+    let mapped = Mapped::default();
+    let callback = mapped.callback();
     slice.map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
+        callback.record(r.map_err(|e| e.to_string()))
     });
+    // Natively this blocks until the work is done, which runs the callback; in a browser it
+    // returns at once and the map finishes while the page waits below.
     ctx.wait_for(submission)?;
-    // The wait has run the callback; the timeout only guards against wgpu never calling it.
-    rx.recv_timeout(ctx.timeout())
-        .map_err(|_| Error::Gpu("the GPU did not finish in time".into()))?
+    mapped
+        .await
         .map_err(|e| Error::Gpu(format!("reading results back: {e}")))?;
+    ctx.settle().await?;
     let view = slice
         .get_mapped_range()
         .map_err(|e| Error::Gpu(format!("reading results back: {e}")))?;
@@ -48,6 +68,62 @@ fn read_pod<T: bytemuck::Pod>(
     drop(view);
     buffer.unmap();
     Ok(out)
+}
+
+/// The outcome of a `map_async`, as a future.
+#[derive(Default)]
+struct Mapped(Arc<Mutex<MapState>>);
+
+/// The callback's end of a [`Mapped`]. Dropped uncalled (wgpu dropping the request: the
+/// buffer destroyed, the device lost), it resolves the future with an error rather than
+/// leaving it pending for ever.
+struct MapCallback(Arc<Mutex<MapState>>);
+
+#[derive(Default)]
+struct MapState {
+    outcome: Option<std::result::Result<(), String>>,
+    waker: Option<Waker>,
+}
+
+impl Mapped {
+    fn callback(&self) -> MapCallback {
+        MapCallback(self.0.clone())
+    }
+}
+
+impl MapCallback {
+    /// Records the first outcome and wakes the future.
+    fn record(&self, outcome: std::result::Result<(), String>) {
+        if let Ok(mut state) = self.0.lock() {
+            state.outcome.get_or_insert(outcome);
+            if let Some(waker) = state.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+}
+
+impl Drop for MapCallback {
+    fn drop(&mut self) {
+        self.record(Err("the GPU dropped the read request".into()));
+    }
+}
+
+impl Future for Mapped {
+    type Output = std::result::Result<(), String>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Ok(mut state) = self.0.lock() else {
+            return Poll::Ready(Err("the read request's state is poisoned".into()));
+        };
+        match state.outcome.clone() {
+            Some(outcome) => Poll::Ready(outcome),
+            None => {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
 }
 
 /// Copies a whole storage buffer (COPY_SRC) back to the host.

@@ -25,8 +25,13 @@ pub struct Shape {
 }
 
 /// Most elements one activation may hold (2^36 f32 = 256 GiB, beyond any device's binding
-/// limit). Refusing larger shapes keeps every size, byte count and FLOP count in range.
-pub const MAX_ELEMENTS: usize = 1 << 36;
+/// limit). Refusing larger shapes keeps every size, byte count and FLOP count in range. On a
+/// 32-bit target (wasm32) 2^28 (1 GiB of f32), so byte counts stay in its `usize` too.
+pub const MAX_ELEMENTS: usize = if usize::BITS >= 64 {
+    (1u64 << 36) as usize
+} else {
+    1 << 28
+};
 
 impl Shape {
     /// `n·t·h·w·c`, or `None` when it overflows.

@@ -49,6 +49,13 @@ pub struct TensorEntry {
     pub end: usize,
 }
 
+/// The trained default model (handwritten digits, see scripts/train_default.py), compiled in
+/// so that `resnet classify` works from any directory and a web page needs no download.
+pub const DEFAULT_MODEL: &[u8] = include_bytes!("../../weights/default.safetensors");
+
+/// How errors name [`DEFAULT_MODEL`].
+pub const DEFAULT_MODEL_LABEL: &str = "<embedded default model>";
+
 /// Where the bytes come from: a file read into memory (or synthetic weights, fuzzing), or
 /// bytes compiled in (the embedded default model).
 enum Backing {
@@ -90,6 +97,11 @@ impl WeightsFile {
     /// Parses safetensors bytes held in memory; `label` names them in errors.
     pub fn from_bytes(label: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<Self> {
         Self::from_backing(label.into(), Backing::Owned(bytes))
+    }
+
+    /// The embedded default model ([`DEFAULT_MODEL`]).
+    pub fn default_model() -> Result<Self> {
+        Self::from_static(DEFAULT_MODEL_LABEL, DEFAULT_MODEL)
     }
 
     /// Parses safetensors bytes compiled into the binary.

@@ -12,6 +12,7 @@ use resnet_wgpu::model::SourceConfig;
 use resnet_wgpu::preprocess::{
     load_and_preprocess_with, presets, ImageOptions, Preprocess, MAX_IMAGE_PIXELS,
 };
+use resnet_wgpu::scores::{softmax, top_k};
 use resnet_wgpu::{npy, Engine, Error, GpuOptions, Network, Output};
 
 use crate::inputs::{at_least, check_output_path, naming_file, open_weights};
@@ -171,13 +172,6 @@ fn decode_all(
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f64> = logits.iter().map(|&v| ((v - max) as f64).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    exp.iter().map(|&e| (e / sum) as f32).collect()
-}
-
 /// What `classify` settles before the GPU: the images, the network and how to feed it.
 struct Setup {
     images: Vec<PathBuf>,
@@ -221,7 +215,7 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
         }
         return Ok(());
     }
-    let predictions = top_k(&setup, &outputs, args.top_k);
+    let predictions = predictions(&setup, &outputs, args.top_k);
     print_predictions(&predictions, args.json, args.csv)
 }
 
@@ -315,7 +309,7 @@ fn infer_all(
 }
 
 /// The `k` most probable classes of each image, from its logits.
-fn top_k(setup: &Setup, outputs: &[f32], k: usize) -> Vec<Prediction> {
+fn predictions(setup: &Setup, outputs: &[f32], k: usize) -> Vec<Prediction> {
     let k = k.min(setup.classes);
     setup
         .images
@@ -323,11 +317,9 @@ fn top_k(setup: &Setup, outputs: &[f32], k: usize) -> Vec<Prediction> {
         .zip(outputs.chunks(setup.classes.max(1)))
         .map(|(path, logits)| {
             let probs = softmax(logits);
-            let mut order: Vec<usize> = (0..probs.len()).collect();
-            order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
             Prediction {
                 image: path.display().to_string(),
-                top: order[..k]
+                top: top_k(&probs, k)
                     .iter()
                     .map(|&c| Scored {
                         class: c,
