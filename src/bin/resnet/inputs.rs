@@ -4,11 +4,18 @@
 use std::path::Path;
 
 use anyhow::bail;
-use resnet_wgpu::{fsutil, Error, Network, WeightsFile};
+use resnet_wgpu::graph::InputSize;
+use resnet_wgpu::video::{default_frames, default_preset, head_pool_clip};
+use resnet_wgpu::{fsutil, Error, Model, Network, WeightsFile};
 
 /// The trained default model (see scripts/train_default.py), compiled in so `resnet classify`
 /// works from any directory without a weights file.
 pub const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../../weights/default.safetensors");
+
+/// The default video model (see scripts/train_default_video.py: a digit's direction of
+/// motion in 8-frame 32×32 clips), compiled in like the image one.
+pub const DEFAULT_VIDEO_WEIGHTS: &[u8] =
+    include_bytes!("../../../weights/default_video.safetensors");
 
 pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
     let bad = || format!("`{s}` is not a size like 224x224");
@@ -27,6 +34,14 @@ pub fn open_weights(path: Option<&Path>) -> anyhow::Result<WeightsFile> {
         Some(p) => WeightsFile::open(p)?,
         None => WeightsFile::from_static("<embedded default model>", DEFAULT_WEIGHTS)?,
     })
+}
+
+/// The embedded default video model.
+pub fn open_video_weights() -> anyhow::Result<WeightsFile> {
+    Ok(WeightsFile::from_static(
+        "<embedded default video model>",
+        DEFAULT_VIDEO_WEIGHTS,
+    )?)
 }
 
 /// Detects the architecture, checks every value is finite and builds the graph, before any
@@ -89,4 +104,37 @@ pub fn check_output_path(path: &Path, inputs: &[&Path]) -> anyhow::Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The input `bench`, `profile` and `tune` run on: `batch` images of `size` (default
+/// 224x224), or for a video model `batch` clips of `frames` × `size`, defaulting to the clip
+/// its fixed head pool covers, else the weights' frames and their preset's crop.
+pub fn run_size(
+    weights: &WeightsFile,
+    model: &Model,
+    batch: usize,
+    frames: Option<usize>,
+    size: Option<(usize, usize)>,
+) -> anyhow::Result<InputSize> {
+    let Some(arch) = model.video() else {
+        if frames.is_some() {
+            bail!(Error::Usage(
+                "--frames applies to video models; this is an image network".into()
+            ));
+        }
+        let (h, w) = size.unwrap_or((224, 224));
+        return Ok(InputSize::image(batch, h, w));
+    };
+    if let Some(t) = frames {
+        at_least("--frames", t, 1)?;
+    }
+    let (t, crop) = match head_pool_clip(arch) {
+        Some(clip) => clip,
+        None => (
+            default_frames(weights, arch)?.0,
+            default_preset(weights, arch)?.0.crop(),
+        ),
+    };
+    let (h, w) = size.unwrap_or(crop);
+    Ok(InputSize::clip(batch, frames.unwrap_or(t), h, w))
 }
