@@ -161,12 +161,16 @@ pub fn profile(args: ProfileArgs, options: &GpuOptions) -> anyhow::Result<()> {
         outln!("{}", serde_json::to_string_pretty(&p)?);
         return Ok(());
     }
+    print_profile(&p, size, &sub_batch_note(&engine, size)?)
+}
+
+/// The profile as a table: a row per dispatch, the totals, the five slowest.
+fn print_profile(p: &Profile, size: InputSize, note: &str) -> anyhow::Result<()> {
     outln!(
-        "adapter: {}  timing: {:?}  input: {}{}",
+        "adapter: {}  timing: {:?}  input: {}{note}",
         p.adapter,
         p.method,
         size.describe(3),
-        sub_batch_note(&engine, size)?
     );
     outln!(
         "{:<22} {:<44} {:>18} {:>8} {:>9} {:>9} {:>9} {:>8}",
