@@ -31,12 +31,31 @@ removed in torchvision 0.17), which this script does not need.
 Also writes resize_*.npy: uint8 frames (T, H, W, 3) and torchvision's
 `F.resize(frames, [128, 171], antialias=False)` of them — the video preset's resize, which the
 Rust side must reproduce bit for bit.
+
+And real/ (`--only real`: writes that folder alone, leaving every other fixture as it is): a
+real H.264 file and what torchvision gives for it, for the end-to-end check of
+`resnet classify video.mp4`:
+  real/moving_shapes.mp4  48 frames 96×128 of moving shapes, encoded by the ffmpeg CLI
+                          (libx264, yuv420p; `ffmpeg` must be on PATH), < 300 KB
+  real/model.safetensors  a narrow r3d (torchvision layout, planes 4·[1,2,4,8], layers
+                          [1,1,1,1]) with 400 Kinetics classes, random weights, calibrated BN
+  real/probs.npy          (400,) float32: softmax averaged over the clips, computed in float64
+                          (the head's weights scaled ×8 so the top class stands out)
+  real/case.json          frames, clips, the clip starts, the decoder and its difference
+Decoding here is PyAV's (libav* bound in its wheel, `frame.to_ndarray(format="rgb24")`):
+torchvision 0.29 no longer has torchvision.io.read_video. resnet-wgpu decodes with the system
+`ffmpeg` CLI (`-pix_fmt rgb24`) instead: two decoders and two YUV→RGB conversions, whose
+largest difference on these frames the script prints and stores. The frames then go through
+`R3D_18_Weights.KINETICS400_V1.transforms()` (the (T, C, H, W) uint8 clip in, (C, T, 112, 112)
+out) and the model; clips follow issue 12's rules (K clips of T frames, clip i starting at
+round(i·(F−T)/(K−1))).
 """
 
 import json
 import math
 import os
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -227,8 +246,96 @@ def write_case(name, member, layout, build, shape, seed, head_pool, describe):
             "head_pool": list(head_pool) if head_pool else None, "describe": describe}
 
 
+# ---- a real video file, decoded and classified as torchvision does ----------------------------
+
+REAL = os.path.join(OUT, "real")
+REAL_FRAMES, REAL_T, REAL_K, REAL_SEED, REAL_FC_GAIN = 48, 16, 3, 7200, 8.0
+
+
+def moving_shapes(frames, h=96, w=128):
+    """A gradient background with a disc moving right, a square moving down and a bar moving
+    diagonally: edges and colours a codec has to work for."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    out = np.zeros((frames, h, w, 3), np.uint8)
+    for i in range(frames):
+        img = np.stack([xx * 255 // w, yy * 255 // h, np.full_like(xx, 60 + i)], -1).astype(np.float64)
+        cx, cy = 10 + i * 2, 40 + 10 * math.sin(i / 6)
+        img[(xx - cx) ** 2 + (yy - cy) ** 2 < 12 ** 2] = (230, 40, 40)
+        sx, sy = 90, (i * 3) % (h - 16)
+        img[(xx >= sx) & (xx < sx + 16) & (yy >= sy) & (yy < sy + 16)] = (30, 220, 60)
+        bx, by = (i * 5) % w, (i * 2) % h
+        img[(abs(xx - bx) < 20) & (abs(yy - by) < 3)] = (40, 60, 240)
+        out[i] = img.round().clip(0, 255).astype(np.uint8)
+    return out
+
+
+def encode_h264(frames, path):
+    t, h, w, _ = frames.shape
+    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+           "-r", "12", "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18",
+           "-threads", "1", "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact", path]
+    subprocess.run(cmd, input=frames.tobytes(), check=True)
+
+
+def decode_pyav(path):
+    import av
+    with av.open(path) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def decode_ffmpeg_cli(path, h, w):
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
+
+
+def real_video_case():
+    from torchvision.models.video import R3D_18_Weights
+    if os.path.isdir(REAL):
+        shutil.rmtree(REAL)
+    os.makedirs(REAL)
+    video = os.path.join(REAL, "moving_shapes.mp4")
+    encode_h264(moving_shapes(REAL_FRAMES), video)
+    frames = decode_pyav(video)
+    f, h, w, _ = frames.shape
+    assert f == REAL_FRAMES, f"decoded {f} frames"
+    cli_diff = int(np.abs(frames.astype(int) - decode_ffmpeg_cli(video, h, w).astype(int)).max())
+    starts = [round(i * (f - REAL_T) / (REAL_K - 1)) for i in range(REAL_K)]
+    transform = R3D_18_Weights.KINETICS400_V1.transforms()
+    clips = torch.stack([transform(torch.from_numpy(frames[s:s + REAL_T]).permute(0, 3, 1, 2))
+                         for s in starts])
+    torch.manual_seed(REAL_SEED)
+    build = lambda: torchvision_video("r3d", [1, 1, 1, 1], 4, 400)
+    model, lasts = build()
+    model = calibrate(model, lasts, REAL_SEED, tuple(clips.shape))
+    with torch.no_grad():  # sharper logits: a near-uniform softmax would pass any 1e-3 check
+        model.fc.weight.mul_(REAL_FC_GAIN)
+    path = export_weights.save(model.state_dict(), os.path.join(REAL, "model.safetensors"),
+                               "torchvision:fixture")
+    canonicalize_header(path)
+    model64 = build()[0].double()
+    model64.load_state_dict({k: (v.double() if v.is_floating_point() else v)
+                             for k, v in load_file(path).items()})
+    with torch.no_grad():
+        probs = torch.softmax(model64.eval()(clips.double()), dim=1).mean(0)
+    np.save(os.path.join(REAL, "probs.npy"), probs.float().numpy())
+    case = {"video": "moving_shapes.mp4", "frames": REAL_T, "clips": REAL_K, "clip_starts": starts,
+            "decoded_frames": f, "height": h, "width": w, "decoder": f"PyAV {__import__('av').__version__}",
+            "max_abs_rgb_difference_pyav_vs_ffmpeg_cli": cli_diff}
+    with open(os.path.join(REAL, "case.json"), "w") as out:
+        json.dump(case, out, indent=1)
+        out.write("\n")
+    top = torch.topk(probs, 5)
+    print(f"real: {os.path.getsize(video)} bytes, {f} frames {h}x{w}, clips at {starts}, "
+          f"PyAV vs ffmpeg CLI max |RGB diff| {cli_diff}, top-5 {top.indices.tolist()} "
+          f"{[round(p, 5) for p in top.values.tolist()]}")
+
+
 def main():
     torch.use_deterministic_algorithms(True)
+    if sys.argv[1:] == ["--only", "real"]:
+        real_video_case()
+        return
     keep = [f for f in os.listdir(OUT) if f.startswith("default_heldout")] if os.path.isdir(OUT) else []
     for entry in os.listdir(OUT) if os.path.isdir(OUT) else []:
         if entry not in keep:  # the default model's fixture belongs to train_default_video.py
@@ -237,6 +344,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     manifest = [write_case(*case) for case in CASES]
     resize_fixture()
+    real_video_case()
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")

@@ -9,6 +9,7 @@ pub mod layout;
 pub mod synthetic;
 pub mod video;
 pub mod video_graph;
+pub mod video_standard;
 
 use crate::error::Result;
 use crate::graph::{Conv, Graph, Op, ValueId, Window};

@@ -167,6 +167,23 @@ pub fn detect_video(w: &WeightsFile) -> Result<VideoArch> {
     Ok(arch)
 }
 
+/// The architecture a list of `(name, shape)` conv and head weights describes, by the rules
+/// [`detect_video`] applies to a file's tensors (a standard model is built from its shapes:
+/// see [`super::video_standard`]).
+pub fn from_shapes(shapes: &[(String, Vec<usize>)]) -> Result<VideoArch> {
+    let s = Shapes(
+        shapes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect(),
+    );
+    if s.has("stem.0.weight") {
+        torchvision(&s)
+    } else {
+        pytorchvideo(&s)
+    }
+}
+
 /// Tensor shapes by name, with the rank checked where a conv or linear is expected.
 struct Shapes<'a>(BTreeMap<&'a str, &'a [usize]>);
 

@@ -34,12 +34,62 @@ pub struct ClipTensor {
 }
 
 /// Which source's evaluation transform to apply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum VideoPreset {
     /// torchvision's video preset: 128×171, crop 112.
     Torchvision,
     /// pytorchvideo's Kinetics eval: short side 256, crop 256.
     PyTorchVideo,
+    /// A model's own (its `resnet.preprocess` metadata, as the default video model has).
+    Custom(CustomPreset),
+}
+
+/// A transform in torchvision's video preset's steps with other sizes: the uint8 frames'
+/// short side resized to `resize` (bilinear without antialias, as [`resize_u8`]; the long
+/// side `floor(long · resize / short)`, as torchvision's `Resize(int)`), centre crop, /255,
+/// normalised per channel.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CustomPreset {
+    pub resize: usize,
+    /// (H, W).
+    pub crop: (usize, usize),
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl VideoPreset {
+    /// One line for logs and `resnet info`.
+    pub fn describe(&self) -> String {
+        let list = |v: [f32; 3]| format!("[{}, {}, {}]", v[0], v[1], v[2]);
+        match self {
+            VideoPreset::Torchvision => format!(
+                "torchvision video: resize 128x171 (bilinear, no antialias), crop 112, mean {}, std {}",
+                list(TORCHVISION_MEAN),
+                list(TORCHVISION_STD)
+            ),
+            VideoPreset::PyTorchVideo => format!(
+                "pytorchvideo Kinetics eval: short side 256 (bilinear), crop 256, mean \
+                 {PYTORCHVIDEO_MEAN}, std {PYTORCHVIDEO_STD}"
+            ),
+            VideoPreset::Custom(p) => format!(
+                "short side {} (bilinear, no antialias), crop {}x{}, mean {}, std {}",
+                p.resize,
+                p.crop.0,
+                p.crop.1,
+                list(p.mean),
+                list(p.std)
+            ),
+        }
+    }
+
+    /// The clip's (H, W) after the transform, for frames of any size.
+    pub fn crop(&self) -> (usize, usize) {
+        match self {
+            VideoPreset::Torchvision => (112, 112),
+            VideoPreset::PyTorchVideo => (256, 256),
+            VideoPreset::Custom(p) => p.crop,
+        }
+    }
 }
 
 pub const TORCHVISION_MEAN: [f32; 3] = [0.43216, 0.394666, 0.37645];
@@ -135,6 +185,16 @@ pub fn short_side_size(h: usize, w: usize, size: usize) -> (usize, usize) {
     }
 }
 
+/// Size after torchvision's `Resize(size)` (an int): the short side becomes `size`, the long
+/// side `int(size · long / short)`.
+pub fn torchvision_resize_size(h: usize, w: usize, size: usize) -> (usize, usize) {
+    if h <= w {
+        (size, size * w / h)
+    } else {
+        (size * h / w, size)
+    }
+}
+
 impl Frames {
     /// Applies `preset` to every frame (any frame size: both presets resize before cropping).
     pub fn to_clip(&self, preset: VideoPreset) -> crate::Result<ClipTensor> {
@@ -146,7 +206,31 @@ impl Frames {
         match preset {
             VideoPreset::Torchvision => Ok(self.torchvision()),
             VideoPreset::PyTorchVideo => Ok(self.pytorchvideo()),
+            VideoPreset::Custom(p) => self.custom(&p),
         }
+    }
+
+    fn custom(&self, p: &CustomPreset) -> crate::Result<ClipTensor> {
+        let resized = torchvision_resize_size(self.height, self.width, p.resize);
+        let (ch, cw) = p.crop;
+        if ch > resized.0 || cw > resized.1 || ch == 0 || cw == 0 {
+            return Err(crate::Error::InputShape(format!(
+                "a {ch}x{cw} crop of frames resized to {}x{}: the crop must fit",
+                resized.0, resized.1
+            )));
+        }
+        let (top, left) = (crop_offset(resized.0, ch), crop_offset(resized.1, cw));
+        let planes: Vec<Vec<f32>> = self
+            .frames
+            .iter()
+            .map(|f| {
+                let small = resize_u8(f, (self.height, self.width), 3, resized);
+                crop_hwc(&small, resized.1, (top, left), (ch, cw), |c, v| {
+                    (v as f32 / 255.0 - p.mean[c]) / p.std[c]
+                })
+            })
+            .collect();
+        Ok(to_cthw(&planes, (ch, cw)))
     }
 
     fn torchvision(&self) -> ClipTensor {
@@ -158,12 +242,12 @@ impl Frames {
             .map(|f| {
                 let small = resize_u8(f, (self.height, self.width), 3, resized);
                 // ToDtype(float, scale=True) divides by 255 in float32, then Normalize.
-                crop_hwc(&small, resized.1, (top, left), crop, |ch, v| {
+                crop_hwc(&small, resized.1, (top, left), (crop, crop), |ch, v| {
                     (v as f32 / 255.0 - TORCHVISION_MEAN[ch]) / TORCHVISION_STD[ch]
                 })
             })
             .collect();
-        to_cthw(&planes, crop)
+        to_cthw(&planes, (crop, crop))
     }
 
     fn pytorchvideo(&self) -> ClipTensor {
@@ -179,27 +263,27 @@ impl Frames {
                     .map(|&v| (v as f32 / 255.0 - PYTORCHVIDEO_MEAN) / PYTORCHVIDEO_STD)
                     .collect();
                 let big = resize_bilinear(&norm, (self.height, self.width), 3, size);
-                crop_hwc(&big, size.1, (top, left), crop, |_, v| v)
+                crop_hwc(&big, size.1, (top, left), (crop, crop), |_, v| v)
             })
             .collect();
-        to_cthw(&planes, crop)
+        to_cthw(&planes, (crop, crop))
     }
 }
 
-/// The `crop`×`crop` window at `(top, left)` of an `(H, width, 3)` image, each value mapped
-/// by `f(channel, value)`, as `(3, crop, crop)` planes.
+/// The `crop_h`×`crop_w` window at `(top, left)` of an `(H, width, 3)` image, each value
+/// mapped by `f(channel, value)`, as `(3, crop_h, crop_w)` planes.
 fn crop_hwc<T: Copy>(
     img: &[T],
     width: usize,
     (top, left): (usize, usize),
-    crop: usize,
+    (crop_h, crop_w): (usize, usize),
     f: impl Fn(usize, T) -> f32,
 ) -> Vec<f32> {
-    let mut out = vec![0f32; 3 * crop * crop];
-    for y in 0..crop {
-        for x in 0..crop {
+    let mut out = vec![0f32; 3 * crop_h * crop_w];
+    for y in 0..crop_h {
+        for x in 0..crop_w {
             for ch in 0..3 {
-                out[(ch * crop + y) * crop + x] =
+                out[(ch * crop_h + y) * crop_w + x] =
                     f(ch, img[((top + y) * width + left + x) * 3 + ch]);
             }
         }
@@ -207,9 +291,9 @@ fn crop_hwc<T: Copy>(
     out
 }
 
-/// Per-frame `(3, S, S)` planes to one `(3, T, S, S)` tensor.
-fn to_cthw(planes: &[Vec<f32>], side: usize) -> ClipTensor {
-    let (t, plane) = (planes.len(), side * side);
+/// Per-frame `(3, H, W)` planes to one `(3, T, H, W)` tensor.
+fn to_cthw(planes: &[Vec<f32>], (height, width): (usize, usize)) -> ClipTensor {
+    let (t, plane) = (planes.len(), height * width);
     let mut data = vec![0f32; 3 * t * plane];
     for (i, p) in planes.iter().enumerate() {
         for ch in 0..3 {
@@ -218,8 +302,8 @@ fn to_cthw(planes: &[Vec<f32>], side: usize) -> ClipTensor {
     }
     ClipTensor {
         frames: t,
-        height: side,
-        width: side,
+        height,
+        width,
         data,
     }
 }

@@ -56,6 +56,13 @@ pub const DEFAULT_MODEL: &[u8] = include_bytes!("../../weights/default.safetenso
 /// How errors name [`DEFAULT_MODEL`].
 pub const DEFAULT_MODEL_LABEL: &str = "<embedded default model>";
 
+/// The default video model (a digit's direction of motion in 8-frame 32×32 clips, see
+/// scripts/train_default_video.py), compiled in like the image one.
+pub const DEFAULT_VIDEO_MODEL: &[u8] = include_bytes!("../../weights/default_video.safetensors");
+
+/// How errors name [`DEFAULT_VIDEO_MODEL`].
+pub const DEFAULT_VIDEO_MODEL_LABEL: &str = "<embedded default video model>";
+
 /// Where the bytes come from: a file read into memory (or synthetic weights, fuzzing), or
 /// bytes compiled in (the embedded default model).
 enum Backing {
@@ -102,6 +109,11 @@ impl WeightsFile {
     /// The embedded default model ([`DEFAULT_MODEL`]).
     pub fn default_model() -> Result<Self> {
         Self::from_static(DEFAULT_MODEL_LABEL, DEFAULT_MODEL)
+    }
+
+    /// The embedded default video model ([`DEFAULT_VIDEO_MODEL`]).
+    pub fn default_video_model() -> Result<Self> {
+        Self::from_static(DEFAULT_VIDEO_MODEL_LABEL, DEFAULT_VIDEO_MODEL)
     }
 
     /// Parses safetensors bytes compiled into the binary.

@@ -5,6 +5,7 @@
 
 mod cli;
 mod cli_tools;
+mod cli_video;
 mod common;
 mod default_model;
 mod end_to_end;

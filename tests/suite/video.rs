@@ -185,7 +185,7 @@ fn test_frame(i: usize, w: usize, h: usize) -> Vec<u8> {
     f
 }
 
-fn ffmpeg_available() -> bool {
+pub(crate) fn ffmpeg_available() -> bool {
     let ok = std::process::Command::new("ffmpeg")
         .arg("-version")
         .output()

@@ -1,5 +1,5 @@
-//! `resnet classify`: images (files and folders) → top-k classes, as a table, JSON or CSV,
-//! or pooled features as .npy.
+//! `resnet classify`: images and videos (files and folders) → top-k classes, as a table,
+//! JSON or CSV, or pooled features as .npy. Images run here; videos in `classify_video`.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -13,44 +13,61 @@ use resnet_wgpu::preprocess::{
     load_and_preprocess_with, presets, ImageOptions, Preprocess, MAX_IMAGE_PIXELS,
 };
 use resnet_wgpu::scores::{softmax, top_k};
-use resnet_wgpu::{npy, Engine, Error, GpuOptions, Network, Output};
+use resnet_wgpu::video::{is_video_file, ClipSampling};
+use resnet_wgpu::{npy, Engine, Error, GpuOptions, Network, Output, WeightsFile};
 
-use crate::inputs::{at_least, check_output_path, naming_file, open_weights};
+use crate::classify_video;
+use crate::inputs::{at_least, check_output_path, naming_file, open_video_weights, open_weights};
 
 const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "webp", "bmp", "jfif"];
 
 #[derive(clap::Args)]
 pub struct ClassifyArgs {
-    /// Image files or folders (searched recursively for png, jpg, webp, bmp).
+    /// Image files, video files (mp4, webm, mkv, avi, mov, gif, …) or folders, searched
+    /// recursively for both. With video weights, a folder holding no video file is one
+    /// video: its images, sorted by name, are the frames.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// safetensors weights; without it, the embedded default model (handwritten digits).
+    /// safetensors weights; without it, the embedded default models: handwritten digits for
+    /// images, a digit's direction of motion for videos (each input with its own kind's model).
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// How many classes to show per image.
+    /// How many classes to show per image or video.
     #[arg(long, default_value_t = 5)]
     top_k: usize,
-    /// Images per GPU batch.
+    /// Images (for videos: clips) per GPU batch.
     #[arg(long, default_value_t = 16)]
     batch: usize,
     /// Class names: one per line, or a JSON array/object; overrides the file's own.
     #[arg(long)]
-    labels: Option<PathBuf>,
+    pub labels: Option<PathBuf>,
+    /// Frames per clip (videos; default: the weights' `resnet.frames`, else 16 for
+    /// torchvision and 8 for pytorchvideo weights). A video shorter than this repeats frames.
+    #[arg(long)]
+    pub frames: Option<usize>,
+    /// Clips per video, spread evenly from its first frame to its last (one: the centre
+    /// clip); a video's scores are the softmax probabilities averaged over its clips.
+    #[arg(long, default_value_t = 1)]
+    pub clips: usize,
+    /// Keep every S-th frame of a video before cutting clips.
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    pub frame_stride: usize,
     /// Print one JSON array of {image, top: [{class, label, prob}]}.
     #[arg(long, conflicts_with = "csv")]
     json: bool,
     /// Print CSV: image,rank,class,label,prob.
     #[arg(long)]
     csv: bool,
-    /// Write the pooled penultimate features (N, C) to this .npy instead of class scores.
+    /// Write the pooled penultimate features (N, C) to this .npy instead of class scores;
+    /// for a video, its clips' pooled embeddings averaged over the clips.
     #[arg(long)]
-    features: Option<PathBuf>,
+    pub features: Option<PathBuf>,
     /// Preprocessing: a preset (torchvision, torchvision-v2, timm, hf) and/or
     /// key=value changes (resize, crop, crop_pct, interp, mean, std, rounding), e.g.
     /// `timm,crop_pct=0.95` or `resize=232,crop=224`. Default: the weights' own
     /// (metadata, config.json), else the preset of the detected source.
     #[arg(long, value_name = "NAME|key=value,…")]
-    preprocess: Option<String>,
+    pub preprocess: Option<String>,
     /// Ignore EXIF orientation and decode exactly as PIL.Image.open (torchvision) does. By
     /// default photos are turned upright first, as image viewers show them.
     #[arg(long)]
@@ -60,7 +77,11 @@ pub struct ClassifyArgs {
     max_pixels: u64,
 }
 
-/// One image's result.
+/// One output row: an image's logits or features, a video's clip-averaged probabilities or
+/// features.
+pub type Scores = Vec<f32>;
+
+/// One image's (or video's) result.
 #[derive(serde::Serialize)]
 struct Prediction {
     image: String,
@@ -74,25 +95,45 @@ struct Scored {
     prob: f32,
 }
 
-/// Expands folders (recursively, sorted) into image files; explicit files are kept as given.
-/// Links to folders are followed, each folder once: one reached again (a link loop, or a
-/// second link to it) is skipped with a warning naming it, so no image is listed twice and
-/// no loop makes the walk endless.
-pub fn collect_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut images = Vec::new();
+/// What an input is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Image,
+    /// A video file or a folder of frames.
+    Video,
+}
+
+/// Expands folders (recursively, sorted) into image and video files; explicit files are kept
+/// as given. With `frame_folders` (video weights), a folder given that holds no video file is
+/// itself one video, of its images. Links to folders are followed, each folder once: one
+/// reached again (a link loop, or a second link to it) is skipped with a warning naming it,
+/// so no file is listed twice and no loop makes the walk endless.
+fn collect_inputs(inputs: &[PathBuf], frame_folders: bool) -> anyhow::Result<Vec<(PathBuf, Kind)>> {
+    let mut found = Vec::new();
     let mut seen = HashSet::new();
     for input in inputs {
         if input.is_dir() {
-            let before = images.len();
-            walk(input, &mut seen, &mut images)?;
-            if images.len() == before {
+            let mut here = Vec::new();
+            walk(input, &mut seen, &mut here)?;
+            if frame_folders && !here.iter().any(|(_, k)| *k == Kind::Video) {
+                found.push((input.clone(), Kind::Video));
+                continue;
+            }
+            if here.is_empty() {
                 bail!(Error::Usage(format!(
-                    "{}: no images (png, jpg, webp, bmp) in this folder",
+                    "{}: no images (png, jpg, webp, bmp) or videos (mp4, webm, mkv, avi, mov, \
+                     gif) in this folder",
                     input.display()
                 )));
             }
+            found.extend(here);
         } else if input.exists() {
-            images.push(input.clone());
+            let kind = if is_video_file(input) {
+                Kind::Video
+            } else {
+                Kind::Image
+            };
+            found.push((input.clone(), kind));
         } else {
             bail!(Error::io(
                 input,
@@ -100,12 +141,16 @@ pub fn collect_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             ));
         }
     }
-    Ok(images)
+    Ok(found)
 }
 
-/// Adds the images under `dir` to `out`, sorted, skipping folders in `seen` (by their
-/// canonical path).
-fn walk(dir: &Path, seen: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+/// Adds the images and videos under `dir` to `out`, sorted, skipping folders in `seen` (by
+/// their canonical path).
+fn walk(
+    dir: &Path,
+    seen: &mut HashSet<PathBuf>,
+    out: &mut Vec<(PathBuf, Kind)>,
+) -> anyhow::Result<()> {
     let real = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
     if !seen.insert(real.clone()) {
         log::warn!(
@@ -123,12 +168,14 @@ fn walk(dir: &Path, seen: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) -> anyh
     for p in entries {
         if p.is_dir() {
             walk(&p, seen, out)?;
+        } else if is_video_file(&p) {
+            out.push((p, Kind::Video));
         } else if p
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
         {
-            out.push(p);
+            out.push((p, Kind::Image));
         }
     }
     Ok(())
@@ -182,8 +229,124 @@ struct Setup {
     labels: Vec<String>,
 }
 
+/// One kind's results: a row per input (in the order given), the names for its classes.
+struct Rows {
+    paths: Vec<PathBuf>,
+    /// Probabilities (or features with `--features`).
+    rows: Vec<Scores>,
+    width: usize,
+    classes: usize,
+    labels: Vec<String>,
+}
+
 pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> {
-    let (setup, network) = prepare(&args)?;
+    at_least("--batch", args.batch, 1)?;
+    at_least("--top-k", args.top_k, 1)?;
+    // The clip flags are refused up front, even for images only.
+    ClipSampling::new(args.frames.unwrap_or(1), args.clips, args.frame_stride)?;
+    let given = args.weights.as_deref().map(WeightsFile::open).transpose()?;
+    let video_weights = given
+        .as_ref()
+        .is_some_and(resnet_wgpu::model::video::is_video);
+    let inputs = collect_inputs(&args.inputs, video_weights)?;
+    let of = |kind| -> Vec<PathBuf> {
+        inputs
+            .iter()
+            .filter(|(_, k)| *k == kind)
+            .map(|(p, _)| p.clone())
+            .collect()
+    };
+    let (images, videos) = (of(Kind::Image), of(Kind::Video));
+    check_kinds(&args, &images, &videos, given.is_some(), video_weights)?;
+    if let Some(path) = &args.features {
+        let mut read: Vec<&Path> = inputs.iter().map(|(p, _)| p.as_path()).collect();
+        read.extend(args.weights.as_deref());
+        read.extend(args.labels.as_deref());
+        check_output_path(path, &read)?;
+    }
+    let which = if args.features.is_some() {
+        Output::Features
+    } else {
+        Output::Logits
+    };
+    // Given weights serve their own kind (check_kinds refused the other); without, each
+    // kind has its embedded default.
+    let (mut for_images, mut for_videos) = match given {
+        Some(w) if video_weights => (None, Some(w)),
+        Some(w) => (Some(w), None),
+        None => (None, None),
+    };
+    let mut results = Vec::new();
+    if !images.is_empty() {
+        let weights = match for_images.take() {
+            Some(w) => w,
+            None => open_weights(None)?,
+        };
+        results.push(classify_images(&args, weights, images, which, options)?);
+    }
+    if !videos.is_empty() {
+        let weights = match for_videos.take() {
+            Some(w) => w,
+            None => open_video_weights()?,
+        };
+        let setup = classify_video::prepare(&args, weights)?;
+        let (classes, labels) = (setup.classes, setup.labels.clone());
+        let (rows, width) = classify_video::run(setup, &videos, args.batch, which, options)?;
+        results.push(Rows {
+            paths: videos.clone(),
+            rows,
+            width,
+            classes,
+            labels,
+        });
+    }
+    report(&args, &inputs, results)
+}
+/// Refuses inputs the weights cannot take (images for video weights, videos for image
+/// weights), and features of both kinds at once (their widths differ).
+fn check_kinds(
+    args: &ClassifyArgs,
+    images: &[PathBuf],
+    videos: &[PathBuf],
+    given: bool,
+    video_weights: bool,
+) -> anyhow::Result<()> {
+    let weights = args.weights.as_deref().unwrap_or(Path::new("")).display();
+    if given && video_weights {
+        if let Some(image) = images.first() {
+            bail!(Error::Usage(format!(
+                "{}: an image, but {weights} is a video model; give it videos (or folders of \
+                 frames)",
+                image.display()
+            )));
+        }
+    } else if given {
+        if let Some(video) = videos.first() {
+            bail!(Error::Usage(format!(
+                "{}: a video, but {weights} is an image network; give it images",
+                video.display()
+            )));
+        }
+    }
+    if args.features.is_some() && !images.is_empty() && !videos.is_empty() {
+        bail!(Error::Usage(
+            "--features with both images and videos: their default models' features differ in \
+             width; write each kind's features separately"
+                .into()
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the images through their network: logits turned into probabilities (or features).
+fn classify_images(
+    args: &ClassifyArgs,
+    weights: WeightsFile,
+    images: Vec<PathBuf>,
+    which: Output,
+    options: &GpuOptions,
+) -> anyhow::Result<Rows> {
+    let (setup, network) = prepare(args, weights, images)?;
     let image_options = ImageOptions {
         exif_orientation: !args.ignore_exif,
         max_pixels: args.max_pixels,
@@ -195,43 +358,71 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
     spinner.enable_steady_tick(Duration::from_millis(100));
     let engine = Engine::load_network(network, &setup.weights, options)?;
     spinner.finish_and_clear();
-    let which = if args.features.is_some() {
-        Output::Features
-    } else {
-        Output::Logits
-    };
     let (outputs, width) = infer_all(&engine, &setup, &image_options, args.batch, which)?;
-    let images = &setup.images;
+    let rows = outputs
+        .chunks(width.max(1))
+        .map(|row| match which {
+            Output::Logits => softmax(row),
+            Output::Features => row.to_vec(),
+        })
+        .collect();
+    Ok(Rows {
+        paths: setup.images,
+        rows,
+        width,
+        classes: setup.classes,
+        labels: setup.labels,
+    })
+}
+
+/// The results of every kind in the order the inputs were found: features written to their
+/// .npy, or the top classes printed.
+fn report(
+    args: &ClassifyArgs,
+    inputs: &[(PathBuf, Kind)],
+    results: Vec<Rows>,
+) -> anyhow::Result<()> {
+    let mut by_path: Vec<(&PathBuf, &Scores, &Rows)> = results
+        .iter()
+        .flat_map(|r| r.paths.iter().zip(&r.rows).map(move |(p, row)| (p, row, r)))
+        .collect();
+    by_path.sort_by_key(|(p, _, _)| inputs.iter().position(|(q, _)| q == *p));
     if let Some(path) = &args.features {
-        npy::write_f32(path, &[images.len(), width], &outputs)?;
+        let width = results.first().map_or(0, |r| r.width);
+        let flat: Vec<f32> = by_path
+            .iter()
+            .flat_map(|(_, row, _)| row.iter().copied())
+            .collect();
+        let what = match inputs.first().map(|(_, k)| *k) {
+            Some(Kind::Video) => "videos",
+            _ => "images",
+        };
+        npy::write_f32(path, &[by_path.len(), width], &flat)?;
         errln!(
-            "wrote features ({}, {width}) for {} images to {}",
-            images.len(),
-            images.len(),
+            "wrote features ({}, {width}) for {} {what} to {}",
+            by_path.len(),
+            by_path.len(),
             path.display()
         );
-        for (i, p) in images.iter().enumerate() {
+        for (i, (p, _, _)) in by_path.iter().enumerate() {
             outln!("{i}\t{}", p.display());
         }
         return Ok(());
     }
-    let predictions = predictions(&setup, &outputs, args.top_k);
+    let predictions: Vec<Prediction> = by_path
+        .iter()
+        .map(|(p, probs, r)| prediction(p, probs, &r.labels, args.top_k.min(r.classes)))
+        .collect();
     print_predictions(&predictions, args.json, args.csv)
 }
 
-/// Everything checked and decided before the GPU is opened: counts, images, the output path,
-/// the network (its tensors, NaN/Inf), preprocessing and class names.
-fn prepare(args: &ClassifyArgs) -> anyhow::Result<(Setup, Network)> {
-    at_least("--batch", args.batch, 1)?;
-    at_least("--top-k", args.top_k, 1)?;
-    let images = collect_images(&args.inputs)?;
-    if let Some(path) = &args.features {
-        let mut inputs: Vec<&Path> = images.iter().map(PathBuf::as_path).collect();
-        inputs.extend(args.weights.as_deref());
-        inputs.extend(args.labels.as_deref());
-        check_output_path(path, &inputs)?;
-    }
-    let weights = open_weights(args.weights.as_deref())?;
+/// Everything checked and decided before the GPU is opened for images: the network (its
+/// tensors, NaN/Inf), preprocessing and class names.
+fn prepare(
+    args: &ClassifyArgs,
+    weights: WeightsFile,
+    images: Vec<PathBuf>,
+) -> anyhow::Result<(Setup, Network)> {
     let config = SourceConfig::for_weights(&weights)?;
     // Detection is cheap: settle preprocessing (and reject a bad --preprocess) before the
     // weights go to the GPU.
@@ -308,28 +499,19 @@ fn infer_all(
     Ok((outputs, width))
 }
 
-/// The `k` most probable classes of each image, from its logits.
-fn predictions(setup: &Setup, outputs: &[f32], k: usize) -> Vec<Prediction> {
-    let k = k.min(setup.classes);
-    setup
-        .images
-        .iter()
-        .zip(outputs.chunks(setup.classes.max(1)))
-        .map(|(path, logits)| {
-            let probs = softmax(logits);
-            Prediction {
-                image: path.display().to_string(),
-                top: top_k(&probs, k)
-                    .iter()
-                    .map(|&c| Scored {
-                        class: c,
-                        label: setup.labels[c].clone(),
-                        prob: probs[c],
-                    })
-                    .collect(),
-            }
-        })
-        .collect()
+/// The `k` most probable classes of one image or video, from its probabilities.
+fn prediction(path: &Path, probs: &[f32], labels: &[String], k: usize) -> Prediction {
+    Prediction {
+        image: path.display().to_string(),
+        top: top_k(probs, k)
+            .iter()
+            .map(|&c| Scored {
+                class: c,
+                label: labels[c].clone(),
+                prob: probs[c],
+            })
+            .collect(),
+    }
 }
 
 fn print_predictions(predictions: &[Prediction], json: bool, csv: bool) -> anyhow::Result<()> {

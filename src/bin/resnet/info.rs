@@ -12,6 +12,7 @@ use resnet_wgpu::model::{Arch, Shortcut, SourceConfig, Stem};
 use resnet_wgpu::preprocess::{presets, Preprocess};
 use resnet_wgpu::{Error, Model, Network, WeightsFile};
 
+use crate::info_video::{self as info_video, ClipChoice};
 use crate::inputs::{at_least, naming_file, open_weights};
 
 /// The facts `info` reports, gathered once for both the JSON and the text form.
@@ -31,12 +32,39 @@ struct Facts {
 
 pub fn info(
     weights: Option<&Path>,
-    (h, w): (usize, usize),
+    size: Option<(usize, usize)>,
+    frames: Option<usize>,
     batch: usize,
     json: bool,
 ) -> anyhow::Result<()> {
     at_least("--batch", batch, 1)?;
-    let facts = gather(weights, batch, h, w)?;
+    if let Some(t) = frames {
+        at_least("--frames", t, 1)?;
+    }
+    let file = open_weights(weights)?;
+    let config = SourceConfig::for_weights(&file)?;
+    let network =
+        Network::detect_with(&file, config.as_ref()).map_err(|e| naming_file(&file, e))?;
+    let Model::Image(arch) = network.model else {
+        let arch = network
+            .model
+            .video()
+            .expect("a model is an image or a video network");
+        let choice = ClipChoice {
+            frames,
+            size,
+            batch,
+        };
+        return info_video::info(&file, arch, &network.graph, choice, json);
+    };
+    if frames.is_some() {
+        anyhow::bail!(Error::Usage(format!(
+            "{}: an image network; --frames applies to video weights",
+            file.path.display()
+        )));
+    }
+    let (h, w) = size.unwrap_or((224, 224));
+    let facts = gather(file, config, arch, network.graph, batch, h, w)?;
     if json {
         let value = to_json(&facts, batch, h, w);
         outln!("{}", serde_json::to_string_pretty(&value)?);
@@ -45,17 +73,15 @@ pub fn info(
     print_text(&facts, batch, h, w)
 }
 
-fn gather(weights: Option<&Path>, batch: usize, h: usize, w: usize) -> anyhow::Result<Facts> {
-    let file = open_weights(weights)?;
-    let config = SourceConfig::for_weights(&file)?;
-    let Network { model, graph } =
-        Network::detect_with(&file, config.as_ref()).map_err(|e| naming_file(&file, e))?;
-    let Model::Image(arch) = model else {
-        anyhow::bail!(Error::Usage(format!(
-            "{}: a video model; `resnet info` describes image networks only",
-            file.path.display()
-        )));
-    };
+fn gather(
+    file: WeightsFile,
+    config: Option<SourceConfig>,
+    arch: Arch,
+    graph: Graph,
+    batch: usize,
+    h: usize,
+    w: usize,
+) -> anyhow::Result<Facts> {
     let flops_at = |n, h, w| -> anyhow::Result<f64> {
         let shapes = graph.infer_shapes(n, h, w)?;
         Ok(graph

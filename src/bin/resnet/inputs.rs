@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use anyhow::bail;
-use resnet_wgpu::{fsutil, Error, Network, WeightsFile};
+use resnet_wgpu::graph::InputSize;
+use resnet_wgpu::video::{default_frames, default_preset, head_pool_clip};
+use resnet_wgpu::{fsutil, Error, Model, Network, WeightsFile};
 
 pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
     let bad = || format!("`{s}` is not a size like 224x224");
@@ -23,6 +25,11 @@ pub fn open_weights(path: Option<&Path>) -> anyhow::Result<WeightsFile> {
         Some(p) => WeightsFile::open(p)?,
         None => WeightsFile::default_model()?,
     })
+}
+
+/// The embedded default video model.
+pub fn open_video_weights() -> anyhow::Result<WeightsFile> {
+    Ok(WeightsFile::default_video_model()?)
 }
 
 /// Detects the architecture, checks every value is finite and builds the graph, before any
@@ -85,4 +92,37 @@ pub fn check_output_path(path: &Path, inputs: &[&Path]) -> anyhow::Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The input `bench`, `profile` and `tune` run on: `batch` images of `size` (default
+/// 224x224), or for a video model `batch` clips of `frames` × `size`, defaulting to the clip
+/// its fixed head pool covers, else the weights' frames and their preset's crop.
+pub fn run_size(
+    weights: &WeightsFile,
+    model: &Model,
+    batch: usize,
+    frames: Option<usize>,
+    size: Option<(usize, usize)>,
+) -> anyhow::Result<InputSize> {
+    let Some(arch) = model.video() else {
+        if frames.is_some() {
+            bail!(Error::Usage(
+                "--frames applies to video models; this is an image network".into()
+            ));
+        }
+        let (h, w) = size.unwrap_or((224, 224));
+        return Ok(InputSize::image(batch, h, w));
+    };
+    if let Some(t) = frames {
+        at_least("--frames", t, 1)?;
+    }
+    let (t, crop) = match head_pool_clip(arch) {
+        Some(clip) => clip,
+        None => (
+            default_frames(weights, arch)?.0,
+            default_preset(weights, arch)?.0.crop(),
+        ),
+    };
+    let (h, w) = size.unwrap_or(crop);
+    Ok(InputSize::clip(batch, frames.unwrap_or(t), h, w))
 }

@@ -6,7 +6,9 @@ mod stdio;
 
 mod bench;
 mod classify;
+mod classify_video;
 mod info;
+mod info_video;
 mod inputs;
 mod tune;
 
@@ -19,6 +21,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use resnet_wgpu::gpu::disk_cache::DiskCache;
+use resnet_wgpu::graph::InputSize;
 use resnet_wgpu::{
     fsutil, npy, reference, AdapterChoice, Engine, Error, GpuOptions, Output, WeightsFile,
 };
@@ -58,13 +61,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a network on a float32 NCHW .npy tensor and write the raw logits as .npy.
+    /// Run a network on a float32 NCHW .npy tensor (NCTHW clips for video weights) and write
+    /// the raw logits as .npy.
     Run {
         /// safetensors weights (torchvision, timm or Hugging Face layout); the architecture
         /// is read from the file (and a config.json beside it).
         #[arg(long)]
         weights: PathBuf,
-        /// float32 (N, 3, H, W) .npy.
+        /// float32 (N, 3, H, W) .npy; for video weights (N, 3, T, H, W) clips.
         #[arg(long)]
         input: PathBuf,
         /// Where to write float32 (N, classes) logits (or (N, C) features with --features, or
@@ -78,16 +82,21 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
-    /// Classify images (files or folders) and print the top classes.
+    /// Classify images and videos (files or folders) and print the top classes.
     Classify(classify::ClassifyArgs),
     /// Describe the network in a weights file: architecture, parameters, FLOPs, plan.
     Info {
         /// safetensors weights; without it, the embedded default model.
         #[arg(long)]
         weights: Option<PathBuf>,
-        /// Input size for the plan statistics, HxW.
-        #[arg(long, default_value = "224x224", value_parser = parse_size)]
-        size: (usize, usize),
+        /// Input size for the plan statistics, HxW (default 224x224; for video weights,
+        /// the crop of their preset).
+        #[arg(long, value_parser = parse_size)]
+        size: Option<(usize, usize)>,
+        /// Frames per clip for the plan statistics (video weights; default: the weights'
+        /// own, else 16 for torchvision and 8 for pytorchvideo).
+        #[arg(long)]
+        frames: Option<usize>,
         #[arg(long, default_value_t = 1)]
         batch: usize,
         #[arg(long)]
@@ -273,9 +282,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Info {
             weights,
             size,
+            frames,
             batch,
             json,
-        } => info::info(weights.as_deref(), size, batch, json),
+        } => info::info(weights.as_deref(), size, frames, batch, json),
         Command::Adapters { json } => {
             let list = resnet_wgpu::gpu::context::list_adapters(&options.adapter)?;
             if json {
@@ -304,42 +314,14 @@ fn run(
 ) -> anyhow::Result<()> {
     check_output_path(output, &[weights, input])?;
     let x = npy::read_f32(input)?;
-    let [n, c, h, w] = x.shape[..] else {
-        bail!(Error::InputShape(format!(
-            "{}: expected a (N, 3, H, W) tensor, got shape {:?}",
-            input.display(),
-            x.shape
-        )));
-    };
-    if c != 3 {
-        bail!(Error::InputShape(format!(
-            "{}: expected 3 channels (N, 3, H, W), got shape {:?}",
-            input.display(),
-            x.shape
-        )));
-    }
-    if n == 0 || h == 0 || w == 0 {
-        bail!(Error::InputShape(format!(
-            "{}: shape {:?} has an empty dimension",
-            input.display(),
-            x.shape
-        )));
-    }
-    // PyTorch would propagate a NaN into every logit of its image; say where it is instead.
-    if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
-        let count = x.data.iter().filter(|v| !v.is_finite()).count();
-        bail!(Error::InputShape(format!(
-            "{}: {count} NaN/Inf value(s), the first at element {i} (image {})",
-            input.display(),
-            i / (c * h * w)
-        )));
-    }
     let file = WeightsFile::open(weights)?;
     let network = check_weights(&file)?;
+    let video = network.model.is_video();
+    let size = input_size(input, &x, video)?;
     // Shapes on the CPU first, so an input the network cannot take fails before the GPU.
     network
         .graph
-        .infer_shapes(n, h, w)
+        .shapes_for(size)
         .with_context(|| input.display().to_string())?;
     let t0 = Instant::now();
     let engine = Engine::load_network(network, &file, options)?;
@@ -355,15 +337,21 @@ fn run(
         Output::Logits
     };
     let t1 = Instant::now();
-    let y = engine.run(&x.data, n, h, w, which)?;
+    let y = engine.run_at(&x.data, size, which)?;
     log::info!(
-        "inference ({n}, 3, {h}, {w}) in {:.1} ms (plan included)",
+        "inference ({:?}) in {:.1} ms (plan included)",
+        x.shape,
         t1.elapsed().as_secs_f64() * 1e3
     );
-    let cols = y.len() / n;
-    npy::write_f32(output, &[n, cols], &y)?;
+    let n = size.n;
+    npy::write_f32(output, &[n, y.len() / n], &y)?;
     if verify {
-        let (logits, feats) = reference::run_graph(&engine.graph, &file, &x.data, n, h, w)?;
+        let (logits, feats) = if !video {
+            reference::run_graph(&engine.graph, &file, &x.data, n, size.h, size.w)?
+        } else {
+            let dims = [n, size.t, size.h, size.w];
+            reference::run_clip_graph(&engine.graph, &file, &x.data, dims)?
+        };
         let want = if features { feats } else { logits };
         outln!(
             "relative error vs CPU reference: {:.3e}",
@@ -371,4 +359,60 @@ fn run(
         );
     }
     Ok(())
+}
+
+/// The input size of a `resnet run` tensor: `(N, 3, H, W)` images for image weights,
+/// `(N, 3, T, H, W)` clips for video weights; anything else, an empty dimension or a
+/// non-finite value is refused, naming the file.
+fn input_size(path: &Path, x: &npy::NpyArray, video: bool) -> anyhow::Result<InputSize> {
+    let refuse = |msg: String| Error::InputShape(format!("{}: {msg}", path.display()));
+    let size = match (&x.shape[..], video) {
+        (&[n, _, h, w], false) => InputSize::image(n, h, w),
+        (&[n, _, t, h, w], true) => InputSize::clip(n, t, h, w),
+        (&[_, _, _, _, _], false) => bail!(refuse(format!(
+            "a 5-D (N, 3, T, H, W) clip tensor, shape {:?}, but the weights are an image \
+             network, which takes (N, 3, H, W)",
+            x.shape
+        ))),
+        (&[_, _, _, _], true) => bail!(refuse(format!(
+            "a 4-D (N, 3, H, W) image tensor, shape {:?}, but the weights are a video \
+             network, which takes (N, 3, T, H, W) clips",
+            x.shape
+        ))),
+        (_, false) => bail!(refuse(format!(
+            "expected a (N, 3, H, W) tensor, got shape {:?}",
+            x.shape
+        ))),
+        (_, true) => bail!(refuse(format!(
+            "expected a (N, 3, T, H, W) tensor, got shape {:?}",
+            x.shape
+        ))),
+    };
+    let layout = if video {
+        "(N, 3, T, H, W)"
+    } else {
+        "(N, 3, H, W)"
+    };
+    if x.shape[1] != 3 {
+        bail!(refuse(format!(
+            "expected 3 channels {layout}, got shape {:?}",
+            x.shape
+        )));
+    }
+    if x.shape.contains(&0) {
+        bail!(refuse(format!(
+            "shape {:?} has an empty dimension",
+            x.shape
+        )));
+    }
+    // PyTorch would propagate a NaN into every logit of its item; say where it is instead.
+    if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
+        let count = x.data.iter().filter(|v| !v.is_finite()).count();
+        let what = if video { "clip" } else { "image" };
+        bail!(refuse(format!(
+            "{count} NaN/Inf value(s), the first at element {i} ({what} {})",
+            i / (x.data.len() / size.n)
+        )));
+    }
+    Ok(size)
 }

@@ -7,8 +7,8 @@ use resnet_wgpu::graph::InputSize;
 use resnet_wgpu::reference::relative_error;
 use resnet_wgpu::{Engine, Error, GpuOptions, Output, TuneOptions, TuneReport};
 
-use crate::bench::{input, ModelSource};
-use crate::inputs::{at_least, parse_size};
+use crate::bench::{input, ModelSource, SizeArgs};
+use crate::inputs::at_least;
 
 #[derive(clap::Args)]
 pub struct TuneArgs {
@@ -16,9 +16,8 @@ pub struct TuneArgs {
     model: ModelSource,
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Input size HxW.
-    #[arg(long, default_value = "224x224", value_parser = parse_size)]
-    size: (usize, usize),
+    #[command(flatten)]
+    size: SizeArgs,
     /// Untimed runs per configuration (at least 3).
     #[arg(long, default_value_t = 3)]
     warmup: usize,
@@ -34,12 +33,12 @@ pub struct TuneArgs {
 }
 
 pub fn tune(args: TuneArgs, options: &GpuOptions) -> anyhow::Result<()> {
-    let (h, w) = args.size;
     at_least("--batch", args.batch, 1)?;
     // The tuner's minimums (a median of fewer runs is noise), refused like every tool's.
     at_least("--warmup", args.warmup, TuneOptions::default().warmup)?;
     at_least("--iters", args.iters, TuneOptions::default().iters)?;
     let (weights, network) = args.model.open()?;
+    let size = args.size.resolve(&weights, &network, args.batch)?;
     let engine = Engine::load_network(network, &weights, options)?;
     let cache_path = engine.ctx.disk_cache.dir().map(|d| TuneCache::path(&d));
     // Read the cache before the long search: a broken one is reported now, not after.
@@ -56,14 +55,13 @@ pub fn tune(args: TuneArgs, options: &GpuOptions) -> anyhow::Result<()> {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} conv shapes  {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let size = InputSize::image(args.batch, h, w);
     let report = engine.tune(size, tune_options, &mut |i, n, key| {
         bar.set_length(n as u64);
         bar.set_position(i as u64);
         bar.set_message(key.to_string());
     })?;
     bar.finish_and_clear();
-    let network_error = check_network(&engine, &report, args.batch, h, w)?;
+    let network_error = check_network(&engine, &report, size)?;
     let saved = match &cache_path {
         Some(path) => {
             // Only this run's results, merged into the file as it is when saving: another
@@ -82,28 +80,22 @@ pub fn tune(args: TuneArgs, options: &GpuOptions) -> anyhow::Result<()> {
         outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
-    print_report(&report, args.batch, h, w, network_error, saved)
+    print_report(&report, size, network_error, saved)
 }
 
 /// The whole network under the tuned choices against the heuristics, on one input: the
 /// relative difference, or an error (and nothing saved) beyond 1e-4.
-fn check_network(
-    engine: &Engine,
-    report: &TuneReport,
-    batch: usize,
-    h: usize,
-    w: usize,
-) -> anyhow::Result<f64> {
-    let x = input(batch, h, w)?;
+fn check_network(engine: &Engine, report: &TuneReport, size: InputSize) -> anyhow::Result<f64> {
+    let x = input(size)?;
     engine.set_conv_configs(Default::default())?;
-    let want = engine.run(&x, batch, h, w, Output::Logits)?;
+    let want = engine.run_at(&x, size, Output::Logits)?;
     let tuned = report
         .shapes
         .iter()
         .map(|s| (s.key.clone(), s.best))
         .collect();
     engine.set_conv_configs(tuned)?;
-    let got = engine.run(&x, batch, h, w, Output::Logits)?;
+    let got = engine.run_at(&x, size, Output::Logits)?;
     let network_error = relative_error(&got, &want);
     if network_error > 1e-4 {
         bail!(Error::Gpu(format!(
@@ -115,16 +107,15 @@ fn check_network(
 
 fn print_report(
     report: &TuneReport,
-    batch: usize,
-    h: usize,
-    w: usize,
+    size: InputSize,
     network_error: f64,
     saved: Option<String>,
 ) -> anyhow::Result<()> {
     outln!(
-        "adapter: {}  timing: {:?}  input: {batch}x3x{h}x{w}",
+        "adapter: {}  timing: {:?}  input: {}",
         report.adapter,
-        report.method
+        report.method,
+        size.describe(3)
     );
     outln!(
         "{:<40} {:>5} {:<28} {:>9} {:<28} {:>9} {:>7} {:>6}",
