@@ -15,6 +15,7 @@ mod gpu_errors;
 mod kernels;
 mod kernels_family;
 mod pipeline_cache;
+mod preact;
 mod robust_cli;
 mod robust_inputs;
 mod robust_weights;
