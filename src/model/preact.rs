@@ -727,3 +727,139 @@ fn push_block(g: &mut Graph, b: &PreActBlock, x: ValueId) -> ValueId {
     }
     y
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Keys = Vec<(String, Vec<usize>)>;
+
+    fn conv(keys: &mut Keys, name: &str, shape: [usize; 4]) {
+        keys.push((format!("{name}.weight"), shape.to_vec()));
+    }
+
+    fn norm(keys: &mut Keys, name: &str, c: usize) {
+        for p in ["weight", "bias", "running_mean", "running_var"] {
+            keys.push((format!("{name}.{p}"), vec![c]));
+        }
+    }
+
+    /// RobustBench's `WideResNet(depth, 10, widen)` state dict, shapes only.
+    fn wrn_keys(depth: usize, k: usize) -> Keys {
+        let (n, widths) = ((depth - 4) / 6, [16, 16 * k, 32 * k, 64 * k]);
+        let mut keys = vec![];
+        conv(&mut keys, "conv1", [16, 3, 3, 3]);
+        for s in 1..=3 {
+            for i in 0..n {
+                let (p, out) = (format!("block{s}.layer.{i}"), widths[s]);
+                let cin = if i == 0 { widths[s - 1] } else { out };
+                norm(&mut keys, &format!("{p}.bn1"), cin);
+                conv(&mut keys, &format!("{p}.conv1"), [out, cin, 3, 3]);
+                norm(&mut keys, &format!("{p}.bn2"), out);
+                conv(&mut keys, &format!("{p}.conv2"), [out, out, 3, 3]);
+                if cin != out {
+                    conv(&mut keys, &format!("{p}.convShortcut"), [out, cin, 1, 1]);
+                }
+            }
+        }
+        norm(&mut keys, "bn1", 64 * k);
+        keys.push(("fc.weight".into(), vec![10, 64 * k]));
+        keys.push(("fc.bias".into(), vec![10]));
+        keys
+    }
+
+    /// timm's `resnetv2_50` (or `resnetv2_50d` with `deep`) state dict, shapes only.
+    fn resnetv2_50_keys(deep: bool) -> Keys {
+        let mut keys = vec![];
+        match deep {
+            true => {
+                conv(&mut keys, "stem.conv1", [32, 3, 3, 3]);
+                norm(&mut keys, "stem.norm1", 32);
+                conv(&mut keys, "stem.conv2", [32, 32, 3, 3]);
+                norm(&mut keys, "stem.norm2", 32);
+                conv(&mut keys, "stem.conv3", [64, 32, 3, 3]);
+            }
+            false => conv(&mut keys, "stem.conv", [64, 3, 7, 7]),
+        }
+        let mut cin = 64;
+        for (s, blocks) in [3, 4, 6, 3].into_iter().enumerate() {
+            let (out, mid) = (256 << s, 64 << s);
+            for b in 0..blocks {
+                let p = format!("stages.{s}.blocks.{b}");
+                if b == 0 {
+                    conv(&mut keys, &format!("{p}.downsample.conv"), [out, cin, 1, 1]);
+                }
+                norm(&mut keys, &format!("{p}.norm1"), cin);
+                conv(&mut keys, &format!("{p}.conv1"), [mid, cin, 1, 1]);
+                norm(&mut keys, &format!("{p}.norm2"), mid);
+                conv(&mut keys, &format!("{p}.conv2"), [mid, mid, 3, 3]);
+                norm(&mut keys, &format!("{p}.norm3"), mid);
+                conv(&mut keys, &format!("{p}.conv3"), [out, mid, 1, 1]);
+                cin = out;
+            }
+        }
+        norm(&mut keys, "norm", 2048);
+        keys.push(("head.fc.weight".into(), vec![1000, 2048, 1, 1]));
+        keys.push(("head.fc.bias".into(), vec![1000]));
+        keys
+    }
+
+    fn shapes(keys: &Keys) -> Shapes<'_> {
+        Shapes(
+            keys.iter()
+                .map(|(k, s)| (k.as_str(), s.as_slice()))
+                .collect(),
+        )
+    }
+
+    /// The architecture's tensors are exactly the keys; returns its parameter count (what
+    /// PyTorch's `parameters()` counts: no running statistics) and its multiply-adds.
+    fn params_and_macs(arch: &PreActArch, keys: &Keys, side: usize) -> (usize, u64) {
+        let mut want = keys.clone();
+        let mut got = arch.expected_tensors();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want);
+        arch.check_chain().unwrap();
+        let params = keys
+            .iter()
+            .filter(|(k, _)| !k.ends_with("running_mean") && !k.ends_with("running_var"))
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
+        let g = build_preact_graph(arch);
+        let shapes = g.infer_shapes(1, side, side).unwrap();
+        let flops: u64 = g.nodes.iter().map(|n| n.op.flops(&shapes[n.output])).sum();
+        (params, flops / 2)
+    }
+
+    #[test]
+    fn full_size_wide_resnets_are_named_and_counted_as_published() {
+        // Parameter and multiply-add counts from RobustBench's module itself (forward hooks
+        // on conv and linear at 32×32): 36.5 M and 5.24 GMAC for WRN-28-10.
+        let keys = wrn_keys(28, 10);
+        let arch = robustbench(&shapes(&keys)).unwrap();
+        assert_eq!(arch.name(), "WRN-28-10");
+        assert_eq!(
+            params_and_macs(&arch, &keys, 32),
+            (36_479_194, 5_243_328_768)
+        );
+        for (depth, k) in [(34, 10), (70, 16), (10, 1)] {
+            let arch = robustbench(&shapes(&wrn_keys(depth, k))).unwrap();
+            assert_eq!(arch.name(), format!("WRN-{depth}-{k}"));
+        }
+    }
+
+    #[test]
+    fn full_size_resnetv2_are_named_and_counted_as_published() {
+        // Counted on timm's resnetv2_50 / resnetv2_50d at 224 with forward hooks.
+        for (deep, name, counts) in [
+            (false, "resnetv2_50", (25_549_352, 4_089_184_256)),
+            (true, "resnetv2_50d", (25_568_584, 4_328_824_832)),
+        ] {
+            let keys = resnetv2_50_keys(deep);
+            let arch = timm_v2(&shapes(&keys)).unwrap();
+            assert_eq!(arch.name(), name);
+            assert_eq!(params_and_macs(&arch, &keys, 224), counts, "{name}");
+        }
+    }
+}
