@@ -413,8 +413,8 @@ impl PreActArch {
         let widths = self.widths();
         match self.layout {
             PreActLayout::RobustBench => {
-                let n = self.stages[0].len();
-                let k = widths[0] / 16;
+                let n = self.stages.first().map_or(0, Vec::len);
+                let k = widths.first().map_or(0, |w| w / 16);
                 let wrn = self.depths() == [n; 3]
                     && widths == [16 * k, 32 * k, 64 * k]
                     && self.stem_widths() == [16];
@@ -451,7 +451,8 @@ impl PreActArch {
         match self.layout {
             PreActLayout::RobustBench => {
                 traits.push("RobustBench WideResNet, pre-activation".to_string());
-                traits.push(format!("blocks per stage {}", self.stages[0].len()));
+                let n = self.stages.first().map_or(0, Vec::len);
+                traits.push(format!("blocks per stage {n}"));
                 traits.push(format!("widths {:?}", self.widths()));
             }
             PreActLayout::TimmV2 => {
@@ -462,12 +463,13 @@ impl PreActArch {
                     "basic"
                 };
                 traits.push(format!("{block} blocks"));
-                let stem = match self.stem_widths()[..] {
-                    [w] => format!("stem 7×7 conv → {w}"),
-                    [a, b, c] => format!("stem 3×3 convs → {a} → {b} → {c}"),
-                    _ => String::new(),
-                };
-                traits.push(stem);
+                let widths: Vec<String> = self.stem_widths().iter().map(usize::to_string).collect();
+                let kernel = self.stem.first().map_or(0, |c| c.kernel);
+                let convs = if widths.len() == 1 { "conv" } else { "convs" };
+                traits.push(format!(
+                    "stem {kernel}×{kernel} {convs} → {}",
+                    widths.join(" → ")
+                ));
                 traits.push(self.shortcut_text().to_string());
                 traits.push(format!("depths {:?}", self.depths()));
             }
@@ -843,7 +845,7 @@ mod tests {
             params_and_macs(&arch, &keys, 32),
             (36_479_194, 5_243_328_768)
         );
-        for (depth, k) in [(34, 10), (70, 16), (10, 1)] {
+        for (depth, k) in [(34, 10), (70, 16), (16, 2), (10, 1)] {
             let arch = robustbench(&shapes(&wrn_keys(depth, k))).unwrap();
             assert_eq!(arch.name(), format!("WRN-{depth}-{k}"));
         }
