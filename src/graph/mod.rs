@@ -112,8 +112,8 @@ pub struct Conv {
     /// Tensor name of the weight, `[C_out, C_in/groups, kH, kW]` (`[…, kT, kH, kW]` when the
     /// temporal window is not a point).
     pub weight: String,
-    /// Prefix of the BatchNorm that follows (`layer1.0.bn1`), folded at load time; empty
-    /// when none does (a pre-activation block's last conv: no bias either).
+    /// Prefix of the BatchNorm that follows (`layer1.0.bn1`), folded at load time. Empty
+    /// when none follows (a pre-activation block's last conv): the weight as stored, no bias.
     pub bn: String,
     pub in_channels: usize,
     pub out_channels: usize,
@@ -328,7 +328,7 @@ impl Op {
                 if let Some(k) = covers.filter(|k| *k != [x.t, x.h, x.w]) {
                     return Err(Error::InputShape(format!(
                         "{name}: the head's {}×{}×{} average pool does not cover the final \
-                         {}×{}×{} map (T×H×W); give clips whose final map it covers",
+                         {}×{}×{} map (T×H×W); give an input whose final map it covers",
                         k[0], k[1], k[2], x.t, x.h, x.w
                     )));
                 }

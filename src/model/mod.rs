@@ -6,6 +6,7 @@ pub mod arch;
 pub mod config;
 mod detect;
 pub mod layout;
+pub mod preact;
 pub mod synthetic;
 pub mod video;
 pub mod video_graph;
@@ -18,12 +19,15 @@ pub use arch::{Arch, BlockKind, Shortcut, Stage, Stem};
 pub use config::SourceConfig;
 pub use detect::{detect, detect_with};
 pub use layout::Layout;
+use preact::PreActArch;
 use video::VideoArch;
 
-/// What detection found: an image ResNet or a video (3-D) one.
+/// What detection found: an image ResNet, a pre-activation one (Wide ResNet, timm ResNetV2)
+/// or a video (3-D) one.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Model {
     Image(Arch),
+    PreAct(PreActArch),
     Video(VideoArch),
 }
 
@@ -32,6 +36,7 @@ impl Model {
     pub fn name(&self) -> String {
         match self {
             Model::Image(a) => a.name(),
+            Model::PreAct(p) => p.name(),
             Model::Video(v) => v.name(),
         }
     }
@@ -40,6 +45,7 @@ impl Model {
     pub fn describe(&self) -> String {
         match self {
             Model::Image(a) => a.describe(),
+            Model::PreAct(p) => p.describe(),
             Model::Video(v) => v.describe(),
         }
     }
@@ -48,6 +54,7 @@ impl Model {
     pub fn num_classes(&self) -> Option<usize> {
         match self {
             Model::Image(a) => a.num_classes,
+            Model::PreAct(p) => p.head.as_ref().map(|h| h.classes),
             Model::Video(v) => v.head.as_ref().map(|h| h.classes),
         }
     }
@@ -56,6 +63,7 @@ impl Model {
     pub fn features(&self) -> usize {
         match self {
             Model::Image(a) => a.features(),
+            Model::PreAct(p) => p.features(),
             Model::Video(v) => v.features(),
         }
     }
@@ -68,14 +76,21 @@ impl Model {
     pub fn image(&self) -> Option<&Arch> {
         match self {
             Model::Image(a) => Some(a),
-            Model::Video(_) => None,
+            _ => None,
         }
     }
 
     pub fn video(&self) -> Option<&VideoArch> {
         match self {
-            Model::Image(_) => None,
             Model::Video(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn preact(&self) -> Option<&PreActArch> {
+        match self {
+            Model::PreAct(p) => Some(p),
+            _ => None,
         }
     }
 
@@ -94,20 +109,27 @@ pub struct Network {
 
 impl Network {
     /// Detects the architecture of `weights` (reading the `config.json` beside it; a 5-D
-    /// stem means a video ResNet), checks every value is finite and builds the graph.
+    /// stem means a video ResNet, `block1.layer.0` / `stages.0.blocks.0` a pre-activation
+    /// one), checks every value is finite and builds the graph.
     pub fn detect(weights: &WeightsFile) -> Result<Self> {
-        match video::is_video(weights) {
-            true => Self::from_video(video::detect_video(weights)?, weights),
-            false => Self::from_arch(detect(weights)?, weights),
+        if video::is_video(weights) {
+            Self::from_video(video::detect_video(weights)?, weights)
+        } else if preact::is_preact(weights) {
+            Self::from_preact(preact::detect_preact(weights)?, weights)
+        } else {
+            Self::from_arch(detect(weights)?, weights)
         }
     }
 
-    /// [`Network::detect`] with an explicit (or no) `config.json` (image networks; video
-    /// ones have no config to read).
+    /// [`Network::detect`] with an explicit (or no) `config.json` (torchvision-family image
+    /// networks; video and pre-activation ones have no config to read).
     pub fn detect_with(weights: &WeightsFile, config: Option<&SourceConfig>) -> Result<Self> {
-        match video::is_video(weights) {
-            true => Self::from_video(video::detect_video(weights)?, weights),
-            false => Self::from_arch(detect_with(weights, config)?, weights),
+        if video::is_video(weights) {
+            Self::from_video(video::detect_video(weights)?, weights)
+        } else if preact::is_preact(weights) {
+            Self::from_preact(preact::detect_preact(weights)?, weights)
+        } else {
+            Self::from_arch(detect_with(weights, config)?, weights)
         }
     }
 
@@ -118,6 +140,16 @@ impl Network {
         let graph = build_graph(&arch);
         Ok(Network {
             model: Model::Image(arch),
+            graph,
+        })
+    }
+
+    /// [`Network::from_arch`] for a pre-activation ResNet.
+    pub fn from_preact(arch: PreActArch, weights: &WeightsFile) -> Result<Self> {
+        weights.check_finite()?;
+        let graph = preact::build_preact_graph(&arch);
+        Ok(Network {
+            model: Model::PreAct(arch),
             graph,
         })
     }

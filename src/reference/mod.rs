@@ -373,7 +373,8 @@ fn pre_activate_with(weights: &WeightsFile, bn: &str, x: &[f32], c: usize) -> Re
     Ok(pre_activate(x, c, &gamma, &beta, &mean, &var))
 }
 
-/// A conv's weight with its BatchNorm folded in, and the bias.
+/// A conv's weight with its BatchNorm folded in, and the bias; with no BatchNorm (an empty
+/// `bn`) the weight as stored and a zero bias.
 fn folded(weights: &WeightsFile, c: &Conv) -> Result<(Vec<f32>, Vec<f32>)> {
     if c.bn.is_empty() {
         return Ok((tensor(weights, &c.weight)?, vec![0.0; c.out_channels]));

@@ -17,6 +17,7 @@ mod kernels;
 mod kernels_family;
 mod kernels_preact;
 mod pipeline_cache;
+mod preact;
 mod robust_cli;
 mod robust_inputs;
 mod robust_weights;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use resnet_wgpu::graph::plan::MemoryPlan;
 use resnet_wgpu::graph::Graph;
 use resnet_wgpu::metadata::{class_names_with, default_preprocess, LabelSource};
+use resnet_wgpu::model::preact::{PreActArch, PreActLayout};
 use resnet_wgpu::model::{Arch, Shortcut, SourceConfig, Stem};
 use resnet_wgpu::preprocess::{presets, Preprocess};
 use resnet_wgpu::{Error, Model, Network, WeightsFile};
@@ -43,28 +44,31 @@ pub fn info(
     }
     let file = open_weights(weights)?;
     let config = SourceConfig::for_weights(&file)?;
-    let network =
+    let Network { model, graph } =
         Network::detect_with(&file, config.as_ref()).map_err(|e| naming_file(&file, e))?;
-    let Model::Image(arch) = network.model else {
-        let arch = network
-            .model
-            .video()
-            .expect("a model is an image or a video network");
-        let choice = ClipChoice {
-            frames,
-            size,
-            batch,
-        };
-        return info_video::info(&file, arch, &network.graph, choice, json);
+    let arch = match model {
+        Model::Image(arch) => arch,
+        Model::Video(arch) => {
+            let choice = ClipChoice {
+                frames,
+                size,
+                batch,
+            };
+            return info_video::info(&file, &arch, &graph, choice, json);
+        }
+        Model::PreAct(arch) => {
+            refuse_frames(&file, frames)?;
+            // Wide ResNets are CIFAR networks (their head pool covers an 8×8 map).
+            let (h, w) = size.unwrap_or(match arch.layout {
+                PreActLayout::RobustBench => (32, 32),
+                _ => (224, 224),
+            });
+            return preact_info(&file, &arch, &graph, (batch, h, w), json);
+        }
     };
-    if frames.is_some() {
-        anyhow::bail!(Error::Usage(format!(
-            "{}: an image network; --frames applies to video weights",
-            file.path.display()
-        )));
-    }
+    refuse_frames(&file, frames)?;
     let (h, w) = size.unwrap_or((224, 224));
-    let facts = gather(file, config, arch, network.graph, batch, h, w)?;
+    let facts = gather(file, config, arch, graph, batch, h, w)?;
     if json {
         let value = to_json(&facts, batch, h, w);
         outln!("{}", serde_json::to_string_pretty(&value)?);
@@ -242,6 +246,83 @@ fn print_text(f: &Facts, batch: usize, h: usize, w: usize) -> anyhow::Result<()>
     );
     if let Some(d) = f.file.metadata.get("resnet.description") {
         outln!("description:  {d}");
+    }
+    Ok(())
+}
+
+/// `info` for a pre-activation ResNet (Wide ResNet, timm ResNetV2): its description, where
+/// the BatchNorm + ReLU pairs are fused, and the plan at the requested size — or why it cannot
+/// run there (a WRN's fixed 8×8 head pool).
+/// `--frames` is for video weights only.
+fn refuse_frames(file: &WeightsFile, frames: Option<usize>) -> anyhow::Result<()> {
+    if frames.is_some() {
+        anyhow::bail!(Error::Usage(format!(
+            "{}: an image network; --frames applies to video weights",
+            file.path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn preact_info(
+    file: &WeightsFile,
+    arch: &PreActArch,
+    graph: &Graph,
+    (batch, h, w): (usize, usize, usize),
+    json: bool,
+) -> anyhow::Result<()> {
+    let pre_acts = graph
+        .nodes
+        .iter()
+        .filter(|n| n.op.pre_act().is_some())
+        .count();
+    let fused = format!("BatchNorm + ReLU applied as read by {pre_acts} ops");
+    let plan = graph.infer_shapes(batch, h, w).map(|shapes| {
+        let gflops = graph
+            .nodes
+            .iter()
+            .map(|n| n.op.flops(&shapes[n.output]) as f64);
+        let plan = MemoryPlan::new(graph, &shapes, true);
+        (plan, gflops.sum::<f64>() / 1e9)
+    });
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    if json {
+        let plan = match &plan {
+            Ok((p, gflops)) => serde_json::json!({
+                "batch": batch, "height": h, "width": w, "dispatches": graph.nodes.len(),
+                "activation_buffers": p.slot_bytes.len(), "peak_activation_bytes": p.peak_bytes(),
+                "weight_bytes": graph.folded_weight_bytes(), "gflops": gflops,
+            }),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        };
+        let value = serde_json::json!({
+            "file": file.path.display().to_string(), "architecture": arch.name(),
+            "description": arch.describe(), "pre_activation": fused, "depths": arch.depths(),
+            "stage_outputs": arch.widths(), "classes": arch.head.as_ref().map(|h| h.classes),
+            "stored_bytes": file.float_bytes(), "plan": plan, "metadata": file.metadata,
+        });
+        outln!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    outln!("file:         {}", file.path.display());
+    outln!("architecture: {}", arch.describe());
+    outln!("pre-act:      {fused}");
+    outln!(
+        "widths:       outputs {:?}, depths {:?}",
+        arch.widths(),
+        arch.depths()
+    );
+    outln!("stored:       {:.1} MiB", mib(file.float_bytes()));
+    match plan {
+        Ok((p, gflops)) => outln!(
+            "plan @ {batch}x3x{h}x{w}: {} dispatches, {} activation buffers ({:.1} MiB), \
+             {:.1} MiB folded weights, {gflops:.2} GFLOPs",
+            graph.nodes.len(),
+            p.slot_bytes.len(),
+            mib(p.peak_bytes()),
+            mib(graph.folded_weight_bytes())
+        ),
+        Err(e) => outln!("plan @ {batch}x3x{h}x{w}: cannot run at this size: {e}"),
     }
     Ok(())
 }
