@@ -424,18 +424,19 @@ fn prepare(
     images: Vec<PathBuf>,
 ) -> anyhow::Result<(Setup, Network)> {
     let config = SourceConfig::for_weights(&weights)?;
-    // Detection is cheap: settle preprocessing (and reject a bad --preprocess) before the
-    // weights go to the GPU.
-    let arch = resnet_wgpu::model::detect_with(&weights, config.as_ref())
+    // Detected, checked (NaN/Inf refused) and built before the GPU is opened; preprocessing
+    // (and a bad --preprocess) is settled before the weights go to the GPU too.
+    let network = Network::detect_with(&weights, config.as_ref())
         .map_err(|e| naming_file(&weights, e))?;
-    let (mut pre, from) = default_preprocess(&weights, Some(&arch), config.as_ref())?;
+    let arch = network.model.image();
+    let (mut pre, from) = default_preprocess(&weights, arch, config.as_ref())?;
     if let Some(spec) = &args.preprocess {
         pre = presets::parse(spec, pre)
             .map_err(|e| Error::Usage(format!("--preprocess `{spec}`: {e}")))?;
     } else {
         log::info!("preprocess: {} (from {from})", presets::describe(&pre));
     }
-    let classes = match (arch.num_classes, &args.features) {
+    let classes = match (network.model.num_classes(), &args.features) {
         (Some(c), _) => c,
         (None, Some(_)) => 0,
         (None, None) => bail!(Error::Usage(
@@ -449,9 +450,6 @@ fn prepare(
     } else {
         vec![]
     };
-    // NaN/Inf weights are refused before the GPU is opened; the engine takes the network
-    // as built here.
-    let network = Network::from_arch(arch, &weights)?;
     let setup = Setup {
         images,
         weights,
