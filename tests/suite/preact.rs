@@ -347,7 +347,7 @@ fn a_headless_timm_v2_outputs_its_activated_pooled_features() {
 }
 
 #[test]
-fn info_describes_a_wide_resnet_and_why_it_cannot_run_at_224() {
+fn info_plans_a_wide_resnet_at_32_and_says_why_it_cannot_run_at_224() {
     let path = preact_fixture("wrn_16_1/model.safetensors");
     let path = path.to_str().unwrap();
     let out = common::resnet(&["info", "--weights", path, "--size", "31x29"]);
@@ -363,9 +363,15 @@ fn info_describes_a_wide_resnet_and_why_it_cannot_run_at_224() {
     );
     assert!(text.contains("applied as read by 9 ops"), "{text}");
     assert!(text.contains("plan @ 1x3x31x29: 17 dispatches"), "{text}");
+    // Without --size a Wide ResNet is planned at CIFAR's 32×32, where its head pool covers
+    // the map; at 224 the pool would not, and the plan says why.
     let out = common::resnet(&["info", "--weights", path, "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["architecture"], "WRN-16-1");
+    assert_eq!(json["plan"]["height"], 32, "{json}");
+    let args = ["info", "--weights", path, "--json", "--size", "224x224"];
+    let out = common::resnet(&args);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json["plan"]["error"]
         .as_str()
         .unwrap()

@@ -426,8 +426,8 @@ fn prepare(
     let config = SourceConfig::for_weights(&weights)?;
     // Detected, checked (NaN/Inf refused) and built before the GPU is opened; preprocessing
     // (and a bad --preprocess) is settled before the weights go to the GPU too.
-    let network = Network::detect_with(&weights, config.as_ref())
-        .map_err(|e| naming_file(&weights, e))?;
+    let network =
+        Network::detect_with(&weights, config.as_ref()).map_err(|e| naming_file(&weights, e))?;
     let arch = network.model.image();
     let (mut pre, from) = default_preprocess(&weights, arch, config.as_ref())?;
     if let Some(spec) = &args.preprocess {

@@ -14,8 +14,8 @@ use resnet_wgpu::video::{
 use resnet_wgpu::{Engine, Error, GpuOptions, Network, Output, WeightsFile};
 
 use crate::classify::{ClassifyArgs, Scores};
-use resnet_wgpu::scores::softmax;
 use crate::inputs::naming_file;
+use resnet_wgpu::scores::softmax;
 
 /// What classifying videos settles before the GPU: the network and how to feed it.
 pub struct VideoSetup {
