@@ -251,7 +251,10 @@ fn conv_output_shape(
             c.in_channels, x.c
         )));
     }
-    if c.groups == 0 || c.in_channels % c.groups != 0 || c.out_channels % c.groups != 0 {
+    if c.groups == 0
+        || !c.in_channels.is_multiple_of(c.groups)
+        || !c.out_channels.is_multiple_of(c.groups)
+    {
         return Err(Error::InputShape(format!(
             "{name}: {} groups do not divide {} → {} channels",
             c.groups, c.in_channels, c.out_channels
