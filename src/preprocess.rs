@@ -195,6 +195,14 @@ pub fn decode_and_preprocess(
     Ok(preprocess(&img, p))
 }
 
+/// The horizontal mirror of a CHW tensor with rows of `w` values (test-time augmentation:
+/// each image is also classified mirrored).
+pub fn mirrored(chw: &[f32], w: usize) -> Vec<f32> {
+    chw.chunks(w.max(1))
+        .flat_map(|row| row.iter().rev().copied())
+        .collect()
+}
+
 /// Resize (shorter side), centre-crop and normalise `img`; returns CHW `f32` of shape
 /// `(3, crop_h, crop_w)`.
 ///

@@ -252,3 +252,62 @@ fn classify_walks_nested_folders_in_sorted_order() {
         ]
     );
 }
+
+/// Every class's probability from `resnet classify IMAGE --json --top-k 10 [extra]`.
+fn probabilities(image: &Path, extra: &[&str]) -> Vec<f64> {
+    let mut args = vec![
+        "classify",
+        image.to_str().unwrap(),
+        "--json",
+        "--top-k",
+        "10",
+    ];
+    args.extend(extra);
+    let o = resnet(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let mut probs = vec![f64::NAN; 10];
+    for t in v[0]["top"].as_array().unwrap() {
+        probs[t["class"].as_u64().unwrap() as usize] = t["prob"].as_f64().unwrap();
+    }
+    probs
+}
+
+#[test]
+fn tta_flip_averages_an_image_with_its_mirror() {
+    if !have_gpu() {
+        return;
+    }
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/3_0045.png");
+    // The digits model's preset is the identity resize and crop at 32×32, so mirroring the
+    // file mirrors the tensor.
+    let mirror = tmp("mirrored.png");
+    image::open(&sample).unwrap().fliph().save(&mirror).unwrap();
+    let plain = probabilities(&sample, &[]);
+    let flipped = probabilities(&mirror, &[]);
+    let tta = probabilities(&sample, &["--tta", "flip"]);
+    assert!(
+        plain
+            .iter()
+            .zip(&flipped)
+            .any(|(a, b)| (a - b).abs() > 1e-3),
+        "a digit and its mirror should score differently: {plain:?}"
+    );
+    for c in 0..10 {
+        let mean = (plain[c] + flipped[c]) / 2.0;
+        assert!(
+            (tta[c] - mean).abs() <= 1e-6,
+            "class {c}: {} vs {mean}",
+            tta[c]
+        );
+    }
+    // Videos average over clips instead.
+    let gif = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples_video/up_0081.gif");
+    let o = resnet(&["classify", gif.to_str().unwrap(), "--tta", "flip"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--tta applies to images"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use resnet_wgpu::metadata::{class_names_with, default_preprocess};
 use resnet_wgpu::model::SourceConfig;
 use resnet_wgpu::preprocess::{
-    load_and_preprocess_with, presets, ImageOptions, Preprocess, MAX_IMAGE_PIXELS,
+    load_and_preprocess_with, mirrored, presets, ImageOptions, Preprocess, MAX_IMAGE_PIXELS,
 };
 use resnet_wgpu::scores::{softmax, top_k};
 use resnet_wgpu::video::{is_video_file, ClipSampling};
@@ -75,6 +75,18 @@ pub struct ClassifyArgs {
     /// Refuse images with more pixels than this, from their header, before decoding.
     #[arg(long, default_value_t = MAX_IMAGE_PIXELS)]
     max_pixels: u64,
+    /// Test-time augmentation (images): `flip` also classifies each image mirrored left to
+    /// right, in the same batch, and averages the two softmax probabilities (features: the
+    /// two embeddings).
+    #[arg(long, value_enum)]
+    tta: Option<Tta>,
+}
+
+/// Test-time augmentations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tta {
+    /// The image and its horizontal mirror.
+    Flip,
 }
 
 /// One output row: an image's logits or features, a video's clip-averaged probabilities or
@@ -328,6 +340,11 @@ fn check_kinds(
             )));
         }
     }
+    if args.tta.is_some() && !videos.is_empty() {
+        bail!(Error::Usage(
+            "--tta applies to images; for videos, average over clips with --clips".into()
+        ));
+    }
     if args.features.is_some() && !images.is_empty() && !videos.is_empty() {
         bail!(Error::Usage(
             "--features with both images and videos: their default models' features differ in \
@@ -358,12 +375,26 @@ fn classify_images(
     spinner.enable_steady_tick(Duration::from_millis(100));
     let engine = Engine::load_network(network, &setup.weights, options)?;
     spinner.finish_and_clear();
-    let (outputs, width) = infer_all(&engine, &setup, &image_options, args.batch, which)?;
+    let run = Batching {
+        batch: args.batch,
+        flip: args.tta == Some(Tta::Flip),
+        which,
+    };
+    let views = run.views();
+    let (outputs, width) = infer_all(&engine, &setup, &image_options, run)?;
+    // Each image's views (itself, and its mirror under --tta flip) are consecutive rows:
+    // their probabilities (or features) are averaged.
     let rows = outputs
-        .chunks(width.max(1))
-        .map(|row| match which {
-            Output::Logits => softmax(row),
-            Output::Features => row.to_vec(),
+        .chunks(width.max(1) * views)
+        .map(|rows| {
+            let per_view: Vec<Vec<f32>> = rows
+                .chunks(width.max(1))
+                .map(|row| match which {
+                    Output::Logits => softmax(row),
+                    Output::Features => row.to_vec(),
+                })
+                .collect();
+            mean_rows(&per_view)
         })
         .collect();
     Ok(Rows {
@@ -460,17 +491,42 @@ fn prepare(
     Ok((setup, network))
 }
 
-/// Runs every image through the network, `batch` at a time, with a progress bar when there
-/// is more than one batch. Returns the outputs, one row of `width` per image.
+/// How images go through the network: at most `batch` rows per run, each image as itself
+/// and, with `flip`, its mirror in the next row; reading `which` output.
+#[derive(Clone, Copy)]
+struct Batching {
+    batch: usize,
+    flip: bool,
+    which: Output,
+}
+
+impl Batching {
+    /// Rows per image.
+    fn views(&self) -> usize {
+        1 + usize::from(self.flip)
+    }
+}
+
+/// The element-wise mean of equal-length rows.
+fn mean_rows(rows: &[Vec<f32>]) -> Vec<f32> {
+    let n = rows.len().max(1) as f64;
+    (0..rows.first().map_or(0, Vec::len))
+        .map(|i| (rows.iter().map(|r| r[i] as f64).sum::<f64>() / n) as f32)
+        .collect()
+}
+
+/// Runs every image through the network, with a progress bar when there is more than one
+/// batch. Returns the outputs, `views` rows of `width` per image.
 fn infer_all(
     engine: &Engine,
     setup: &Setup,
     image_options: &ImageOptions,
-    batch: usize,
-    which: Output,
+    run: Batching,
 ) -> anyhow::Result<(Vec<f32>, usize)> {
     let (pre, images) = (&setup.pre, &setup.images);
     let (h, w) = (pre.crop_h as usize, pre.crop_w as usize);
+    let views = run.views();
+    let batch = (run.batch / views).max(1);
     let bar = if images.len() > batch {
         ProgressBar::new(images.len() as u64)
     } else {
@@ -484,12 +540,16 @@ fn infer_all(
     let mut width = 0;
     for chunk in images.chunks(batch) {
         let tensors = decode_all(chunk, &|p| load_and_preprocess_with(p, pre, image_options));
-        let mut x = Vec::with_capacity(chunk.len() * 3 * h * w);
+        let rows = chunk.len() * views;
+        let mut x = Vec::with_capacity(rows * 3 * h * w);
         for t in tensors {
-            x.extend(t?);
+            let t = t?;
+            let flipped = run.flip.then(|| mirrored(&t, w));
+            x.extend(t);
+            x.extend(flipped.into_iter().flatten());
         }
-        let y = engine.run(&x, chunk.len(), h, w, which)?;
-        width = y.len() / chunk.len();
+        let y = engine.run(&x, rows, h, w, run.which)?;
+        width = y.len() / rows;
         outputs.extend(y);
         bar.inc(chunk.len() as u64);
     }
