@@ -19,9 +19,59 @@ pub fn top_k(probs: &[f32], k: usize) -> Vec<usize> {
     order
 }
 
+/// How an ensemble blends its members' outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Combine {
+    /// The (weighted) mean of the members' softmax probabilities.
+    #[default]
+    Probs,
+    /// The (weighted) mean of the members' logits.
+    Logits,
+}
+
+/// Blends `members` (each `(n, classes)` logits, row-major) into one `(n, classes)`: the
+/// weighted mean of their probabilities or of their logits, accumulated in f64. `weights`
+/// holds one non-negative weight per member (normalised here).
+pub fn combine(members: &[Vec<f32>], weights: &[f64], how: Combine, classes: usize) -> Vec<f32> {
+    let total: f64 = weights.iter().sum();
+    let Some(first) = members.first() else {
+        return vec![];
+    };
+    let mut out = vec![0f64; first.len()];
+    for (logits, &w) in members.iter().zip(weights) {
+        for (row, acc) in logits
+            .chunks(classes.max(1))
+            .zip(out.chunks_mut(classes.max(1)))
+        {
+            let values = match how {
+                Combine::Probs => softmax(row),
+                Combine::Logits => row.to_vec(),
+            };
+            for (a, v) in acc.iter_mut().zip(values) {
+                *a += w / total * v as f64;
+            }
+        }
+    }
+    out.into_iter().map(|v| v as f32).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn combine_weights_probabilities_or_logits() {
+        let a = vec![0.0, 1.0, 2.0, 0.0];
+        let b = vec![2.0, 0.0, 0.0, 2.0];
+        let logits = combine(&[a.clone(), b.clone()], &[3.0, 1.0], Combine::Logits, 2);
+        assert_eq!(logits, vec![0.5, 0.75, 1.5, 0.5]);
+        let probs = combine(&[a.clone(), b.clone()], &[1.0, 1.0], Combine::Probs, 2);
+        let (pa, pb) = (softmax(&a[..2]), softmax(&b[..2]));
+        assert!((probs[0] - (pa[0] + pb[0]) / 2.0).abs() < 1e-7);
+        assert!((probs[2..].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        // One member alone is itself.
+        assert_eq!(combine(&[a.clone()], &[2.0], Combine::Logits, 2), a);
+    }
 
     #[test]
     fn softmax_sums_to_one_and_survives_large_logits() {

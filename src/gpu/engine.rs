@@ -257,33 +257,48 @@ impl Engine {
     async fn run_batch(&self, input: &[f32], size: InputSize, output: Output) -> Result<Vec<f32>> {
         let plan = self.plan(size)?;
         let plan = platform::lock_across_await(&plan, "an inference on this engine")?;
-        let value = match output {
-            Output::Logits => self.graph.output,
-            Output::Features => self.graph.features,
-        };
-        let bytes = plan.shapes[value].bytes();
         let ctx = &self.ctx;
-        let submission = ctx.scoped("running the network", || {
-            ctx.queue
-                .write_buffer(&plan.slots[plan.input_slot], 0, bytemuck::cast_slice(input));
+        let (submission, bytes) = ctx.scoped("running the network", || {
             let mut encoder = ctx
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("inference"),
                 });
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("network"),
-                    timestamp_writes: None,
-                });
-                for step in &plan.steps {
-                    step.encode(&mut pass);
-                }
-            }
-            encoder.copy_buffer_to_buffer(plan.slot_of(value), 0, &plan.readback, 0, bytes);
-            ctx.queue.submit([encoder.finish()])
+            let bytes = self.encode_batch(&plan, input, output, &mut encoder);
+            (ctx.queue.submit([encoder.finish()]), bytes)
         })?;
         read_pod(ctx, &plan.readback, bytes, Some(submission)).await
+    }
+
+    /// Writes `input` into `plan`'s input buffer and records its pass and the copy of
+    /// `output` into its readback buffer; returns the bytes to read back once submitted. An
+    /// ensemble records every member's batch into one encoder: one submission for all.
+    pub(crate) fn encode_batch(
+        &self,
+        plan: &GpuPlan,
+        input: &[f32],
+        output: Output,
+        encoder: &mut wgpu::CommandEncoder,
+    ) -> u64 {
+        let value = match output {
+            Output::Logits => self.graph.output,
+            Output::Features => self.graph.features,
+        };
+        let bytes = plan.shapes[value].bytes();
+        self.ctx
+            .queue
+            .write_buffer(&plan.slots[plan.input_slot], 0, bytemuck::cast_slice(input));
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("network"),
+                timestamp_writes: None,
+            });
+            for step in &plan.steps {
+                step.encode(&mut pass);
+            }
+        }
+        encoder.copy_buffer_to_buffer(plan.slot_of(value), 0, &plan.readback, 0, bytes);
+        bytes
     }
 
     /// The plan for `size`, built on first use.

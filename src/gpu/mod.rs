@@ -7,6 +7,7 @@
 pub mod context;
 pub mod disk_cache;
 pub mod engine;
+pub mod ensemble;
 pub mod kernels;
 pub mod limits;
 pub mod ops;

@@ -9,6 +9,7 @@ mod cli_video;
 mod common;
 mod default_model;
 mod end_to_end;
+mod ensemble;
 mod family;
 mod full_width;
 mod gl_backend;

@@ -7,11 +7,13 @@ mod stdio;
 mod bench;
 mod classify;
 mod classify_video;
+mod ensemble;
 mod info;
 mod info_video;
 mod inputs;
 mod tune;
 
+use ensemble::EnsembleArgs;
 use inputs::{check_output_path, check_weights, parse_size};
 
 use std::path::{Path, PathBuf};
@@ -65,9 +67,12 @@ enum Command {
     /// the raw logits as .npy.
     Run {
         /// safetensors weights (torchvision, timm or Hugging Face layout); the architecture
-        /// is read from the file (and a config.json beside it).
-        #[arg(long)]
-        weights: PathBuf,
+        /// is read from the file (and a config.json beside it). Given several times: an
+        /// ensemble, every member fed the same tensor, its outputs blended (--combine).
+        #[arg(long, required = true)]
+        weights: Vec<PathBuf>,
+        #[command(flatten)]
+        ensemble: EnsembleArgs,
         /// float32 (N, 3, H, W) .npy; for video weights (N, 3, T, H, W) clips.
         #[arg(long)]
         input: PathBuf,
@@ -270,11 +275,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run {
             weights,
+            ensemble,
             input,
             output,
             features,
             verify,
-        } => run(&weights, &input, &output, features, verify, &options),
+        } => match &weights[..] {
+            [one] => run(one, &input, &output, features, verify, &options),
+            members => {
+                if features {
+                    bail!(Error::Usage(
+                        "--features with several --weights: each member has its own embedding; \
+                         run them one at a time"
+                            .into()
+                    ));
+                }
+                ensemble::run(members, &ensemble, (&input, &output), verify, &options)
+            }
+        },
         Command::Classify(args) => classify::classify(args, &options),
         Command::Profile(args) => bench::profile(args, &options),
         Command::Bench(args) => bench::bench(args, &options),
@@ -364,7 +382,7 @@ fn run(
 /// The input size of a `resnet run` tensor: `(N, 3, H, W)` images for image weights,
 /// `(N, 3, T, H, W)` clips for video weights; anything else, an empty dimension or a
 /// non-finite value is refused, naming the file.
-fn input_size(path: &Path, x: &npy::NpyArray, video: bool) -> anyhow::Result<InputSize> {
+pub(crate) fn input_size(path: &Path, x: &npy::NpyArray, video: bool) -> anyhow::Result<InputSize> {
     let refuse = |msg: String| Error::InputShape(format!("{}: {msg}", path.display()));
     let size = match (&x.shape[..], video) {
         (&[n, _, h, w], false) => InputSize::image(n, h, w),
