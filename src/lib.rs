@@ -13,6 +13,7 @@ pub mod kinetics;
 pub mod metadata;
 pub mod model;
 pub mod npy;
+pub mod predict;
 pub mod preprocess;
 pub mod reference;
 pub mod video;

@@ -57,6 +57,13 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
 /// The pixel count is checked against `options.max_pixels` from the header, before the
 /// pixels are decoded, so a small file claiming a huge image costs nothing.
 pub fn load_image_with(path: &Path, options: &ImageOptions) -> Result<RgbImage> {
+    let bytes = crate::fsutil::read_regular(path)?;
+    decode_image_with(&bytes, path, options)
+}
+
+/// [`load_image_with`] on an image file's bytes already in memory (an upload, a Python
+/// `bytes`); `path` names them in errors.
+pub fn decode_image_with(bytes: &[u8], path: &Path, options: &ImageOptions) -> Result<RgbImage> {
     let img_err = |msg: String| Error::Image {
         path: path.to_path_buf(),
         msg,
@@ -87,16 +94,15 @@ pub fn load_image_with(path: &Path, options: &ImageOptions) -> Result<RgbImage> 
         }
         other => img_err(other.to_string()),
     };
-    let bytes = crate::fsutil::read_regular(path)?;
     if bytes.is_empty() {
         return Err(img_err("the file is empty".into()));
     }
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
     // zune-jpeg decodes a truncated JPEG without complaint, filling in the missing rows;
     // Pillow refuses it ("image file is truncated"), and so does this.
-    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end(&bytes) {
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end(bytes) {
         return Err(img_err(
             "truncated: the JPEG data ends before its end-of-image marker".into(),
         ));

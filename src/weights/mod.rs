@@ -56,6 +56,10 @@ enum Backing {
     Static(&'static [u8]),
 }
 
+/// The trained default model (see scripts/train_default.py), compiled in so the CLI and the
+/// Python package work from anywhere without a weights file.
+pub const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../weights/default.safetensors");
+
 /// A validated safetensors file.
 pub struct WeightsFile {
     pub path: PathBuf,
@@ -95,6 +99,11 @@ impl WeightsFile {
     /// Parses safetensors bytes compiled into the binary.
     pub fn from_static(label: impl Into<PathBuf>, bytes: &'static [u8]) -> Result<Self> {
         Self::from_backing(label.into(), Backing::Static(bytes))
+    }
+
+    /// The embedded default model ([`DEFAULT_WEIGHTS`]).
+    pub fn default_model() -> Result<Self> {
+        Self::from_static("<embedded default model>", DEFAULT_WEIGHTS)
     }
 
     fn from_backing(path: PathBuf, backing: Backing) -> Result<Self> {

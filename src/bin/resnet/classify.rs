@@ -9,8 +9,9 @@ use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use resnet_wgpu::metadata::{class_names_with, default_preprocess};
 use resnet_wgpu::model::SourceConfig;
+use resnet_wgpu::predict::{self, Prediction};
 use resnet_wgpu::preprocess::{
-    load_and_preprocess_with, presets, ImageOptions, Preprocess, MAX_IMAGE_PIXELS,
+    decode_all, load_and_preprocess_with, presets, ImageOptions, Preprocess, MAX_IMAGE_PIXELS,
 };
 use resnet_wgpu::{npy, Engine, Error, GpuOptions, Network, Output};
 
@@ -57,20 +58,6 @@ pub struct ClassifyArgs {
     /// Refuse images with more pixels than this, from their header, before decoding.
     #[arg(long, default_value_t = MAX_IMAGE_PIXELS)]
     max_pixels: u64,
-}
-
-/// One image's result.
-#[derive(serde::Serialize)]
-struct Prediction {
-    image: String,
-    top: Vec<Scored>,
-}
-
-#[derive(serde::Serialize)]
-struct Scored {
-    class: usize,
-    label: String,
-    prob: f32,
 }
 
 /// Expands folders (recursively, sorted) into image files; explicit files are kept as given.
@@ -131,51 +118,6 @@ fn walk(dir: &Path, seen: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) -> anyh
         }
     }
     Ok(())
-}
-
-/// Decodes and preprocesses `paths` on all cores, one worker per core rather than one
-/// thread per image, so a batch of large images never holds more than a core's worth of
-/// decoded pixels at once. Results keep the order of `paths`.
-fn decode_all(
-    paths: &[PathBuf],
-    decode: &(dyn Fn(&Path) -> resnet_wgpu::Result<Vec<f32>> + Sync),
-) -> Vec<resnet_wgpu::Result<Vec<f32>>> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(paths.len())
-        .max(1);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<(usize, resnet_wgpu::Result<Vec<f32>>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(p) = paths.get(i) else { break done };
-                        done.push((i, decode(p)));
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    vec![(0, Err(Error::Usage("an image decoder panicked".into())))]
-                })
-            })
-            .collect()
-    });
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
-}
-
-fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f64> = logits.iter().map(|&v| ((v - max) as f64).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    exp.iter().map(|&e| (e / sum) as f32).collect()
 }
 
 /// What `classify` settles before the GPU: the images, the network and how to feed it.
@@ -300,7 +242,9 @@ fn infer_all(
     let mut outputs: Vec<f32> = Vec::new();
     let mut width = 0;
     for chunk in images.chunks(batch) {
-        let tensors = decode_all(chunk, &|p| load_and_preprocess_with(p, pre, image_options));
+        let tensors = decode_all(chunk, &|p: &PathBuf| {
+            load_and_preprocess_with(p, pre, image_options)
+        });
         let mut x = Vec::with_capacity(chunk.len() * 3 * h * w);
         for t in tensors {
             x.extend(t?);
@@ -316,26 +260,13 @@ fn infer_all(
 
 /// The `k` most probable classes of each image, from its logits.
 fn top_k(setup: &Setup, outputs: &[f32], k: usize) -> Vec<Prediction> {
-    let k = k.min(setup.classes);
     setup
         .images
         .iter()
         .zip(outputs.chunks(setup.classes.max(1)))
-        .map(|(path, logits)| {
-            let probs = softmax(logits);
-            let mut order: Vec<usize> = (0..probs.len()).collect();
-            order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-            Prediction {
-                image: path.display().to_string(),
-                top: order[..k]
-                    .iter()
-                    .map(|&c| Scored {
-                        class: c,
-                        label: setup.labels[c].clone(),
-                        prob: probs[c],
-                    })
-                    .collect(),
-            }
+        .map(|(path, logits)| Prediction {
+            image: path.display().to_string(),
+            top: predict::top_k(logits, &setup.labels, k),
         })
         .collect()
 }

@@ -6,10 +6,6 @@ use std::path::Path;
 use anyhow::bail;
 use resnet_wgpu::{fsutil, Error, Network, WeightsFile};
 
-/// The trained default model (see scripts/train_default.py), compiled in so `resnet classify`
-/// works from any directory without a weights file.
-pub const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../../weights/default.safetensors");
-
 pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
     let bad = || format!("`{s}` is not a size like 224x224");
     let (h, w) = s.split_once(['x', 'X']).map_or((s, s), |p| p);
@@ -25,7 +21,7 @@ pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
 pub fn open_weights(path: Option<&Path>) -> anyhow::Result<WeightsFile> {
     Ok(match path {
         Some(p) => WeightsFile::open(p)?,
-        None => WeightsFile::from_static("<embedded default model>", DEFAULT_WEIGHTS)?,
+        None => WeightsFile::default_model()?,
     })
 }
 
