@@ -21,12 +21,13 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet "${pins[@]}"
+# --force-reinstall rebuilds it when this version is installed already; --no-deps keeps numpy
+# at its pin above.
 time "$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps ./python
-"$venv/bin/python" -m pip install --quiet ./python  # its dependencies (numpy), pinned above
 
 # The tests compare the package's JSON with the CLI's.
 cargo build --bin resnet
-export RESNET_CLI=$PWD/target/debug/resnet
+export RESNET_CLI=${CARGO_TARGET_DIR:-$PWD/target}/debug/resnet
 export RAY_USAGE_STATS_ENABLED=0
 unset RAY_ADDRESS
 "$venv/bin/python" -m pytest python/tests -v -p no:cacheprovider "$@"

@@ -202,11 +202,9 @@ impl PyEngine {
     }
 
     /// Logits, float32 of shape (N, classes), for a batch x of shape (N, 3, H, W): a float32,
-    /// float64 or float16 array in any memory order, already preprocessed (normalised).
+    /// float64 or float16 array in any memory order, already preprocessed (normalised). A
+    /// network without a head gives its pooled features, as `features` does.
     fn run(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        if self.labels.is_empty() {
-            return Err(bad_input(NO_HEAD));
-        }
         self.infer(py, x, Output::Logits)
     }
 

@@ -80,4 +80,6 @@ def test_headless_weights_refuse_classify_but_give_features():
     with pytest.raises(ValueError, match="no classification head"):
         engine.classify([str(ROOT / "samples" / "0_0020.png")])
     x = np.zeros((1, 3, 64, 64), np.float32)
-    assert engine.features(x).shape == (1, engine.info["features"])
+    features = engine.features(x)
+    assert features.shape == (1, engine.info["features"])
+    assert np.array_equal(engine.run(x), features)
