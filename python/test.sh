@@ -15,7 +15,8 @@ if [ ! -x "$venv/bin/python" ]; then
     if ! python3 -m venv "$venv"; then
         # Debian and Ubuntu ship venv (ensurepip) separately.
         rm -rf "$venv"
-        sudo apt-get install -y python3-venv
+        as_root=$([ "$(id -u)" = 0 ] || echo sudo)
+        $as_root apt-get update -q && $as_root apt-get install -y -q python3-venv
         python3 -m venv "$venv"
     fi
 fi
