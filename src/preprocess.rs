@@ -28,8 +28,10 @@ use image::RgbImage;
 use crate::error::{Error, Result};
 
 mod decode;
+mod parallel;
 pub mod presets;
 pub use decode::{decode_image, load_image, load_image_with, ImageOptions, MAX_IMAGE_PIXELS};
+pub use parallel::decode_all;
 
 /// Resampling filter, as Pillow defines it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

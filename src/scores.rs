@@ -1,5 +1,22 @@
-//! From a classifier's logits to what a person reads: probabilities and the most probable
-//! classes. The CLI and the web page both use these, so they show the same numbers.
+//! From a classifier's logits to what a person reads: probabilities, the most probable
+//! classes in the shape `resnet classify --json` prints (`{image, top: [{class, label,
+//! prob}]}`), and an ensemble's blend. The CLI, the web page and the Python package all use
+//! these, so they show the same numbers.
+
+/// One image's (or video's) result.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Prediction {
+    pub image: String,
+    pub top: Vec<Scored>,
+}
+
+/// One class of a [`Prediction`], most probable first.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Scored {
+    pub class: usize,
+    pub label: String,
+    pub prob: f32,
+}
 
 /// Softmax over one image's logits, accumulated in f64 (max subtracted first, so large
 /// logits cannot overflow).
@@ -17,6 +34,19 @@ pub fn top_k(probs: &[f32], k: usize) -> Vec<usize> {
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
     order.truncate(k);
     order
+}
+
+/// The `k` most probable classes of `probs`, named by `labels` (the class number where a
+/// label is missing).
+pub fn scored(probs: &[f32], labels: &[String], k: usize) -> Vec<Scored> {
+    top_k(probs, k)
+        .into_iter()
+        .map(|c| Scored {
+            class: c,
+            label: labels.get(c).cloned().unwrap_or_else(|| c.to_string()),
+            prob: probs[c],
+        })
+        .collect()
 }
 
 /// How an ensemble blends its members' outputs.

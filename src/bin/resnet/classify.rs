@@ -10,9 +10,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use resnet_wgpu::metadata::{class_names_with, default_preprocess};
 use resnet_wgpu::model::SourceConfig;
 use resnet_wgpu::preprocess::{
-    load_and_preprocess_with, mirrored, presets, ImageOptions, Preprocess, MAX_IMAGE_PIXELS,
+    decode_all, load_and_preprocess_with, mirrored, presets, ImageOptions, Preprocess,
+    MAX_IMAGE_PIXELS,
 };
-use resnet_wgpu::scores::{softmax, top_k};
+use resnet_wgpu::scores::{scored, softmax, Prediction};
 use resnet_wgpu::video::{is_video_file, ClipSampling};
 use resnet_wgpu::{npy, Engine, Error, GpuOptions, Network, Output, WeightsFile};
 
@@ -92,20 +93,6 @@ pub enum Tta {
 /// One output row: an image's logits or features, a video's clip-averaged probabilities or
 /// features.
 pub type Scores = Vec<f32>;
-
-/// One image's (or video's) result.
-#[derive(serde::Serialize)]
-struct Prediction {
-    image: String,
-    top: Vec<Scored>,
-}
-
-#[derive(serde::Serialize)]
-struct Scored {
-    class: usize,
-    label: String,
-    prob: f32,
-}
 
 /// What an input is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,44 +178,6 @@ fn walk(
         }
     }
     Ok(())
-}
-
-/// Decodes and preprocesses `paths` on all cores, one worker per core rather than one
-/// thread per image, so a batch of large images never holds more than a core's worth of
-/// decoded pixels at once. Results keep the order of `paths`.
-fn decode_all(
-    paths: &[PathBuf],
-    decode: &(dyn Fn(&Path) -> resnet_wgpu::Result<Vec<f32>> + Sync),
-) -> Vec<resnet_wgpu::Result<Vec<f32>>> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(paths.len())
-        .max(1);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<(usize, resnet_wgpu::Result<Vec<f32>>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(p) = paths.get(i) else { break done };
-                        done.push((i, decode(p)));
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    vec![(0, Err(Error::Usage("an image decoder panicked".into())))]
-                })
-            })
-            .collect()
-    });
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// What `classify` settles before the GPU: the images, the network and how to feed it.
@@ -539,7 +488,9 @@ fn infer_all(
     let mut outputs: Vec<f32> = Vec::new();
     let mut width = 0;
     for chunk in images.chunks(batch) {
-        let tensors = decode_all(chunk, &|p| load_and_preprocess_with(p, pre, image_options));
+        let tensors = decode_all(chunk, &|p: &PathBuf| {
+            load_and_preprocess_with(p, pre, image_options)
+        });
         let rows = chunk.len() * views;
         let mut x = Vec::with_capacity(rows * 3 * h * w);
         for t in tensors {
@@ -561,14 +512,7 @@ fn infer_all(
 fn prediction(path: &Path, probs: &[f32], labels: &[String], k: usize) -> Prediction {
     Prediction {
         image: path.display().to_string(),
-        top: top_k(probs, k)
-            .iter()
-            .map(|&c| Scored {
-                class: c,
-                label: labels[c].clone(),
-                prob: probs[c],
-            })
-            .collect(),
+        top: scored(probs, labels, k),
     }
 }
 
