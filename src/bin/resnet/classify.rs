@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
-use resnet_wgpu::metadata::{class_names_with, default_preprocess};
+use resnet_wgpu::metadata::{class_names_with, default_preprocess, LabelSource};
 use resnet_wgpu::model::SourceConfig;
 use resnet_wgpu::preprocess::{
     decode_all, load_and_preprocess_with, mirrored, presets, ImageOptions, Preprocess,
@@ -28,17 +28,21 @@ pub struct ClassifyArgs {
     /// recursively for both. With video weights, a folder holding no video file is one
     /// video: its images, sorted by name, are the frames.
     #[arg(required = true)]
-    inputs: Vec<PathBuf>,
+    pub inputs: Vec<PathBuf>,
     /// safetensors weights; without it, the embedded default models: handwritten digits for
     /// images, a digit's direction of motion for videos (each input with its own kind's model).
+    /// Given several times (images): an ensemble, each member with its own preprocessing,
+    /// blended by --combine.
     #[arg(long)]
-    weights: Option<PathBuf>,
+    pub weights: Vec<PathBuf>,
+    #[command(flatten)]
+    pub ensemble: crate::ensemble::EnsembleArgs,
     /// How many classes to show per image or video.
     #[arg(long, default_value_t = 5)]
     top_k: usize,
     /// Images (for videos: clips) per GPU batch.
     #[arg(long, default_value_t = 16)]
-    batch: usize,
+    pub batch: usize,
     /// Class names: one per line, or a JSON array/object; overrides the file's own.
     #[arg(long)]
     pub labels: Option<PathBuf>,
@@ -72,15 +76,15 @@ pub struct ClassifyArgs {
     /// Ignore EXIF orientation and decode exactly as PIL.Image.open (torchvision) does. By
     /// default photos are turned upright first, as image viewers show them.
     #[arg(long)]
-    ignore_exif: bool,
+    pub ignore_exif: bool,
     /// Refuse images with more pixels than this, from their header, before decoding.
     #[arg(long, default_value_t = MAX_IMAGE_PIXELS)]
-    max_pixels: u64,
+    pub max_pixels: u64,
     /// Test-time augmentation (images): `flip` also classifies each image mirrored left to
     /// right, in the same batch, and averages the two softmax probabilities (features: the
     /// two embeddings).
     #[arg(long, value_enum)]
-    tta: Option<Tta>,
+    pub tta: Option<Tta>,
 }
 
 /// Test-time augmentations.
@@ -96,7 +100,7 @@ pub type Scores = Vec<f32>;
 
 /// What an input is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Image,
     /// A video file or a folder of frames.
     Video,
@@ -107,7 +111,10 @@ enum Kind {
 /// itself one video, of its images. Links to folders are followed, each folder once: one
 /// reached again (a link loop, or a second link to it) is skipped with a warning naming it,
 /// so no file is listed twice and no loop makes the walk endless.
-fn collect_inputs(inputs: &[PathBuf], frame_folders: bool) -> anyhow::Result<Vec<(PathBuf, Kind)>> {
+pub(crate) fn collect_inputs(
+    inputs: &[PathBuf],
+    frame_folders: bool,
+) -> anyhow::Result<Vec<(PathBuf, Kind)>> {
     let mut found = Vec::new();
     let mut seen = HashSet::new();
     for input in inputs {
@@ -181,23 +188,25 @@ fn walk(
 }
 
 /// What `classify` settles before the GPU: the images, the network and how to feed it.
-struct Setup {
-    images: Vec<PathBuf>,
-    weights: resnet_wgpu::WeightsFile,
-    pre: Preprocess,
+pub(crate) struct Setup {
+    pub(crate) images: Vec<PathBuf>,
+    pub(crate) weights: resnet_wgpu::WeightsFile,
+    pub(crate) pre: Preprocess,
     /// 0 for a network without a head (features only).
-    classes: usize,
-    labels: Vec<String>,
+    pub(crate) classes: usize,
+    pub(crate) labels: Vec<String>,
+    /// Whether `labels` are names (from a file, metadata, config or ImageNet), not indices.
+    pub(crate) named: bool,
 }
 
 /// One kind's results: a row per input (in the order given), the names for its classes.
-struct Rows {
-    paths: Vec<PathBuf>,
+pub(crate) struct Rows {
+    pub(crate) paths: Vec<PathBuf>,
     /// Probabilities (or features with `--features`).
-    rows: Vec<Scores>,
-    width: usize,
-    classes: usize,
-    labels: Vec<String>,
+    pub(crate) rows: Vec<Scores>,
+    pub(crate) width: usize,
+    pub(crate) classes: usize,
+    pub(crate) labels: Vec<String>,
 }
 
 pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> {
@@ -205,7 +214,10 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
     at_least("--top-k", args.top_k, 1)?;
     // The clip flags are refused up front, even for images only.
     ClipSampling::new(args.frames.unwrap_or(1), args.clips, args.frame_stride)?;
-    let given = args.weights.as_deref().map(WeightsFile::open).transpose()?;
+    if args.weights.len() > 1 {
+        return crate::classify_ensemble::classify(&args, options);
+    }
+    let given = args.weights.first().map(WeightsFile::open).transpose()?;
     let video_weights = given
         .as_ref()
         .is_some_and(resnet_wgpu::model::video::is_video);
@@ -221,7 +233,7 @@ pub fn classify(args: ClassifyArgs, options: &GpuOptions) -> anyhow::Result<()> 
     check_kinds(&args, &images, &videos, given.is_some(), video_weights)?;
     if let Some(path) = &args.features {
         let mut read: Vec<&Path> = inputs.iter().map(|(p, _)| p.as_path()).collect();
-        read.extend(args.weights.as_deref());
+        read.extend(args.weights.iter().map(PathBuf::as_path));
         read.extend(args.labels.as_deref());
         check_output_path(path, &read)?;
     }
@@ -272,7 +284,11 @@ fn check_kinds(
     given: bool,
     video_weights: bool,
 ) -> anyhow::Result<()> {
-    let weights = args.weights.as_deref().unwrap_or(Path::new("")).display();
+    let weights = args
+        .weights
+        .first()
+        .map_or(Path::new(""), PathBuf::as_path)
+        .display();
     if given && video_weights {
         if let Some(image) = images.first() {
             bail!(Error::Usage(format!(
@@ -357,7 +373,7 @@ fn classify_images(
 
 /// The results of every kind in the order the inputs were found: features written to their
 /// .npy, or the top classes printed.
-fn report(
+pub(crate) fn report(
     args: &ClassifyArgs,
     inputs: &[(PathBuf, Kind)],
     results: Vec<Rows>,
@@ -398,7 +414,7 @@ fn report(
 
 /// Everything checked and decided before the GPU is opened for images: the network (its
 /// tensors, NaN/Inf), preprocessing and class names.
-fn prepare(
+pub(crate) fn prepare(
     args: &ClassifyArgs,
     weights: WeightsFile,
     images: Vec<PathBuf>,
@@ -425,10 +441,10 @@ fn prepare(
                 .into()
         )),
     };
-    let labels = if classes > 0 {
-        class_names_with(&weights, classes, args.labels.as_deref(), config.as_ref())?.0
+    let (labels, source) = if classes > 0 {
+        class_names_with(&weights, classes, args.labels.as_deref(), config.as_ref())?
     } else {
-        vec![]
+        (vec![], LabelSource::Indices)
     };
     let setup = Setup {
         images,
@@ -436,6 +452,7 @@ fn prepare(
         pre,
         classes,
         labels,
+        named: source != LabelSource::Indices,
     };
     Ok((setup, network))
 }

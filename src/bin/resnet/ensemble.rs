@@ -30,7 +30,11 @@ enum CombineArg {
 }
 
 impl EnsembleArgs {
-    fn combine(&self) -> Combine {
+    pub fn weights(&self) -> Option<Vec<f64>> {
+        self.ensemble_weights.clone()
+    }
+
+    pub fn combine(&self) -> Combine {
         match self.combine {
             CombineArg::Probs => Combine::Probs,
             CombineArg::Logits => Combine::Logits,
@@ -79,12 +83,7 @@ pub fn run(
         .zip(&files)
         .map(|(network, file)| Engine::from_network(ctx.clone(), network, file))
         .collect::<resnet_wgpu::Result<Vec<_>>>()?;
-    let ensemble = Ensemble::new(
-        engines,
-        &names,
-        args.ensemble_weights.clone(),
-        args.combine(),
-    )?;
+    let ensemble = Ensemble::new(engines, &names, args.weights(), args.combine())?;
     let inputs = vec![(&x.data[..], size); members.len()];
     let y = ensemble.run(&inputs)?;
     npy::write_f32(output, &[size.n, ensemble.classes()], &y)?;

@@ -6,6 +6,7 @@ mod stdio;
 
 mod bench;
 mod classify;
+mod classify_ensemble;
 mod classify_video;
 mod ensemble;
 mod info;
