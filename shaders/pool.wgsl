@@ -23,6 +23,7 @@ struct Params {
     kernel_t: u32,
     stride_t: u32,
     pad_t: u32,
+    kernel_w: u32, // the global pool's window width (its height is `kernel`)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -131,7 +132,15 @@ fn avg_pool(
     output[idx] = sum / f32(count);
 }
 
-// Mean over T×H×W → (N, 1, 1, 1, C); total = N·C.
+// Windows of a head pool covering position i of an axis of `len` with a window `k` at
+// stride 1: the window starts s in [max(0, i − k + 1), min(i, len − k)].
+fn windows_over(i: u32, len: u32, k: u32) -> u32 {
+    return min(i, len - k) + 1u - (max(i + 1u, k) - k);
+}
+
+// Mean over T×H×W → (N, 1, 1, 1, C); total = N·C. With a head window smaller than the map
+// (pytorchvideo: stride-1 window averages, then their mean), each position counts as often
+// as windows cover it; a window covering the map weighs every position once.
 @compute @workgroup_size(256, 1, 1)
 fn global_avg_pool(
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -144,10 +153,19 @@ fn global_avg_pool(
     }
     let c = idx % p.channels;
     let n = idx / p.channels;
-    let hw = p.in_t * p.in_h * p.in_w;
+    var i = n * p.in_t * p.in_h * p.in_w;
     var sum = 0.0;
-    for (var i = 0u; i < hw; i++) {
-        sum += load((n * hw + i) * p.channels + c, c);
+    for (var t = 0u; t < p.in_t; t++) {
+        let wt = windows_over(t, p.in_t, p.kernel_t);
+        for (var y = 0u; y < p.in_h; y++) {
+            let wty = wt * windows_over(y, p.in_h, p.kernel);
+            for (var x = 0u; x < p.in_w; x++) {
+                let weight = wty * windows_over(x, p.in_w, p.kernel_w);
+                sum += load(i * p.channels + c, c) * f32(weight);
+                i++;
+            }
+        }
     }
-    output[idx] = sum / f32(hw);
+    let windows = (p.in_t + 1u - p.kernel_t) * (p.in_h + 1u - p.kernel) * (p.in_w + 1u - p.kernel_w);
+    output[idx] = sum / f32(windows * p.kernel_t * p.kernel * p.kernel_w);
 }

@@ -85,6 +85,46 @@ impl InputSize {
     }
 }
 
+/// How a head's average pool meets the final map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HeadWindow {
+    /// The whole map (an adaptive average pool to 1).
+    Whole,
+    /// A fixed `[T, H, W]` window that must be the whole map: a pool whose output is then
+    /// flattened (RobustBench's WRN: `F.avg_pool2d(x, 8)`), so any other map is refused rather
+    /// than pooled differently from the source.
+    Exactly([usize; 3]),
+    /// A fixed `[T, H, W]` window at stride 1, then the mean of all the window averages
+    /// (pytorchvideo's head: `AvgPool3d`, the linear `proj` per position, `AdaptiveAvgPool3d(1)`;
+    /// the linear layer commutes with the mean). A weighted mean over the map, the plain one
+    /// when the window covers it; refused when the window is larger than the map.
+    MeanOfWindows([usize; 3]),
+}
+
+impl HeadWindow {
+    /// The `[T, H, W]` window pooled on a `[t, h, w]` map, or why this map cannot be pooled.
+    pub fn on(&self, map: [usize; 3]) -> std::result::Result<[usize; 3], String> {
+        let [t, h, w] = map;
+        match *self {
+            HeadWindow::Whole => Ok(map),
+            HeadWindow::Exactly(k) if k == map => Ok(k),
+            HeadWindow::Exactly(k) => Err(format!(
+                "the head's {}×{}×{} average pool does not cover the final {t}×{h}×{w} map \
+                 (T×H×W); give an input whose final map it covers",
+                k[0], k[1], k[2]
+            )),
+            HeadWindow::MeanOfWindows(k) if k.iter().zip(map).all(|(&k, m)| k >= 1 && k <= m) => {
+                Ok(k)
+            }
+            HeadWindow::MeanOfWindows(k) => Err(format!(
+                "the head's {}×{}×{} average pool is larger than the final {t}×{h}×{w} map \
+                 (T×H×W); give larger clips",
+                k[0], k[1], k[2]
+            )),
+        }
+    }
+}
+
 /// A window along the temporal axis: kernel, stride and padding in frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Window {
@@ -173,11 +213,9 @@ pub enum Op {
         /// BatchNorm + ReLU applied to the input as read (see [`Conv::pre_act`]).
         pre_act: Option<String>,
     },
-    /// Mean over T×H×W → `(N, 1, 1, 1, C)`. `covers`: the fixed `[T, H, W]` window of a
-    /// pool that is global only when it covers the map exactly (pytorchvideo's head); any
-    /// other map is refused rather than pooled differently from the source.
+    /// Mean over T×H×W → `(N, 1, 1, 1, C)`, as `window` says (a head's pooling).
     GlobalAvgPool {
-        covers: Option<[usize; 3]>,
+        window: HeadWindow,
         /// BatchNorm + ReLU applied to the input as read: a pre-activation network's final
         /// norm (see [`Conv::pre_act`]).
         pre_act: Option<String>,
@@ -327,14 +365,10 @@ impl Op {
                 let w = size(x.w).ok_or_else(too_small)?;
                 Ok(Shape { h, w, ..x })
             }
-            Op::GlobalAvgPool { covers, .. } => {
-                if let Some(k) = covers.filter(|k| *k != [x.t, x.h, x.w]) {
-                    return Err(Error::InputShape(format!(
-                        "{name}: the head's {}×{}×{} average pool does not cover the final \
-                         {}×{}×{} map (T×H×W); give an input whose final map it covers",
-                        k[0], k[1], k[2], x.t, x.h, x.w
-                    )));
-                }
+            Op::GlobalAvgPool { window, .. } => {
+                window
+                    .on([x.t, x.h, x.w])
+                    .map_err(|why| Error::InputShape(format!("{name}: {why}")))?;
                 Ok(Shape {
                     t: 1,
                     h: 1,

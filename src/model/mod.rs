@@ -13,7 +13,7 @@ pub mod video_graph;
 pub mod video_standard;
 
 use crate::error::Result;
-use crate::graph::{Conv, Graph, Op, ValueId, Window};
+use crate::graph::{Conv, Graph, HeadWindow, Op, ValueId, Window};
 use crate::weights::WeightsFile;
 pub use arch::{Arch, BlockKind, Shortcut, Stage, Stem};
 pub use config::SourceConfig;
@@ -352,7 +352,7 @@ impl Builder {
         let pooled = self.g.push(
             "avgpool",
             Op::GlobalAvgPool {
-                covers: None,
+                window: HeadWindow::Whole,
                 pre_act: None,
             },
             vec![x],

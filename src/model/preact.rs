@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
 
 use crate::error::{Error, Result};
-use crate::graph::{Conv, Graph, Op, ValueId, Window};
+use crate::graph::{Conv, Graph, HeadWindow, Op, ValueId, Window};
 use crate::weights::WeightsFile;
 
 /// Where the keys come from.
@@ -655,9 +655,12 @@ pub fn build_preact_graph(arch: &PreActArch) -> Graph {
     for block in arch.stages.iter().flatten() {
         x = push_block(&mut g, block, x);
     }
-    let covers = (arch.layout == PreActLayout::RobustBench).then_some([1, 8, 8]);
+    let window = match arch.layout {
+        PreActLayout::RobustBench => HeadWindow::Exactly([1, 8, 8]),
+        _ => HeadWindow::Whole,
+    };
     let pool = Op::GlobalAvgPool {
-        covers,
+        window,
         pre_act: Some(arch.final_norm.clone()),
     };
     let pooled = g.push("avgpool", pool, vec![x]);

@@ -5,7 +5,7 @@
 
 use super::video::{Conv3d, Pool3d, VideoArch};
 use crate::error::{Error, Result};
-use crate::graph::{Conv, Graph, Op, ValueId, Window};
+use crate::graph::{Conv, Graph, HeadWindow, Op, ValueId, Window};
 
 /// Builds the inference graph of `arch`; the stem reads the user's NCTHW clips directly.
 /// Refuses spatial windows that differ between H and W, which no recognised model has.
@@ -40,11 +40,14 @@ pub fn build_video_graph(arch: &VideoArch) -> Result<Graph> {
             x = push_pool(&mut g, &format!("stage{}.pool", s + 1), pool, x)?;
         }
     }
-    let covers = arch.head_pool;
+    let window = match arch.head_pool {
+        Some(k) => HeadWindow::MeanOfWindows(k),
+        None => HeadWindow::Whole,
+    };
     g.features = g.push(
         "avgpool",
         Op::GlobalAvgPool {
-            covers,
+            window,
             pre_act: None,
         },
         vec![x],

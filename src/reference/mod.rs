@@ -2,7 +2,7 @@
 //! Written for clarity, not speed: f64 accumulation, channels-last like the GPU path.
 
 use crate::error::{Error, Result};
-use crate::graph::{pool_out_size, Conv, Graph, Op, Shape, Window};
+use crate::graph::{pool_out_size, Conv, Graph, HeadWindow, Op, Shape, Window};
 use crate::model::video::Pool3d;
 use crate::weights::WeightsFile;
 
@@ -423,6 +423,10 @@ fn run_node_2d(
             pad,
             ..
         } => max_pool(x, xs, *kernel, *stride, *pad).0,
+        Op::GlobalAvgPool {
+            window: HeadWindow::MeanOfWindows(k),
+            ..
+        } => video::mean_of_windows(x, video::Shape3::of(xs), *k),
         Op::GlobalAvgPool { .. } => global_avg_pool(x, xs).0,
         Op::Linear { weight, bias, .. } => {
             linear(x, xs.n, &tensor(weights, weight)?, &tensor(weights, bias)?)
@@ -438,13 +442,7 @@ fn run_node_3d(
     xs: Shape,
     residual: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
-    let s3 = video::Shape3 {
-        n: xs.n,
-        t: xs.t,
-        h: xs.h,
-        w: xs.w,
-        c: xs.c,
-    };
+    let s3 = video::Shape3::of(xs);
     let axes = |t: Window, k: usize| [t.kernel, k, k];
     Ok(match op {
         Op::Conv(c) => {
@@ -479,6 +477,10 @@ fn run_node_3d(
             };
             video::max_pool3d(x, s3, pool)?.0
         }
+        Op::GlobalAvgPool {
+            window: HeadWindow::MeanOfWindows(k),
+            ..
+        } => video::mean_of_windows(x, s3, *k),
         Op::GlobalAvgPool { .. } => video::global_avg_pool3d(x, s3),
         Op::Linear { weight, bias, .. } => {
             linear(x, xs.n, &tensor(weights, weight)?, &tensor(weights, bias)?)

@@ -5,6 +5,7 @@
 
 use super::{fold_bn, linear};
 use crate::error::{Error, Result};
+use crate::graph::{HeadWindow, Shape};
 use crate::model::video::{Conv3d, Pool3d, VideoArch};
 use crate::weights::WeightsFile;
 
@@ -19,6 +20,17 @@ pub struct Shape3 {
 }
 
 impl Shape3 {
+    /// The graph's `(N, T, H, W, C)` shape.
+    pub fn of(s: Shape) -> Self {
+        Shape3 {
+            n: s.n,
+            t: s.t,
+            h: s.h,
+            w: s.w,
+            c: s.c,
+        }
+    }
+
     pub fn numel(&self) -> usize {
         self.n * self.t * self.h * self.w * self.c
     }
@@ -225,6 +237,35 @@ pub fn global_avg_pool3d(x: &[f32], xs: Shape3) -> Vec<f32> {
     out
 }
 
+/// The mean of every stride-1 `[kT, kH, kW]` window's average over `(N, T, H, W, C)` →
+/// `(N, C)`: pytorchvideo's head pool (`AvgPool3d` then `AdaptiveAvgPool3d(1)`), window by
+/// window as PyTorch computes it. A window that covers the map is the plain mean.
+pub fn mean_of_windows(x: &[f32], xs: Shape3, [kt, kh, kw]: [usize; 3]) -> Vec<f32> {
+    let (nt, nh, nw) = (xs.t + 1 - kt, xs.h + 1 - kh, xs.w + 1 - kw);
+    let mut out = vec![0f32; xs.n * xs.c];
+    for n in 0..xs.n {
+        for c in 0..xs.c {
+            let at = |t: usize, y: usize, x_: usize| {
+                x[(((n * xs.t + t) * xs.h + y) * xs.w + x_) * xs.c + c] as f64
+            };
+            let mut windows = 0.0;
+            for (t0, y0, x0) in
+                (0..nt).flat_map(|t| (0..nh).flat_map(move |y| (0..nw).map(move |x| (t, y, x))))
+            {
+                let mut sum = 0.0;
+                for (t, y, x_) in
+                    (0..kt).flat_map(|t| (0..kh).flat_map(move |y| (0..kw).map(move |x| (t, y, x))))
+                {
+                    sum += at(t0 + t, y0 + y, x0 + x_);
+                }
+                windows += sum / (kt * kh * kw) as f64;
+            }
+            out[n * xs.c + c] = (windows / (nt * nh * nw) as f64) as f32;
+        }
+    }
+    out
+}
+
 fn tensor(w: &WeightsFile, name: &str) -> Result<Vec<f32>> {
     w.to_f32(name).ok_or_else(|| Error::MissingTensor {
         name: name.into(),
@@ -308,16 +349,15 @@ pub fn run_video_arch(
             (x, xs) = max_pool3d(&x, xs, pool)?;
         }
     }
-    if let Some(k) = arch.head_pool {
-        if k != [xs.t, xs.h, xs.w] {
-            return Err(Error::InputShape(format!(
-                "the head's {}×{}×{} average pool does not cover the final {}×{}×{} map (T×H×W); \
-                 give clips whose final map it covers",
-                k[0], k[1], k[2], xs.t, xs.h, xs.w
-            )));
+    let features = match arch.head_pool {
+        Some(k) => {
+            HeadWindow::MeanOfWindows(k)
+                .on([xs.t, xs.h, xs.w])
+                .map_err(Error::InputShape)?;
+            mean_of_windows(&x, xs, k)
         }
-    }
-    let features = global_avg_pool3d(&x, xs);
+        None => global_avg_pool3d(&x, xs),
+    };
     let output = match &arch.head {
         Some(head) => linear(
             &features,

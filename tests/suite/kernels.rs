@@ -10,7 +10,7 @@ use common::{
     BN_RANGES, MODES,
 };
 use resnet_wgpu::graph::InputSize;
-use resnet_wgpu::graph::{Conv, Graph, Op, Shape, Window};
+use resnet_wgpu::graph::{Conv, Graph, HeadWindow, Op, Shape, Window};
 use resnet_wgpu::reference::{self, relative_error, ConvParams};
 use resnet_wgpu::weights::serialize_f32;
 use resnet_wgpu::{Engine, GpuContext, Output, WeightsFile};
@@ -410,7 +410,7 @@ fn global_avg_pool_random_shapes() {
                 g.push(
                     "avg",
                     Op::GlobalAvgPool {
-                        covers: None,
+                        window: HeadWindow::Whole,
                         pre_act: None,
                     },
                     vec![x],
@@ -614,7 +614,7 @@ fn plans_are_cached_per_size() {
         features = g.push(
             "avg",
             Op::GlobalAvgPool {
-                covers: None,
+                window: HeadWindow::Whole,
                 pre_act: None,
             },
             vec![v],

@@ -3,7 +3,7 @@
 //! the CPU reference on seeded random shapes, with both conv kernels and both shader modes.
 
 use crate::common::{self, bn_tensors, Mode, Rng, ALL_MODES};
-use resnet_wgpu::graph::{Conv, Graph, InputSize, Op, Window};
+use resnet_wgpu::graph::{Conv, Graph, HeadWindow, InputSize, Op, Window};
 use resnet_wgpu::reference::{relative_error, run_graph};
 use resnet_wgpu::weights::serialize_f32;
 use resnet_wgpu::{Engine, Output, WeightsFile};
@@ -98,7 +98,7 @@ fn pre_activated_pools_match_the_reference() {
         };
         let pooled = g.push("pool", pool, vec![g.input]);
         let global = Op::GlobalAvgPool {
-            covers: None,
+            window: HeadWindow::Whole,
             pre_act: Some("b".into()),
         };
         g.output = g.push("avg", global, vec![pooled]);

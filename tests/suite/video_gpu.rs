@@ -4,7 +4,7 @@
 
 use crate::common::{self, Mode, Rng, ALL_MODES};
 use crate::video::{cases, video_fixture};
-use resnet_wgpu::graph::{Conv, Graph, InputSize, Op, Window};
+use resnet_wgpu::graph::{Conv, Graph, HeadWindow, InputSize, Op, Window};
 use resnet_wgpu::model::video::detect_video;
 use resnet_wgpu::reference::{relative_error, run_clip_graph};
 use resnet_wgpu::weights::serialize_f32;
@@ -16,7 +16,7 @@ fn fixtures_match_pytorch(mode: Mode) {
         return;
     };
     let all = cases();
-    assert_eq!(all.len(), 6);
+    assert_eq!(all.len(), 7);
     for case in all {
         let w = WeightsFile::open(video_fixture(&case.weights)).unwrap();
         let mut arch = detect_video(&w).unwrap();
@@ -172,7 +172,7 @@ fn max_pool3d_and_the_global_average_match_the_reference() {
         g.output = g.push(
             "avg",
             Op::GlobalAvgPool {
-                covers: None,
+                window: HeadWindow::Whole,
                 pre_act: None,
             },
             vec![pooled],
@@ -195,5 +195,45 @@ fn max_pool3d_and_the_global_average_match_the_reference() {
         // The max is exact; the mean only reorders a sum.
         assert_eq!(got_pooled, want_pooled, "{what}");
         assert!(relative_error(&got, &want) <= 1e-6, "{what}");
+    }
+}
+
+/// pytorchvideo's head pool on a map larger than its window: the mean of every stride-1
+/// window's average, against the CPU reference that averages window by window.
+#[test]
+fn the_mean_of_head_windows_matches_the_reference() {
+    let Some(ctx) = common::gpu(false) else {
+        return;
+    };
+    let mut rng = Rng::new(43);
+    for case in 0..12 {
+        let c = rng.range(1, 9);
+        let size = InputSize::clip(
+            rng.range(1, 3),
+            rng.range(1, 6),
+            rng.range(1, 8),
+            rng.range(1, 8),
+        );
+        let k = [size.t, size.h, size.w].map(|d| rng.range(1, d));
+        let mut g = Graph::default();
+        g.input = g.new_value();
+        g.input_channels = c;
+        let op = Op::GlobalAvgPool {
+            window: HeadWindow::MeanOfWindows(k),
+            pre_act: None,
+        };
+        g.output = g.push("avg", op, vec![g.input]);
+        g.features = g.output;
+        let x = rng.vec(size.n * c * size.t * size.h * size.w, -1.0, 1.0);
+        let weights = WeightsFile::from_bytes("none", serialize_f32(&[], None).unwrap()).unwrap();
+        let dims = [size.n, size.t, size.h, size.w];
+        let (want, _) = run_clip_graph(&g, &weights, &x, dims).unwrap();
+        let engine = Engine::from_graph(ctx.clone(), g, &weights).unwrap();
+        let got = engine.run_at(&x, size, Output::Logits).unwrap();
+        let err = relative_error(&got, &want);
+        assert!(
+            err <= 1e-6,
+            "case {case}: window {k:?} on {size:?}: error {err:.2e}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! [`VideoArch`], and every fixture's graph on the CPU reference against PyTorch's logits.
 
 use crate::video::{cases, video_fixture};
-use resnet_wgpu::graph::{Conv, Graph, Op, Shape, Window};
+use resnet_wgpu::graph::{Conv, Graph, HeadWindow, Op, Shape, Window};
 use resnet_wgpu::model::video::detect_video;
 use resnet_wgpu::model::video_graph::build_video_graph;
 use resnet_wgpu::reference::video::run_video_arch;
@@ -111,13 +111,22 @@ fn max_pool_over_time_and_the_global_average_shapes() {
     let out = g.infer_clip_shapes(3, 9, 7, 8).unwrap()[g.output];
     assert_eq!((out.n, out.t, out.h, out.w, out.c), (3, 4, 4, 4, 5));
     let avg = one_op(Op::GlobalAvgPool {
-        covers: Some([3, 4, 5]),
+        window: HeadWindow::Exactly([3, 4, 5]),
         pre_act: None,
     });
     let out = avg.infer_clip_shapes(2, 3, 4, 5).unwrap()[avg.output];
     assert_eq!((out.n, out.t, out.h, out.w, out.c), (2, 1, 1, 1, 5));
     let err = avg.infer_clip_shapes(2, 4, 4, 5).unwrap_err();
     assert!(err.to_string().contains("does not cover"), "{err}");
+    // pytorchvideo's head: any map at least as large as the window.
+    let windows = one_op(Op::GlobalAvgPool {
+        window: HeadWindow::MeanOfWindows([3, 4, 5]),
+        pre_act: None,
+    });
+    let out = windows.infer_clip_shapes(2, 4, 6, 5).unwrap()[windows.output];
+    assert_eq!((out.t, out.h, out.w, out.c), (1, 1, 1, 5));
+    let err = windows.infer_clip_shapes(2, 2, 6, 5).unwrap_err();
+    assert!(err.to_string().contains("larger than the final"), "{err}");
 }
 
 // ---- the fixtures ----------------------------------------------------------------------------
@@ -125,7 +134,7 @@ fn max_pool_over_time_and_the_global_average_shapes() {
 #[test]
 fn every_fixture_graph_matches_pytorch_on_the_cpu_reference() {
     let all = cases();
-    assert_eq!(all.len(), 6);
+    assert_eq!(all.len(), 7);
     for case in all {
         let w = WeightsFile::open(video_fixture(&case.weights)).unwrap();
         let mut arch = detect_video(&w).unwrap();
@@ -172,14 +181,14 @@ fn the_graph_counts_every_3d_multiply_add() {
 }
 
 #[test]
-fn a_head_pool_that_does_not_cover_the_map_is_refused_by_the_graph() {
+fn a_head_pool_larger_than_the_map_is_refused_by_the_graph() {
     let case = cases().into_iter().find(|c| c.name == "pv_slow").unwrap();
     let w = WeightsFile::open(video_fixture(&case.weights)).unwrap();
     let graph = build_video_graph(&detect_video(&w).unwrap()).unwrap();
     let err = graph
         .infer_clip_shapes(case.batch, case.frames, case.height, case.width)
         .unwrap_err();
-    assert!(err.to_string().contains("does not cover"), "{err}");
+    assert!(err.to_string().contains("larger than the final"), "{err}");
 }
 
 #[test]

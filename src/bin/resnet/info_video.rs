@@ -176,7 +176,8 @@ fn print_text(
     if let Some([t, h, w]) = arch.head_pool {
         let [_, ch, cw] = f.default_clip;
         outln!(
-            "head pool:    {t}×{h}×{w} average: covers the final map of {}x{ch}x{cw} clips only",
+            "head pool:    {t}×{h}×{w} average (stride 1, then the mean of the windows): the \
+             whole final map of {}x{ch}x{cw} clips, at least",
             f.default_clip[0]
         );
     }

@@ -46,8 +46,9 @@ pub fn of(op: &Op) -> Box<dyn NodeOp + '_> {
             pad: *pad,
             pre_act: pre_act.is_some(),
         }),
-        Op::GlobalAvgPool { pre_act, .. } => Box::new(Pool::GlobalAvg {
+        Op::GlobalAvgPool { pre_act, window } => Box::new(Pool::GlobalAvg {
             pre_act: pre_act.is_some(),
+            window: *window,
         }),
         Op::Linear {
             weight,

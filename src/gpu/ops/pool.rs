@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::kernels::{Binding, Constants, KernelSpec, UniformLayout};
 use crate::gpu::limits::{flat_dispatch, u32_of};
 use crate::gpu::step::Step;
-use crate::graph::{Shape, Window};
+use crate::graph::{HeadWindow, Shape, Window};
 
 // params, input, output, pre-activation
 const POOL_BINDINGS: &[Binding] = &[
@@ -58,7 +58,8 @@ pub struct PoolUniform {
     pub kernel_t: u32,
     pub stride_t: u32,
     pub pad_t: u32,
-    pub _pad: [u32; 1],
+    /// The window's width where it differs from its height (the head's window).
+    pub kernel_w: u32,
 }
 
 pub const POOL_UNIFORM: UniformLayout = crate::uniform_layout!(
@@ -66,7 +67,7 @@ pub const POOL_UNIFORM: UniformLayout = crate::uniform_layout!(
     PoolUniform,
     [
         batch, in_h, in_w, channels, out_h, out_w, kernel, stride, pad, total, in_t, out_t,
-        kernel_t, stride_t, pad_t
+        kernel_t, stride_t, pad_t, kernel_w
     ]
 );
 
@@ -89,7 +90,7 @@ pub enum Pool {
         pre_act: bool,
     },
     /// `pre_act`: the input is read pre-activated (BatchNorm + ReLU).
-    GlobalAvg { pre_act: bool },
+    GlobalAvg { pre_act: bool, window: HeadWindow },
 }
 
 impl Pool {
@@ -103,7 +104,7 @@ impl Pool {
 
     fn pre_act(&self) -> bool {
         match *self {
-            Pool::Avg { pre_act, .. } | Pool::GlobalAvg { pre_act } => pre_act,
+            Pool::Avg { pre_act, .. } | Pool::GlobalAvg { pre_act, .. } => pre_act,
             Pool::Max { .. } => false,
         }
     }
@@ -157,6 +158,44 @@ impl Pool {
             Pool::GlobalAvg { .. } => "global avg pool".to_string(),
         }
     }
+
+    /// The uniform for input `x` and output `y`: the window, and the frames as the kernel
+    /// reads them.
+    fn uniform(&self, name: &str, x: Shape, y: Shape) -> Result<PoolUniform> {
+        let (k, s, p) = self.window();
+        let (tw, in_t, out_t) = self.frames(x, y);
+        if matches!(self, Pool::Max { .. }) && (p >= k || tw.pad >= tw.kernel) {
+            return Err(Error::InputShape(format!(
+                "{name}: padding {p} (frames: {}) must be smaller than the window {k} ({})",
+                tw.pad, tw.kernel
+            )));
+        }
+        // The global pool's window: the whole map, or the head's fixed window.
+        let [kt, kh, kw] = match self {
+            Pool::GlobalAvg { window, .. } => window
+                .on([x.t, x.h, x.w])
+                .map_err(|why| Error::InputShape(format!("{name}: {why}")))?,
+            _ => [tw.kernel, k, k],
+        };
+        Ok(PoolUniform {
+            batch: (y.n * y.t / out_t) as u32,
+            in_h: x.h as u32,
+            in_w: x.w as u32,
+            channels: x.c as u32,
+            out_h: y.h as u32,
+            out_w: y.w as u32,
+            kernel: kh as u32,
+            stride: s as u32,
+            pad: p as u32,
+            total: u32_of(name, y.numel())?,
+            in_t: in_t as u32,
+            out_t: out_t as u32,
+            kernel_t: kt as u32,
+            stride_t: tw.stride as u32,
+            pad_t: tw.pad as u32,
+            kernel_w: kw as u32,
+        })
+    }
 }
 
 impl NodeOp for Pool {
@@ -173,36 +212,8 @@ impl NodeOp for Pool {
         buffers: &NodeBuffers<'_>,
     ) -> Result<Vec<Step>> {
         let (x, y) = (shapes.inputs[0], shapes.output);
-        let (k, s, p) = self.window();
-        let (tw, in_t, out_t) = self.frames(x, y);
-        if matches!(self, Pool::Max { .. }) && (p >= k || tw.pad >= tw.kernel) {
-            return Err(Error::InputShape(format!(
-                "{name}: padding {p} (frames: {}) must be smaller than the window {k} ({})",
-                tw.pad, tw.kernel
-            )));
-        }
         let total = y.numel();
-        let uniform = env.uniform(
-            name,
-            &PoolUniform {
-                batch: (y.n * y.t / out_t) as u32,
-                in_h: x.h as u32,
-                in_w: x.w as u32,
-                channels: x.c as u32,
-                out_h: y.h as u32,
-                out_w: y.w as u32,
-                kernel: k as u32,
-                stride: s as u32,
-                pad: p as u32,
-                total: u32_of(name, total)?,
-                in_t: in_t as u32,
-                out_t: out_t as u32,
-                kernel_t: tw.kernel as u32,
-                stride_t: tw.stride as u32,
-                pad_t: tw.pad as u32,
-                _pad: [0; 1],
-            },
-        );
+        let uniform = env.uniform(name, &self.uniform(name, x, y)?);
         let (ctx, kernel) = (env.ctx, self.kernel());
         let pre_act = match (self.pre_act(), buffers.pre_act) {
             (false, _) => buffers.unused,
