@@ -201,3 +201,24 @@ fn a_spatial_window_that_differs_between_h_and_w_is_refused() {
     assert!(matches!(err, Error::NotResnet(_)), "{err}");
     assert!(err.to_string().contains("stem.0"), "{err}");
 }
+
+#[test]
+fn released_pytorchvideo_heads_take_their_own_256_crop() {
+    use resnet_wgpu::model::video_standard::standard_video;
+    for name in ["slow_r50", "c2d_r50", "i3d_r50"] {
+        let arch = standard_video(name, 400).unwrap();
+        let graph = build_video_graph(&arch).unwrap();
+        // The model zoo's clip (the pool covers the map) and the eval transform's 256 crop
+        // (an 8×8 map under a 7×7 pool: the mean of the windows).
+        for (t, side) in [(8, 224), (8, 256)] {
+            let shapes = graph.infer_clip_shapes(1, t, side, side).unwrap();
+            assert_eq!(shapes[graph.output].c, 400, "{name} at {t}x{side}x{side}");
+        }
+        // Fewer frames than the pool spans are refused.
+        let err = graph.infer_clip_shapes(1, 2, 256, 256).unwrap_err();
+        assert!(
+            err.to_string().contains("larger than the final"),
+            "{name}: {err}"
+        );
+    }
+}
