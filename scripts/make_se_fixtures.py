@@ -44,18 +44,23 @@ def se_resnet(block, layers, classes, **kw):
                   block_args=dict(attn_layer="se"), **kw)
 
 
-# name, member, builder, (N, H, W), seed, strings `resnet info` shows
+# name, member, builder, (N, H, W), seed, strings `Arch::describe` shows (custom widths are
+# named `se` + the plain family's custom name: `seresnet26d (custom widths …, groups […])`)
 CASES = [
     ("seresnet18", "seresnet18",
      lambda: se_resnet("basic", [2, 2, 2, 2], 10, channels=(8, 16, 24, 32), stem_width=8),
-     (2, 45, 39), 9001, ["seresnet18", "squeeze-and-excitation"]),
+     (2, 45, 39), 9001,
+     ["seresnet18 (custom widths", "squeeze-and-excitation, reduced widths [8, 8, 8, 8]"]),
     ("seresnet50", "seresnet50",
      lambda: se_resnet("bottleneck", [3, 4, 6, 3], 100, channels=(8, 16, 24, 32), stem_width=8),
-     (3, 37, 53), 9002, ["seresnet50", "squeeze-and-excitation"]),
+     (3, 37, 53), 9002,
+     ["seresnet50 (custom widths", "squeeze-and-excitation, reduced widths [8, 8, 8, 8]"]),
     ("seresnext26d_32x4d", "seresnext26d_32x4d",
      lambda: se_resnet("bottleneck", [2, 2, 2, 2], 17, channels=(16, 32, 32, 48), stem_width=16,
                        stem_type="deep", avg_down=True, cardinality=32, base_width=4),
-     (2, 61, 47), 9003, ["seresnext26d", "squeeze-and-excitation", "32 groups"]),
+     (2, 61, 47), 9003,
+     ["seresnet26d (custom widths", "deep stem 16-16-32", "avg-pool shortcut", "32 groups",
+      "squeeze-and-excitation, reduced widths [8, 8, 8, 16]"]),
 ]
 
 

@@ -21,6 +21,7 @@ mod preact;
 mod robust_cli;
 mod robust_inputs;
 mod robust_weights;
+mod se;
 mod shaders;
 mod shaders_family;
 mod sub_batch;
