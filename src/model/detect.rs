@@ -132,9 +132,10 @@ fn infer(view: &View, layout: Layout, hf: Option<&HfConfig>, w: &WeightsFile) ->
         let stride = hints.stage_stride(index, projection, cin == out_channels);
         // Every block's SE is checked against this width with the other tensors.
         let se = format!("{p}.se.fc1.weight");
-        let se_reduced = match view.has(&se) {
-            true => Some(view.require(&se, 4)?[0]),
-            false => None,
+        let se_reduced = if view.has(&se) {
+            Some(view.require(&se, 4)?[0])
+        } else {
+            None
         };
         stages.push(Stage {
             index,

@@ -252,6 +252,12 @@ fn kernels_match_reference(mode: Mode, seed: u64, count: usize) {
         let got = engine.run_at(&x, size, Output::Logits).unwrap();
         let err = relative_error(&got, &want);
         let what = format!("case {case} {mode:?}: C {c} → {r} at {size:?}");
+        // The plan counts the SE's scratch (scales and hidden layer per image).
+        let stats = engine.stats(size).unwrap();
+        assert!(
+            stats.scratch_bytes >= (size.n * (c + r) * 4) as u64,
+            "{what}"
+        );
         assert!(
             got.len() == want.len() && err <= 1e-5,
             "{what}: error {err:.2e}"
