@@ -333,3 +333,35 @@ fn every_se_fixture_matches_pytorch_checked_tiled() {
 fn every_se_fixture_matches_pytorch_checked_registers() {
     fixtures_match_pytorch(ALL_MODES[3]);
 }
+
+#[test]
+fn se_shapes_are_checked_and_its_layers_counted() {
+    let se = Op::SqueezeExcite(SqueezeExcite {
+        fc1_weight: "fc1.weight".into(),
+        fc1_bias: "fc1.bias".into(),
+        fc2_weight: "fc2.weight".into(),
+        fc2_bias: "fc2.bias".into(),
+        channels: 24,
+        reduced: 8,
+    });
+    let shape = |c| resnet_wgpu::graph::Shape {
+        n: 2,
+        t: 1,
+        h: 5,
+        w: 3,
+        c,
+    };
+    assert_eq!(
+        se.output_shape("se", &[shape(24), shape(24)]).unwrap(),
+        shape(24)
+    );
+    for bad in [
+        vec![shape(24)],
+        vec![shape(16), shape(16)],
+        vec![shape(24), shape(16)],
+    ] {
+        assert!(se.output_shape("se", &bad).is_err(), "{bad:?}");
+    }
+    // Two 1×1 layers of 24·8 multiply-adds per image, two images.
+    assert_eq!(se.flops(&shape(24)), 2 * 2 * (2 * 24 * 8));
+}
