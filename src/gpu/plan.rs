@@ -28,7 +28,7 @@ pub struct PlanStats {
     pub dispatches: usize,
     pub activation_buffers: usize,
     pub peak_activation_bytes: u64,
-    /// Split-K partial sums (0 when no conv splits).
+    /// Scratch: split-K partial sums and SE scales (0 when no conv splits and no SE).
     pub scratch_bytes: u64,
     pub weight_bytes: u64,
     pub gflops: f64,
@@ -42,7 +42,8 @@ pub struct GpuPlan {
     pub(crate) slots: Vec<wgpu::Buffer>,
     pub(crate) readback: wgpu::Buffer,
     pub(crate) input_slot: usize,
-    /// Split-K partial sums, shared by every split conv of the plan (they run in order).
+    /// Scratch shared by the plan's nodes (they run in order): split-K partial sums, SE
+    /// scales.
     pub(crate) scratch: Option<wgpu::Buffer>,
 }
 
@@ -135,7 +136,7 @@ impl GpuPlan {
             .flat_map(|(op, conv)| op.pipelines(conv.as_ref(), &ctx.limits))
             .collect();
         inputs.kernels.create_pipelines(&ctx.device, &requests)?;
-        let buffers = allocate(ctx, graph, &shapes, &memory, &convs)?;
+        let buffers = allocate(ctx, graph, &shapes, &memory, &convs, &node_ops)?;
         let steps = ctx.scoped("building the plan", || {
             build_steps(inputs, &shapes, &memory, &node_ops, &convs, &buffers)
         })??;
@@ -164,17 +165,23 @@ fn allocate(
     shapes: &[Shape],
     memory: &MemoryPlan,
     convs: &[Option<ConvChoice>],
+    node_ops: &[Box<dyn NodeOp + '_>],
 ) -> Result<Buffers> {
     let readback_bytes = shapes[graph.output]
         .bytes()
         .max(shapes[graph.features].bytes());
-    // Split-K convs share one partial-sum buffer, sized for the largest.
-    let scratch_bytes = convs
+    // Split-K convs and SE nodes share one scratch buffer (nodes run in order), sized for
+    // the largest.
+    let split_k = convs
         .iter()
         .flatten()
-        .map(|(p, config)| config.scratch_bytes(p))
-        .max()
-        .unwrap_or(0);
+        .map(|(p, config)| config.scratch_bytes(p));
+    let others = graph
+        .nodes
+        .iter()
+        .zip(node_ops)
+        .map(|(node, op)| op.scratch_bytes(&node_shapes(node, shapes)));
+    let scratch_bytes = split_k.chain(others).max().unwrap_or(0);
     let buffer = |label: &str, size: u64, usage| {
         ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -199,8 +206,13 @@ fn allocate(
             .collect(),
         readback: buffer("readback", readback_bytes.max(4), U::MAP_READ | U::COPY_DST),
         unused: buffer("unused binding", 16, U::STORAGE),
-        scratch: (scratch_bytes > 0)
-            .then(|| buffer("split-K partial sums", scratch_bytes, U::STORAGE)),
+        scratch: (scratch_bytes > 0).then(|| {
+            buffer(
+                "scratch (split-K sums, SE scales)",
+                scratch_bytes,
+                U::STORAGE,
+            )
+        }),
     })
 }
 
@@ -224,6 +236,7 @@ fn build_steps(
             inputs: node.inputs.iter().map(|&v| slot(v)).collect(),
             output: slot(node.output),
             weights: inputs.layers.get(&node.name),
+            layers: inputs.layers,
             pre_act: inputs.pre_acts.get(&node.name),
             scratch: buffers.scratch.as_ref(),
             unused: &buffers.unused,

@@ -220,6 +220,12 @@ pub enum Op {
         /// norm (see [`Conv::pre_act`]).
         pre_act: Option<String>,
     },
+    /// Squeeze-and-excitation closing a block (timm `attn_layer='se'`), inputs `[y, residual]`:
+    /// `relu(residual + y·sigmoid(fc2(relu(fc1(mean_hw(y))))))` per image and frame. `y` is the
+    /// block's last conv with its BatchNorm folded and neither residual nor ReLU, which this op
+    /// applies once the scale is known. fc1 is `(reduced, channels, 1, 1)` with a bias, fc2
+    /// `(channels, reduced, 1, 1)` with a bias.
+    SqueezeExcite(SqueezeExcite),
     /// `y = x·Wᵀ + b` on `(N, 1, 1, 1, C_in)` → `(N, 1, 1, 1, C_out)`.
     Linear {
         weight: String,
@@ -227,6 +233,24 @@ pub enum Op {
         in_features: usize,
         out_features: usize,
     },
+}
+
+/// The tensors and widths of a squeeze-and-excitation ([`Op::SqueezeExcite`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SqueezeExcite {
+    pub fc1_weight: String,
+    pub fc1_bias: String,
+    pub fc2_weight: String,
+    pub fc2_bias: String,
+    pub channels: usize,
+    pub reduced: usize,
+}
+
+impl SqueezeExcite {
+    /// Multiply-adds of both 1×1 layers per image: `C·C_r + C_r·C`.
+    pub fn macs_per_image(&self) -> usize {
+        2 * self.channels * self.reduced
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -376,6 +400,15 @@ impl Op {
                     ..x
                 })
             }
+            Op::SqueezeExcite(se) => {
+                if x.c != se.channels || inputs.get(1) != Some(&x) {
+                    return Err(Error::InputShape(format!(
+                        "{name}: expects {} channels and a residual shaped like them, got {:?}",
+                        se.channels, inputs
+                    )));
+                }
+                Ok(x)
+            }
             Op::Linear {
                 in_features,
                 out_features,
@@ -412,6 +445,9 @@ impl Op {
         match self {
             Op::Conv(c) => 2 * (out.numel() * c.taps()) as u64,
             Op::Linear { in_features, .. } => 2 * (out.numel() * in_features) as u64,
+            // The two 1×1 layers, once per image and frame (the pooling and scaling are
+            // memory-bound and not counted, as the pools are not).
+            Op::SqueezeExcite(se) => 2 * (out.n * out.t * se.macs_per_image()) as u64,
             _ => 0,
         }
     }
@@ -505,6 +541,7 @@ impl Graph {
             .map(|n| match &n.op {
                 Op::Conv(c) => (c.taps() + 1) * c.out_channels,
                 Op::Linear { in_features, out_features, .. } => (in_features + 1) * out_features,
+                Op::SqueezeExcite(se) => se.macs_per_image() + se.reduced + se.channels,
                 _ => 0,
             } as u64 * 4)
             .sum()

@@ -61,6 +61,9 @@ pub struct Stage {
     /// The first block strides in its first 1×1 rather than the 3×3 (transformers'
     /// `downsample_in_bottleneck`, the original ResNet "V1").
     pub stride_on_1x1: bool,
+    /// Squeeze-and-excitation (timm `seresnet*`, `attn_layer='se'`) in every block of the
+    /// stage: the reduced width of its `se.fc1` (`C → reduced → C`), `None` without SE.
+    pub se_reduced: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,6 +177,7 @@ impl Arch {
     /// `resnext101_32x8d`, `wide_resnet50_2`, `resnext50d_32x4d`…
     pub fn standard_name(&self) -> Option<String> {
         let suffix = variant_suffix(self.stem, self.shortcut)?;
+        let se = self.se_prefix()?;
         let (block, depths) = depths_for(self.depth())?;
         if block != self.block || self.depths() != depths || self.stages.len() != 4 {
             return None;
@@ -193,11 +197,25 @@ impl Arch {
         }
         let d = self.depth();
         Some(match (groups, width) {
-            (1, 64) => format!("resnet{d}{suffix}"),
-            (1, w) if w % 64 == 0 => format!("wide_resnet{d}{suffix}_{}", w / 64),
-            (g, w) if g > 1 => format!("resnext{d}{suffix}_{g}x{w}d"),
+            (1, 64) => format!("{se}resnet{d}{suffix}"),
+            (1, w) if w % 64 == 0 => format!("{se}wide_resnet{d}{suffix}_{}", w / 64),
+            (g, w) if g > 1 => format!("{se}resnext{d}{suffix}_{g}x{w}d"),
             _ => return None,
         })
+    }
+
+    /// `"se"` when every stage has timm's squeeze-and-excitation at its standard reduced
+    /// width, `""` when none has SE; `None` otherwise (no standard name).
+    fn se_prefix(&self) -> Option<&'static str> {
+        if self.stages.iter().all(|s| s.se_reduced.is_none()) {
+            return Some("");
+        }
+        let standard = |s: &Stage| s.se_reduced == Some(timm_se_reduced(s.out_channels));
+        self.stages.iter().all(standard).then_some("se")
+    }
+
+    pub fn has_se(&self) -> bool {
+        self.stages.iter().any(|s| s.se_reduced.is_some())
     }
 
     /// The family name, or `resnet50`-style with the widths when they are not standard.
@@ -234,8 +252,9 @@ impl Arch {
                     .collect::<Vec<_>>()
             ),
         };
+        let se = if self.has_se() { "se" } else { "" };
         format!(
-            "resnet{}{suffix} (custom widths: stem {stem}, {inner}outputs {outputs:?}{groups})",
+            "{se}resnet{}{suffix} (custom widths: stem {stem}, {inner}outputs {outputs:?}{groups})",
             self.depth(),
         )
     }
@@ -268,6 +287,12 @@ impl Arch {
         let groups = self.stages.iter().map(|s| s.groups).max().unwrap_or(1);
         if groups > 1 {
             traits.push(format!("{groups} groups"));
+        }
+        if self.has_se() {
+            let reduced: Vec<usize> = self.stages.iter().filter_map(|s| s.se_reduced).collect();
+            traits.push(format!(
+                "squeeze-and-excitation, reduced widths {reduced:?}"
+            ));
         }
         if self.stages.iter().any(|s| s.stride_on_1x1) {
             traits.push("stride on the first 1×1".into());
@@ -328,6 +353,12 @@ impl Arch {
                         bn(&mut out, &format!("{p}.bn3"), o);
                     }
                 }
+                if let Some(r) = st.se_reduced {
+                    out.push((format!("{p}.se.fc1.weight"), vec![r, o, 1, 1]));
+                    out.push((format!("{p}.se.fc1.bias"), vec![r]));
+                    out.push((format!("{p}.se.fc2.weight"), vec![o, r, 1, 1]));
+                    out.push((format!("{p}.se.fc2.bias"), vec![o]));
+                }
                 if self.has_projection(st, b, cin) {
                     let (conv, norm) = match self.shortcut {
                         Shortcut::Conv => ("downsample.0", "downsample.1"),
@@ -359,8 +390,17 @@ impl Arch {
 
 /// The standard torchvision and timm architectures by name, for synthetic weights:
 /// `resnet{10,14,18,26,34,50,101,152,200}` with timm's `b/c/d/s/e/t` suffixes,
-/// `resnext{depth}[suffix]_{G}x{W}d` and `wide_resnet{depth}[suffix]_{k}`.
+/// `resnext{depth}[suffix]_{G}x{W}d` and `wide_resnet{depth}[suffix]_{k}`, each also with timm's
+/// `se` prefix (squeeze-and-excitation in every block: `seresnet50`, `seresnext26d_32x4d`).
 pub fn standard(name: &str, num_classes: usize) -> Option<Arch> {
+    // timm's `seresnet50`, `seresnext26d_32x4d`…: the same network with SE in every block.
+    if let Some(plain) = name.strip_prefix("se") {
+        let mut arch = standard(plain, num_classes)?;
+        for s in &mut arch.stages {
+            s.se_reduced = Some(timm_se_reduced(s.out_channels));
+        }
+        return Some(arch);
+    }
     let (family, rest) = ["resnext", "wide_resnet", "resnet"]
         .iter()
         .find_map(|f| name.strip_prefix(f).map(|r| (*f, r)))?;
@@ -402,11 +442,18 @@ pub fn standard(name: &str, num_classes: usize) -> Option<Arch> {
                 out_channels: (64 << i) * exp,
                 groups: if block == BlockKind::Basic { 1 } else { groups },
                 stride_on_1x1: false,
+                se_reduced: None,
             })
             .collect(),
         num_classes: Some(num_classes),
         assumptions: vec![],
     })
+}
+
+/// timm's SE reduced width for `channels`: `make_divisible(C/16, 8, round_limit=0)`, i.e.
+/// `max(8, ⌊C/16 + 4⌋ rounded down to a multiple of 8)`.
+pub fn timm_se_reduced(channels: usize) -> usize {
+    ((channels / 16 + 4) / 8 * 8).max(8)
 }
 
 /// The stem and shortcut of timm's variant letter (`""` and `b`: torchvision's).
@@ -442,6 +489,7 @@ pub fn with_widths(block: BlockKind, depths: &[usize], base: usize, num_classes:
                 out_channels: (base << i) * exp,
                 groups: 1,
                 stride_on_1x1: false,
+                se_reduced: None,
             })
             .collect(),
         num_classes: Some(num_classes),
@@ -500,6 +548,34 @@ mod tests {
             let a = standard(name, 1000).unwrap();
             assert_eq!(a.expected_tensors().len() + bns(&a), total, "{name}");
         }
+    }
+
+    #[test]
+    fn squeeze_excitation_variants_match_timm() {
+        // Parameters and state_dict tensors (less num_batches_tracked) of timm 1.0.31's
+        // `create_model(name)`, counted in Python.
+        for (name, params, tensors) in [
+            ("seresnet18", 11_779_624, 134),
+            ("seresnet50", 28_088_024, 331),
+            ("seresnext26d_32x4d", 16_809_512, 189),
+            ("seresnext50_32x4d", 27_559_896, 331),
+            ("seresnet152d", 66_841_080, 987),
+        ] {
+            let a = standard(name, 1000).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(a.parameter_count(), params, "{name}");
+            assert_eq!(a.expected_tensors().len(), tensors, "{name}");
+            assert_eq!(a.name(), name, "names round-trip");
+        }
+        // The reduced width of C = 64/256/512/1024/2048 (timm's make_divisible(C/16, 8)).
+        let reduced: Vec<usize> = [64, 256, 512, 1024, 2048, 40, 96]
+            .map(timm_se_reduced)
+            .to_vec();
+        assert_eq!(reduced, [8, 16, 32, 64, 128, 8, 8]);
+        let mut odd = standard("seresnet50", 10).unwrap();
+        odd.stages[2].se_reduced = Some(20);
+        assert!(odd.name().starts_with("seresnet50 (custom widths"));
+        assert!(odd.describe().contains("reduced widths [16, 32, 20, 128]"));
+        assert!(standard("seresnet51", 10).is_none());
     }
 
     #[test]

@@ -47,14 +47,12 @@ pub fn detect(w: &WeightsFile) -> Result<Arch> {
 
 /// Infers the architecture of `w` with an explicit (or no) `config.json`.
 pub fn detect_with(w: &WeightsFile, config: Option<&SourceConfig>) -> Result<Arch> {
-    if let Some(se) = w
-        .tensors
-        .keys()
-        .find(|n| n.contains(".se.") || n.contains(".se_"))
-    {
+    // timm's `seresnet*` (`layerN.M.se.fc1/fc2`) are read below; the legacy SENet layout
+    // (`se_module.fc1`, from Cadene's pretrainedmodels) is not.
+    if let Some(se) = w.tensors.keys().find(|n| n.contains(".se_")) {
         return Err(Error::NotResnet(format!(
-            "{}: tensor `{se}` belongs to a squeeze-and-excitation block (SE-ResNet/SE-ResNeXt), \
-             which is not supported",
+            "{}: tensor `{se}` belongs to a legacy SENet squeeze-and-excitation block, which is \
+             not supported (timm's `seresnet*`/`seresnext*` layout, `….se.fc1.weight`, is)",
             w.path.display()
         )));
     }
@@ -132,6 +130,13 @@ fn infer(view: &View, layout: Layout, hf: Option<&HfConfig>, w: &WeightsFile) ->
         let projection = view.has(&format!("{p}.downsample.0.weight"))
             || view.has(&format!("{p}.downsample.1.weight"));
         let stride = hints.stage_stride(index, projection, cin == out_channels);
+        // Every block's SE is checked against this width with the other tensors.
+        let se = format!("{p}.se.fc1.weight");
+        let se_reduced = if view.has(&se) {
+            Some(view.require(&se, 4)?[0])
+        } else {
+            None
+        };
         stages.push(Stage {
             index,
             blocks,
@@ -140,6 +145,7 @@ fn infer(view: &View, layout: Layout, hf: Option<&HfConfig>, w: &WeightsFile) ->
             out_channels,
             groups,
             stride_on_1x1,
+            se_reduced,
         });
         cin = out_channels;
     }

@@ -2,7 +2,7 @@
 //! Written for clarity, not speed: f64 accumulation, channels-last like the GPU path.
 
 use crate::error::{Error, Result};
-use crate::graph::{pool_out_size, Conv, Graph, HeadWindow, Op, Shape, Window};
+use crate::graph::{pool_out_size, Conv, Graph, HeadWindow, Op, Shape, SqueezeExcite, Window};
 use crate::model::video::Pool3d;
 use crate::weights::WeightsFile;
 
@@ -294,6 +294,48 @@ pub fn global_avg_pool(x: &[f32], xs: Shape) -> (Vec<f32>, Shape) {
     (out, os)
 }
 
+/// The weights of one squeeze-and-excitation: `fc1` `(C_r, C)` and `fc2` `(C, C_r)` with
+/// their biases (the 1×1 conv weights, flattened).
+pub struct SeWeights<'a> {
+    pub fc1: &'a [f32],
+    pub fc1_bias: &'a [f32],
+    pub fc2: &'a [f32],
+    pub fc2_bias: &'a [f32],
+}
+
+/// `relu(residual + y·sigmoid(fc2(relu(fc1(mean_hw(y))))))` on channels-last `y`, the scale
+/// computed per image (and frame: `(N, T)` are the images), in f64.
+pub fn squeeze_excite(y: &[f32], ys: Shape, residual: &[f32], se: &SeWeights) -> Vec<f32> {
+    let (c, hw) = (ys.c, ys.h * ys.w);
+    let reduced = se.fc1_bias.len();
+    let mut out = vec![0f32; y.len()];
+    for (image, (y, r)) in y.chunks(hw * c).zip(residual.chunks(hw * c)).enumerate() {
+        let mean: Vec<f64> = (0..c)
+            .map(|ch| (0..hw).map(|p| y[p * c + ch] as f64).sum::<f64>() / hw as f64)
+            .collect();
+        let hidden: Vec<f64> = (0..reduced)
+            .map(|j| {
+                let dot: f64 = (0..c).map(|ch| se.fc1[j * c + ch] as f64 * mean[ch]).sum();
+                (dot + se.fc1_bias[j] as f64).max(0.0)
+            })
+            .collect();
+        let scale: Vec<f64> = (0..c)
+            .map(|ch| {
+                let dot: f64 = (0..reduced)
+                    .map(|j| se.fc2[ch * reduced + j] as f64 * hidden[j])
+                    .sum();
+                1.0 / (1.0 + (-(dot + se.fc2_bias[ch] as f64)).exp())
+            })
+            .collect();
+        let base = image * hw * c;
+        for i in 0..hw * c {
+            let v = r[i] as f64 + y[i] as f64 * scale[i % c];
+            out[base + i] = v.max(0.0) as f32;
+        }
+    }
+    out
+}
+
 /// `y = x·Wᵀ + b`, `W` is `[out, in]`.
 pub fn linear(x: &[f32], n: usize, w: &[f32], b: &[f32]) -> Vec<f32> {
     let out_f = b.len();
@@ -315,6 +357,32 @@ fn tensor(w: &WeightsFile, name: &str) -> Result<Vec<f32>> {
         name: name.into(),
         expected: vec![],
     })
+}
+
+/// [`squeeze_excite`] with the tensors of `op` from `weights`; `(N, T)` are the images.
+fn squeeze_excite_with(
+    weights: &WeightsFile,
+    op: &SqueezeExcite,
+    y: &[f32],
+    ys: Shape,
+    residual: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    let residual = residual.ok_or_else(|| Error::InputShape("SE without a residual".into()))?;
+    let (fc1, fc1_bias) = (
+        tensor(weights, &op.fc1_weight)?,
+        tensor(weights, &op.fc1_bias)?,
+    );
+    let (fc2, fc2_bias) = (
+        tensor(weights, &op.fc2_weight)?,
+        tensor(weights, &op.fc2_bias)?,
+    );
+    let se = SeWeights {
+        fc1: &fc1,
+        fc1_bias: &fc1_bias,
+        fc2: &fc2,
+        fc2_bias: &fc2_bias,
+    };
+    Ok(squeeze_excite(y, ys, residual, &se))
 }
 
 /// Runs the whole graph on the CPU. `input` is NCHW `(n, 3, h, w)`; returns the graph
@@ -428,6 +496,7 @@ fn run_node_2d(
             ..
         } => video::mean_of_windows(x, video::Shape3::of(xs), *k),
         Op::GlobalAvgPool { .. } => global_avg_pool(x, xs).0,
+        Op::SqueezeExcite(se) => squeeze_excite_with(weights, se, x, xs, residual)?,
         Op::Linear { weight, bias, .. } => {
             linear(x, xs.n, &tensor(weights, weight)?, &tensor(weights, bias)?)
         }
@@ -482,6 +551,8 @@ fn run_node_3d(
             ..
         } => video::mean_of_windows(x, s3, *k),
         Op::GlobalAvgPool { .. } => video::global_avg_pool3d(x, s3),
+        // An image network's SE on clips: each frame is an image.
+        Op::SqueezeExcite(se) => squeeze_excite_with(weights, se, x, xs, residual)?,
         Op::Linear { weight, bias, .. } => {
             linear(x, xs.n, &tensor(weights, weight)?, &tensor(weights, bias)?)
         }
@@ -606,6 +677,35 @@ mod tests {
             1,
         );
         assert_eq!(y, vec![-5.0]);
+    }
+
+    #[test]
+    fn squeeze_excite_scales_each_image_by_its_own_mean() {
+        // C = 2, C_r = 1, 1×2 maps; fc1 sums the means, fc2 maps the hidden h to (h, −h).
+        let ys = Shape {
+            n: 2,
+            t: 1,
+            h: 1,
+            w: 2,
+            c: 2,
+        };
+        let y = [1.0, 3.0, 1.0, -1.0, 2.0, 0.0, -2.0, 0.0];
+        let residual = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5];
+        let se = SeWeights {
+            fc1: &[1.0, 1.0],
+            fc1_bias: &[0.0],
+            fc2: &[1.0, -1.0],
+            fc2_bias: &[0.0, 0.0],
+        };
+        let out = squeeze_excite(&y, ys, &residual, &se);
+        let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+        // Image 0: means (1, 1) → h = 2 → scales σ(2), σ(−2). Image 1: means (0, 0) → h = 0
+        // → scales ½; the last element is relu(0.5 + 0·½).
+        let s = [sigmoid(2.0), sigmoid(-2.0)];
+        let want = [s[0], 3.0 * s[1], s[0], 0.0, 1.0, 0.0, 0.0, 0.5];
+        for (got, want) in out.iter().zip(want) {
+            assert!((*got as f64 - want).abs() < 1e-6, "{out:?}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use resnet_wgpu::npy::read_f32;
 use resnet_wgpu::preprocess::{CropRounding, Interp};
 use resnet_wgpu::reference::{relative_error, run_graph};
 use resnet_wgpu::weights::serialize_f32;
-use resnet_wgpu::{Engine, Error, GpuContext, Output, WeightsFile};
+use resnet_wgpu::{Engine, GpuContext, Output, WeightsFile};
 
 #[derive(serde::Deserialize)]
 struct Case {
@@ -228,30 +228,6 @@ fn config_labels_and_preprocessing() {
     let wrong = SourceConfig::parse(&dir.join("config.json"), &wrong).unwrap();
     let err = resnet_wgpu::model::detect_with(&bare, Some(&wrong)).unwrap_err();
     assert!(err.to_string().contains("layer_type"), "{err}");
-}
-
-#[test]
-fn squeeze_excitation_is_refused_by_name() {
-    let a = arch::standard("resnet50", 10).unwrap();
-    let w = synthetic_weights(&a, 1).unwrap();
-    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = w
-        .tensors
-        .iter()
-        .map(|(n, t)| (n.clone(), t.shape.clone(), w.to_f32(n).unwrap()))
-        .collect();
-    tensors.push((
-        "layer1.0.se.fc1.weight".into(),
-        vec![16, 256, 1, 1],
-        vec![0.0; 4096],
-    ));
-    let se = WeightsFile::from_bytes("se", serialize_f32(&tensors, None).unwrap()).unwrap();
-    match resnet_wgpu::model::detect(&se) {
-        Err(Error::NotResnet(msg)) => {
-            assert!(msg.contains("layer1.0.se.fc1.weight"), "{msg}");
-            assert!(msg.contains("squeeze-and-excitation"), "{msg}");
-        }
-        other => panic!("expected NotResnet, got {other:?}"),
-    }
 }
 
 /// Full-width Wide ResNet-101-2 with synthetic weights: ≈ 508 MB of f32 in one buffer per

@@ -22,6 +22,7 @@ mod preact;
 mod robust_cli;
 mod robust_inputs;
 mod robust_weights;
+mod se;
 mod shaders;
 mod shaders_family;
 mod sub_batch;

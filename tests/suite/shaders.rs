@@ -56,7 +56,7 @@ fn specialise(kernel: Kernel, constants: &Constants) -> ([u32; 3], u32) {
 
 #[test]
 fn every_shader_file_parses_and_validates() {
-    assert_eq!(SHADER_FILES.len(), 4);
+    assert_eq!(SHADER_FILES.len(), 5);
     for (file, _) in SHADER_FILES {
         let (module, _) = parse(file);
         assert!(!module.entry_points.is_empty(), "{file}: no entry point");

@@ -10,6 +10,7 @@ pub mod fold_bn;
 pub mod linear;
 pub mod node_op;
 pub mod pool;
+pub mod se;
 
 use crate::gpu::kernels::{KernelSpec, UniformLayout};
 use crate::graph::{Graph, Op};
@@ -18,6 +19,7 @@ use fold_bn::FoldSource;
 use linear::Linear;
 pub use node_op::NodeOp;
 use pool::Pool;
+use se::SqueezeExciteNode;
 
 /// The GPU op of a graph op.
 pub fn of(op: &Op) -> Box<dyn NodeOp + '_> {
@@ -50,6 +52,7 @@ pub fn of(op: &Op) -> Box<dyn NodeOp + '_> {
             pre_act: pre_act.is_some(),
             window: *window,
         }),
+        Op::SqueezeExcite(se) => Box::new(SqueezeExciteNode(se)),
         Op::Linear {
             weight,
             bias,
@@ -64,12 +67,13 @@ pub fn of(op: &Op) -> Box<dyn NodeOp + '_> {
     }
 }
 
-/// Every node of `graph` that has weights, with the tensors they are folded from.
+/// Every prepared layer of `graph` (named as [`NodeOp::folds`] names them), with the tensors
+/// it is folded from.
 pub fn folds(graph: &Graph) -> Vec<(String, FoldSource)> {
     graph
         .nodes
         .iter()
-        .filter_map(|node| Some((node.name.clone(), of(&node.op).fold()?)))
+        .flat_map(|node| of(&node.op).folds(&node.name))
         .collect()
 }
 
@@ -84,10 +88,12 @@ pub enum Kernel {
     AvgPool,
     GlobalAvgPool,
     Linear,
+    SqueezeExcite,
+    SeApply,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 8] = [
+    pub const ALL: [Kernel; 10] = [
         Kernel::ConvTiled,
         Kernel::ConvRegisters,
         Kernel::ConvReduce,
@@ -96,6 +102,8 @@ impl Kernel {
         Kernel::AvgPool,
         Kernel::GlobalAvgPool,
         Kernel::Linear,
+        Kernel::SqueezeExcite,
+        Kernel::SeApply,
     ];
 
     /// The kernel whose spec has this name.
@@ -114,6 +122,8 @@ impl Kernel {
             Kernel::AvgPool => pool::AVG_POOL,
             Kernel::GlobalAvgPool => pool::GLOBAL_AVG_POOL,
             Kernel::Linear => linear::LINEAR,
+            Kernel::SqueezeExcite => se::SQUEEZE_EXCITE,
+            Kernel::SeApply => se::SE_APPLY,
         }
     }
 
@@ -146,9 +156,10 @@ pub fn all_kernels() -> Vec<KernelSpec> {
 }
 
 /// Every uniform struct with where its fields sit, for the reflection test.
-pub const UNIFORMS: [UniformLayout; 4] = [
+pub const UNIFORMS: [UniformLayout; 5] = [
     conv::CONV_UNIFORM,
     pool::POOL_UNIFORM,
     linear::LINEAR_UNIFORM,
     fold_bn::FOLD_UNIFORM,
+    se::SE_UNIFORM,
 ];

@@ -1,6 +1,8 @@
 //! What every op family implements for the plan: the weights it folds at load time, the
 //! pipelines it needs, and its dispatches for one graph node.
 
+use std::collections::BTreeMap;
+
 use wgpu::util::DeviceExt;
 
 use super::conv::{ConvConfig, ConvProblem};
@@ -28,9 +30,12 @@ pub struct NodeBuffers<'a> {
     pub output: &'a wgpu::Buffer,
     /// The node's prepared weights (conv and linear).
     pub weights: Option<&'a LayerWeights>,
+    /// Every prepared layer, for ops with several (named as their [`NodeOp::folds`] names).
+    pub layers: &'a BTreeMap<String, LayerWeights>,
     /// The pre-activation's `[scale; C] ++ [shift; C]`, for nodes that apply one.
     pub pre_act: Option<&'a wgpu::Buffer>,
-    /// Split-K partial sums, shared by the plan's split convs.
+    /// Scratch shared by the plan's nodes (they run in order): split-K partial sums, SE
+    /// scales; sized for the largest [`NodeOp::scratch_bytes`].
     pub scratch: Option<&'a wgpu::Buffer>,
     /// Bound where a kernel's layout has a slot the specialisation never reads.
     pub unused: &'a wgpu::Buffer,
@@ -61,6 +66,23 @@ pub trait NodeOp {
     /// The tensors folded into this node's weights at load time, if it has weights.
     fn fold(&self) -> Option<FoldSource> {
         None
+    }
+
+    /// The layers prepared for node `node`: its [`NodeOp::fold`] under the node's name (an
+    /// op with several layers names each `{node}.{layer}`).
+    fn folds(&self, node: &str) -> Vec<(String, FoldSource)> {
+        self.fold()
+            .map(|f| (node.to_string(), f))
+            .into_iter()
+            .collect()
+    }
+
+    /// Scratch bytes the node's dispatches use at these shapes besides the split-K partial
+    /// sums (which depend on the conv configuration: [`ConvConfig::scratch_bytes`]).
+    ///
+    /// [`ConvConfig::scratch_bytes`]: super::conv::ConvConfig::scratch_bytes
+    fn scratch_bytes(&self, _shapes: &NodeShapes) -> u64 {
+        0
     }
 
     /// The conv problem at these shapes, for ops whose configuration is chosen per shape.

@@ -292,7 +292,12 @@ pub fn every_specialisation() -> Vec<(Kernel, Constants)> {
             .map(|c| (Kernel::ConvReduce, c)),
     );
     all.extend(tuning_candidates().into_iter().map(|(_, _, k, c)| (k, c)));
-    for kernel in [Kernel::MaxPool, Kernel::Linear] {
+    for kernel in [
+        Kernel::MaxPool,
+        Kernel::Linear,
+        Kernel::SqueezeExcite,
+        Kernel::SeApply,
+    ] {
         all.push((kernel, vec![]));
     }
     // The average pools read the input plain or pre-activated.
