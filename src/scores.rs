@@ -100,7 +100,10 @@ mod tests {
         assert!((probs[0] - (pa[0] + pb[0]) / 2.0).abs() < 1e-7);
         assert!((probs[2..].iter().sum::<f32>() - 1.0).abs() < 1e-6);
         // One member alone is itself.
-        assert_eq!(combine(std::slice::from_ref(&a), &[2.0], Combine::Logits, 2), a);
+        assert_eq!(
+            combine(std::slice::from_ref(&a), &[2.0], Combine::Logits, 2),
+            a
+        );
     }
 
     #[test]
