@@ -4,10 +4,10 @@
 //! ResNets use exactly torchvision's keys, so one layout serves both; Hugging Face
 //! transformers names the same modules differently and is mapped here, in both directions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::error::{Error, Result};
-use crate::weights::TensorEntry;
+use crate::weights::{TensorEntry, WeightsFile};
 
 /// How the tensors of a file are named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,4 +281,47 @@ mod tests {
         );
         assert_eq!(of(&["model.weight"]), None);
     }
+}
+
+/// The file against an architecture's `expected` tensors in both directions, as PyTorch's
+/// strict loading: nothing missing, no shape or dtype wrong, nothing left over (a
+/// BatchNorm's `num_batches_tracked` aside). `arch` names the architecture in errors.
+pub(crate) fn check_both_ways(
+    w: &WeightsFile,
+    expected: &[(String, Vec<usize>)],
+    arch: &str,
+) -> Result<()> {
+    for (name, shape) in expected {
+        let t = w.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.clone(),
+            expected: shape.clone(),
+        })?;
+        if &t.shape != shape {
+            return Err(Error::TensorShape {
+                name: name.clone(),
+                expected: shape.clone(),
+                found: t.shape.clone(),
+            });
+        }
+        if t.dtype.is_none() {
+            return Err(Error::TensorDtype {
+                name: name.clone(),
+                found: t.dtype_name.clone(),
+            });
+        }
+    }
+    let known: HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+    for (name, t) in &w.tensors {
+        let tracked = name
+            .strip_suffix(".num_batches_tracked")
+            .is_some_and(|bn| known.contains(format!("{bn}.running_mean").as_str()));
+        if !tracked && !known.contains(name.as_str()) {
+            return Err(Error::UnexpectedTensor {
+                name: name.clone(),
+                shape: t.shape.clone(),
+                arch: arch.to_string(),
+            });
+        }
+    }
+    Ok(())
 }

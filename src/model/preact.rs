@@ -22,9 +22,10 @@
 //!
 //! Every tensor is then checked both ways against [`PreActArch::expected_tensors`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use super::layout::check_both_ways;
 use crate::error::{Error, Result};
 use crate::graph::{Conv, Graph, HeadWindow, Op, ValueId, Window};
 use crate::weights::WeightsFile;
@@ -587,40 +588,7 @@ impl PreActArch {
 /// wrong, nothing left over (`num_batches_tracked` aside).
 fn check_tensors(w: &WeightsFile, arch: &PreActArch) -> Result<()> {
     arch.check_chain()?;
-    let expected = arch.expected_tensors();
-    for (name, shape) in &expected {
-        let t = w.get(name).ok_or_else(|| Error::MissingTensor {
-            name: name.clone(),
-            expected: shape.clone(),
-        })?;
-        if &t.shape != shape {
-            return Err(Error::TensorShape {
-                name: name.clone(),
-                expected: shape.clone(),
-                found: t.shape.clone(),
-            });
-        }
-        if t.dtype.is_none() {
-            return Err(Error::TensorDtype {
-                name: name.clone(),
-                found: t.dtype_name.clone(),
-            });
-        }
-    }
-    let known: HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-    for (name, t) in &w.tensors {
-        let tracked = name
-            .strip_suffix(".num_batches_tracked")
-            .is_some_and(|bn| known.contains(format!("{bn}.running_mean").as_str()));
-        if !tracked && !known.contains(name.as_str()) {
-            return Err(Error::UnexpectedTensor {
-                name: name.clone(),
-                shape: t.shape.clone(),
-                arch: arch.name(),
-            });
-        }
-    }
-    Ok(())
+    check_both_ways(w, &arch.expected_tensors(), &arch.name())
 }
 
 // ---- graph ---------------------------------------------------------------------------------
