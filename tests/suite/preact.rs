@@ -9,7 +9,7 @@ use crate::common::{self, fixture, Mode, ALL_MODES};
 use resnet_wgpu::graph::{Graph, InputSize, Op};
 use resnet_wgpu::model::preact::{detect_preact, is_preact, PreActArch};
 use resnet_wgpu::reference::{relative_error, run_graph};
-use resnet_wgpu::{npy, Engine, Error, Model, Network, Output, WeightsFile};
+use resnet_wgpu::{npy, Error, Model, Network, WeightsFile};
 
 /// One case of `tests/fixtures/preact/manifest.json`.
 #[derive(serde::Deserialize)]
@@ -389,29 +389,10 @@ fn fixtures_match_pytorch(mode: Mode) {
     for case in cases() {
         let w = open(&case.name);
         let network = Network::detect(&w).unwrap();
-        let graph = network.graph.clone();
-        let engine = Engine::from_network(ctx.clone(), network, &w).unwrap();
-        let x = npy::read_f32(&preact_fixture(&case.input)).unwrap();
-        let want = npy::read_f32(&preact_fixture(&case.logits)).unwrap();
+        let (input, logits) = (preact_fixture(&case.input), preact_fixture(&case.logits));
         let size = InputSize::image(case.batch, case.height, case.width);
-        let got = engine.run_at(&x.data, size, Output::Logits).unwrap();
-        assert!(got.iter().all(|v| v.is_finite()), "{}: NaN", case.name);
-        let err = relative_error(&got, &want.data);
-        eprintln!("{} {mode:?}: relative error {err:.2e}", case.name);
-        assert!(
-            err <= 1e-4,
-            "{} {mode:?}: relative error {err:.2e}",
-            case.name
-        );
-        let (_, want_features) =
-            run_graph(&graph, &w, &x.data, case.batch, case.height, case.width).unwrap();
-        let features = engine.run_at(&x.data, size, Output::Features).unwrap();
-        let err = relative_error(&features, &want_features);
-        assert!(
-            err <= 1e-4,
-            "{} features: relative error {err:.2e}",
-            case.name
-        );
+        let what = format!("{} {mode:?}", case.name);
+        common::network_matches_pytorch(&ctx, &what, network, &w, (&input, &logits), size);
     }
 }
 

@@ -289,28 +289,10 @@ fn fixtures_match_pytorch(mode: Mode) {
     for case in cases() {
         let w = open(&case.name);
         let network = Network::detect(&w).unwrap();
-        let graph = network.graph.clone();
-        let engine = Engine::from_network(ctx.clone(), network, &w).unwrap();
-        let x = npy::read_f32(&se_fixture(&case.input)).unwrap();
-        let want = npy::read_f32(&se_fixture(&case.logits)).unwrap();
+        let (input, logits) = (se_fixture(&case.input), se_fixture(&case.logits));
         let size = InputSize::image(case.batch, case.height, case.width);
-        let got = engine.run_at(&x.data, size, Output::Logits).unwrap();
-        let err = relative_error(&got, &want.data);
-        eprintln!("{} {mode:?}: relative error {err:.2e}", case.name);
-        assert!(
-            err <= 1e-4,
-            "{} {mode:?}: relative error {err:.2e}",
-            case.name
-        );
-        let (_, want_features) =
-            run_graph(&graph, &w, &x.data, case.batch, case.height, case.width).unwrap();
-        let features = engine.run_at(&x.data, size, Output::Features).unwrap();
-        let err = relative_error(&features, &want_features);
-        assert!(
-            err <= 1e-4,
-            "{} features: relative error {err:.2e}",
-            case.name
-        );
+        let what = format!("{} {mode:?}", case.name);
+        common::network_matches_pytorch(&ctx, &what, network, &w, (&input, &logits), size);
     }
 }
 

@@ -8,7 +8,7 @@ use resnet_wgpu::graph::{Conv, Graph, HeadWindow, InputSize, Op, Window};
 use resnet_wgpu::model::video::detect_video;
 use resnet_wgpu::reference::{relative_error, run_clip_graph};
 use resnet_wgpu::weights::serialize_f32;
-use resnet_wgpu::{npy, Engine, Network, Output, WeightsFile};
+use resnet_wgpu::{Engine, Network, Output, WeightsFile};
 
 /// Every fixture through the engine at its PyTorch input, in `mode`: logits and features.
 fn fixtures_match_pytorch(mode: Mode) {
@@ -22,30 +22,10 @@ fn fixtures_match_pytorch(mode: Mode) {
         let mut arch = detect_video(&w).unwrap();
         arch.head_pool = case.head_pool;
         let network = Network::from_video(arch, &w).unwrap();
-        let graph = network.graph.clone();
-        let engine = Engine::from_network(ctx.clone(), network, &w).unwrap();
-        let x = npy::read_f32(&video_fixture(&case.input)).unwrap();
-        let want = npy::read_f32(&video_fixture(&case.logits)).unwrap();
+        let (input, logits) = (video_fixture(&case.input), video_fixture(&case.logits));
         let size = InputSize::clip(case.batch, case.frames, case.height, case.width);
-        let got = engine.run_at(&x.data, size, Output::Logits).unwrap();
-        assert!(got.iter().all(|v| v.is_finite()), "{}: NaN", case.name);
-        let err = relative_error(&got, &want.data);
-        eprintln!("{} {mode:?}: relative error {err:.2e}", case.name);
-        assert!(
-            err <= 1e-4,
-            "{} {mode:?}: relative error {err:.2e}",
-            case.name
-        );
-        // The pooled clip embeddings agree with the CPU reference's.
-        let dims = [case.batch, case.frames, case.height, case.width];
-        let (_, want_features) = run_clip_graph(&graph, &w, &x.data, dims).unwrap();
-        let features = engine.run_at(&x.data, size, Output::Features).unwrap();
-        let err = relative_error(&features, &want_features);
-        assert!(
-            err <= 1e-4,
-            "{} features: relative error {err:.2e}",
-            case.name
-        );
+        let what = format!("{} {mode:?}", case.name);
+        common::network_matches_pytorch(&ctx, &what, network, &w, (&input, &logits), size);
     }
 }
 

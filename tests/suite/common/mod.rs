@@ -384,3 +384,32 @@ pub fn bn_tensors(rng: &mut Rng, bn: &str, c: usize) -> Tensors {
         .map(|(p, (lo, hi))| (format!("{bn}.{p}"), vec![c], rng.vec(c, lo, hi)))
         .collect()
 }
+
+/// One PyTorch fixture end to end on `ctx`: the engine's logits for the stored input against
+/// PyTorch's (`logits`, ≤ 1e-4 relative, never NaN) and its pooled features against the CPU
+/// reference's. `what` names the case (and mode) in messages.
+pub fn network_matches_pytorch(
+    ctx: &Arc<GpuContext>,
+    what: &str,
+    network: resnet_wgpu::Network,
+    weights: &resnet_wgpu::WeightsFile,
+    (input, logits): (&std::path::Path, &std::path::Path),
+    size: resnet_wgpu::graph::InputSize,
+) {
+    use resnet_wgpu::reference::{relative_error, run_clip_graph};
+    use resnet_wgpu::{npy, Engine, Output};
+    let graph = network.graph.clone();
+    let engine = Engine::from_network(ctx.clone(), network, weights).unwrap();
+    let x = npy::read_f32(input).unwrap();
+    let want = npy::read_f32(logits).unwrap();
+    let got = engine.run_at(&x.data, size, Output::Logits).unwrap();
+    assert!(got.iter().all(|v| v.is_finite()), "{what}: NaN");
+    let err = relative_error(&got, &want.data);
+    eprintln!("{what}: relative error {err:.2e}");
+    assert!(err <= 1e-4, "{what}: relative error {err:.2e}");
+    let dims = [size.n, size.t, size.h, size.w];
+    let (_, want_features) = run_clip_graph(&graph, weights, &x.data, dims).unwrap();
+    let features = engine.run_at(&x.data, size, Output::Features).unwrap();
+    let err = relative_error(&features, &want_features);
+    assert!(err <= 1e-4, "{what} features: relative error {err:.2e}");
+}
