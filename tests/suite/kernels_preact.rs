@@ -44,19 +44,9 @@ fn conv_matches_reference(mode: Mode, seed: u64, count: usize) {
         let (conv, size) = random_conv(&mut rng);
         // A residual needs "same" padding; the shortcut then reads the activated input too.
         let residual = 2 * conv.pad + 1 == conv.kernel && rng.range(0, 1) == 1;
-        let one = common::one_conv(&mut rng, conv.clone(), residual);
-        let c = one.graph.input_channels;
         // Inputs around the BatchNorm's mean, so the ReLU clips about half of them.
-        let x = rng.vec(size.n * c * size.h * size.w, -1.5, 1.5);
-        let (want, _) = run_graph(&one.graph, &one.weights, &x, size.n, size.h, size.w).unwrap();
-        let engine = Engine::from_graph(ctx.clone(), one.graph, &one.weights).unwrap();
-        let got = engine.run_at(&x, size, Output::Logits).unwrap();
-        let err = relative_error(&got, &want);
-        let what = format!("case {case} {mode:?} {conv:?} residual {residual} at {size:?}");
-        assert!(
-            got.len() == want.len() && err <= 1e-5,
-            "{what}: error {err:.2e}"
-        );
+        let what = format!("case {case} {mode:?}");
+        common::one_conv_matches_reference(&ctx, &mut rng, (conv, residual), size, 1.5, &what);
     }
 }
 

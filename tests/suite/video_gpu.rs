@@ -94,19 +94,8 @@ fn conv_matches_reference(mode: Mode, seed: u64, count: usize) {
             && same(conv.kernel, conv.pad)
             && same(conv.temporal.kernel, conv.temporal.pad)
             && rng.range(0, 1) == 1;
-        let one = common::one_conv(&mut rng, conv.clone(), residual);
-        let c = one.graph.input_channels;
-        let x = rng.vec(size.n * c * size.t * size.h * size.w, -1.0, 1.0);
-        let dims = [size.n, size.t, size.h, size.w];
-        let (want, _) = run_clip_graph(&one.graph, &one.weights, &x, dims).unwrap();
-        let engine = Engine::from_graph(ctx.clone(), one.graph, &one.weights).unwrap();
-        let got = engine.run_at(&x, size, Output::Logits).unwrap();
-        let err = relative_error(&got, &want);
-        let what = format!("case {case} {mode:?} {conv:?} residual {residual} at {size:?}");
-        assert!(
-            got.len() == want.len() && err <= 1e-5,
-            "{what}: error {err:.2e}"
-        );
+        let what = format!("case {case} {mode:?}");
+        common::one_conv_matches_reference(&ctx, &mut rng, (conv, residual), size, 1.0, &what);
     }
 }
 

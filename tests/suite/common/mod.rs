@@ -413,3 +413,30 @@ pub fn network_matches_pytorch(
     let err = relative_error(&features, &want_features);
     assert!(err <= 1e-4, "{what} features: relative error {err:.2e}");
 }
+
+/// `conv` (and with `residual`, the 1×1 shortcut [`one_conv`] adds) on a seeded input of
+/// `size`, values in `[-range, range]`: the GPU against the CPU reference, ≤ 1e-5 relative.
+pub fn one_conv_matches_reference(
+    ctx: &Arc<GpuContext>,
+    rng: &mut Rng,
+    (conv, residual): (resnet_wgpu::graph::Conv, bool),
+    size: resnet_wgpu::graph::InputSize,
+    range: f32,
+    what: &str,
+) {
+    use resnet_wgpu::reference::{relative_error, run_clip_graph};
+    use resnet_wgpu::{Engine, Output};
+    let one = one_conv(rng, conv.clone(), residual);
+    let c = one.graph.input_channels;
+    let x = rng.vec(size.n * c * size.t * size.h * size.w, -range, range);
+    let dims = [size.n, size.t, size.h, size.w];
+    let (want, _) = run_clip_graph(&one.graph, &one.weights, &x, dims).unwrap();
+    let engine = Engine::from_graph(ctx.clone(), one.graph, &one.weights).unwrap();
+    let got = engine.run_at(&x, size, Output::Logits).unwrap();
+    let err = relative_error(&got, &want);
+    let what = format!("{what}: {conv:?} residual {residual} at {size:?}");
+    assert!(
+        got.len() == want.len() && err <= 1e-5,
+        "{what}: error {err:.2e}"
+    );
+}
