@@ -140,15 +140,19 @@ fn bad_tensors_are_refused_before_the_gpu() {
     for path in [fifo.as_path(), Path::new("/dev/zero")] {
         assert_user_error("not a file", &run(path, &out), &["not a regular file"]);
     }
-    // No failure touched the existing output or left a temporary file behind.
-    assert_eq!(std::fs::read(&out).unwrap(), b"previous contents");
-    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+    assert_output_untouched(&dir, &out);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// No failure touched the existing output `out` or left a temporary file in `dir`.
+fn assert_output_untouched(dir: &Path, out: &Path) {
+    assert_eq!(std::fs::read(out).unwrap(), b"previous contents");
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
