@@ -193,6 +193,49 @@ fn index_after(module: &str, prefix: &str) -> usize {
     module[prefix.len()..].parse::<usize>().unwrap_or(1).max(1)
 }
 
+/// The file against an architecture's `expected` tensors in both directions, as PyTorch's
+/// strict loading: nothing missing, no shape or dtype wrong, nothing left over (a
+/// BatchNorm's `num_batches_tracked` aside). `arch` names the architecture in errors.
+pub(crate) fn check_both_ways(
+    w: &WeightsFile,
+    expected: &[(String, Vec<usize>)],
+    arch: &str,
+) -> Result<()> {
+    for (name, shape) in expected {
+        let t = w.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.clone(),
+            expected: shape.clone(),
+        })?;
+        if &t.shape != shape {
+            return Err(Error::TensorShape {
+                name: name.clone(),
+                expected: shape.clone(),
+                found: t.shape.clone(),
+            });
+        }
+        if t.dtype.is_none() {
+            return Err(Error::TensorDtype {
+                name: name.clone(),
+                found: t.dtype_name.clone(),
+            });
+        }
+    }
+    let known: HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+    for (name, t) in &w.tensors {
+        let tracked = name
+            .strip_suffix(".num_batches_tracked")
+            .is_some_and(|bn| known.contains(format!("{bn}.running_mean").as_str()));
+        if !tracked && !known.contains(name.as_str()) {
+            return Err(Error::UnexpectedTensor {
+                name: name.clone(),
+                shape: t.shape.clone(),
+                arch: arch.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,47 +324,4 @@ mod tests {
         );
         assert_eq!(of(&["model.weight"]), None);
     }
-}
-
-/// The file against an architecture's `expected` tensors in both directions, as PyTorch's
-/// strict loading: nothing missing, no shape or dtype wrong, nothing left over (a
-/// BatchNorm's `num_batches_tracked` aside). `arch` names the architecture in errors.
-pub(crate) fn check_both_ways(
-    w: &WeightsFile,
-    expected: &[(String, Vec<usize>)],
-    arch: &str,
-) -> Result<()> {
-    for (name, shape) in expected {
-        let t = w.get(name).ok_or_else(|| Error::MissingTensor {
-            name: name.clone(),
-            expected: shape.clone(),
-        })?;
-        if &t.shape != shape {
-            return Err(Error::TensorShape {
-                name: name.clone(),
-                expected: shape.clone(),
-                found: t.shape.clone(),
-            });
-        }
-        if t.dtype.is_none() {
-            return Err(Error::TensorDtype {
-                name: name.clone(),
-                found: t.dtype_name.clone(),
-            });
-        }
-    }
-    let known: HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-    for (name, t) in &w.tensors {
-        let tracked = name
-            .strip_suffix(".num_batches_tracked")
-            .is_some_and(|bn| known.contains(format!("{bn}.running_mean").as_str()));
-        if !tracked && !known.contains(name.as_str()) {
-            return Err(Error::UnexpectedTensor {
-                name: name.clone(),
-                shape: t.shape.clone(),
-                arch: arch.to_string(),
-            });
-        }
-    }
-    Ok(())
 }
