@@ -112,7 +112,7 @@ fn bench_and_profile_show_each_member_and_the_whole() {
         .map(|w| {
             peak(&json(
                 "bench",
-                &[w.clone()],
+                std::slice::from_ref(w),
                 &[&size[..], &["--iters", "1"]].concat(),
             ))
         })
@@ -148,7 +148,7 @@ fn bench_and_profile_show_each_member_and_the_whole() {
         let layers = m["profile"]["layers"].as_array().unwrap();
         let single = json(
             "profile",
-            &[w.clone()],
+            std::slice::from_ref(w),
             &[&size[..], &["--iters", "1"]].concat(),
         );
         let names = |ls: &[Value], prefix: &str| -> Vec<String> {
