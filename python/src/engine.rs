@@ -43,7 +43,7 @@ pub struct PyEngine {
 /// One network, or an ensemble of them.
 enum Body {
     One {
-        engine: resnet::Engine,
+        engine: Box<resnet::Engine>,
         pre: Preprocess,
         /// How a video network's clips are cut and transformed; `None` for images.
         video: Option<VideoFeed>,
@@ -164,7 +164,11 @@ fn load(arg: WeightsArg, options: &GpuOptions, blend: Blend) -> PyResult<PyEngin
     let engine = resnet::Engine::load_network(network, &weights, options).map_err(to_py)?;
     let info = info_json(&engine, &weights, &pre, &labels).to_string();
     Ok(PyEngine {
-        body: Body::One { engine, pre, video },
+        body: Body::One {
+            engine: Box::new(engine),
+            pre,
+            video,
+        },
         labels,
         info,
     })
