@@ -2,10 +2,13 @@
 //! conv kernel's `PRE_ACT` prologue) saves over an unfused standalone pass, on WRN-28-10's
 //! conv shapes.
 //!
-//!     cargo run --release --example fusion_bench -- [batch] [reps] [rounds]
+//!     cargo run --release --example fusion_bench -- wrn      [batch] [reps] [rounds]
+//!     cargo run --release --example fusion_bench -- resnetv2 [batch] [reps] [rounds]
 //!
-//! Per distinct conv shape of WRN-28-10 at 32×32 (every conv of a pre-activation network
-//! reads an activated input), two one-layer networks:
+//! Per distinct pre-activated conv shape of WRN-28-10 at 32×32 (every conv: each reads an
+//! activated input) or of timm's ResNetV2-50 at 224×224 (each block's conv1 and downsample
+//! read `norm1`'s output; `norm2`/`norm3` follow a conv and fold into it), two one-layer
+//! networks:
 //! - fused: the conv with `pre_act` (scale/shift/ReLU in its prologue, in-bounds values only);
 //! - unfused: a standalone pass applying scale/shift/ReLU to the whole activation — the
 //!   library's 1×1 average pool with `pre_act`, i.e. an identity window that reads, activates
@@ -55,6 +58,31 @@ fn wrn_28_10() -> Vec<Shape> {
         s(320, 640, 1, 2, 16, 1),
         s(640, 640, 3, 1, 8, 7),
     ]
+}
+
+/// timm's ResNetV2-50 (pre-activation bottlenecks, stride on the 3×3): per stage, block 0's
+/// conv1 and 1×1 downsample (strided from stage 2 on) read the stage input, blocks 1.. their
+/// conv1 the block input.
+fn resnetv2_50() -> Vec<Shape> {
+    let mut shapes = Vec::new();
+    let (mut cin, mut side) = (64, 56);
+    for (width, blocks, stride) in [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)] {
+        let out = 4 * width;
+        let s = |cin, cout, stride, side, count| Shape {
+            cin,
+            cout,
+            kernel: 1,
+            stride,
+            side,
+            count,
+        };
+        shapes.push(s(cin, width, 1, side, 1));
+        shapes.push(s(cin, out, stride, side, 1));
+        side /= stride;
+        shapes.push(s(out, width, 1, side, blocks - 1));
+        cin = out;
+    }
+    shapes
 }
 
 fn conv(s: &Shape, pre_act: bool) -> Conv {
@@ -143,11 +171,15 @@ fn main() {
             .nth(i)
             .map_or(default, |a| a.parse().expect("a count"))
     };
-    let (batch, reps, rounds) = (arg(1, 4), arg(2, 3), arg(3, 3));
+    let (name, shapes) = match std::env::args().nth(1).as_deref() {
+        Some("resnetv2") => ("ResNetV2-50 at 224x224", resnetv2_50()),
+        Some("wrn") | None => ("WRN-28-10 at 32x32", wrn_28_10()),
+        Some(other) => panic!("unknown network {other}: wrn or resnetv2"),
+    };
+    let (batch, reps, rounds) = (arg(2, 2), arg(3, 3), arg(4, 3));
     let ctx = Arc::new(GpuContext::new(&GpuOptions::default()).unwrap());
     println!(
-        "WRN-28-10 pre-activation at 32x32, batch {batch}, on {} (best of {rounds} rounds of \
-         medians of {reps})",
+        "{name}, batch {batch}, on {} (best of {rounds} rounds of medians of {reps})",
         ctx.info
     );
     println!(
@@ -155,7 +187,8 @@ fn main() {
         "conv shape", "convs", "a fused ms", "b plain ms", "c pass ms", "a-b", "saved"
     );
     let mut totals = [0.0f64; 3];
-    for s in wrn_28_10() {
+    let convs: usize = shapes.iter().map(|s| s.count).sum();
+    for s in shapes {
         let (fused, unfused) = engines(&ctx, &s);
         let size = InputSize::image(batch, s.side, s.side);
         let (mut a, mut b, mut c) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
@@ -182,7 +215,7 @@ fn main() {
     }
     let [a, b, c] = totals;
     println!(
-        "WRN-28-10, all 27 pre-activated convs: fused {a:.1} ms, plain {b:.1} ms, passes {c:.1} \
+        "{name}, all {convs} pre-activated convs: fused {a:.1} ms, plain {b:.1} ms, passes {c:.1} \
          ms; fusion costs {:.1} ms ({:+.1}% of the plain convs), unfused would add {c:.1} ms; \
          saved {:.1} ms ({:.1}% of unfused)",
         a - b,
