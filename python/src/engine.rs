@@ -253,7 +253,10 @@ impl PyEngine {
                 )
             }
             Body::One { engine, pre, .. } => (engine, pre),
-            Body::Many(members) => return members.predict(items, &self.labels, top_k, batch_size),
+            Body::Many(members) => {
+                clips.only_for_videos()?;
+                return members.predict(items, &self.labels, top_k, batch_size);
+            }
         };
         clips.only_for_videos()?;
         let options = ImageOptions::default();

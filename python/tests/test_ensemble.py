@@ -102,6 +102,8 @@ def test_members_must_agree_on_classes_and_blend_arguments_must_fit():
         resnet_wgpu.Engine(a, combine="logits")
     with pytest.raises(ValueError, match="needs members"):
         resnet_wgpu.Engine([])
+    with pytest.raises(ValueError, match="apply to a video network"):
+        resnet_wgpu.Engine([a, a]).classify([str(ROOT / sample_paths()[0])], clips=2)
 
 
 @pytest.mark.parametrize("combine", ["probs", "logits"])
