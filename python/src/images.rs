@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyString, PyTuple};
 use resnet::preprocess::{
-    decode_image, load_and_preprocess_with, preprocess, ImageOptions, Preprocess,
+    decode_image, load_and_preprocess_with, load_image_with, preprocess, ImageOptions, Preprocess,
 };
 
 use crate::errors::bad_input;
@@ -27,6 +27,15 @@ pub struct Item {
 }
 
 impl Item {
+    /// The image's pixels, decoded as the CLI decodes files (EXIF orientation applied).
+    pub fn decode(&self, options: &ImageOptions) -> resnet::Result<image::RgbImage> {
+        match &self.source {
+            Source::Path(path) => load_image_with(path, options),
+            Source::Encoded(bytes) => decode_image(bytes, Path::new(&self.name), options),
+            Source::Pixels(img) => Ok(img.clone()),
+        }
+    }
+
     /// The network's input for this image: decoded as the CLI decodes files (EXIF orientation
     /// applied), then resized, cropped and normalised by `pre`.
     pub fn preprocess(&self, pre: &Preprocess, options: &ImageOptions) -> resnet::Result<Vec<f32>> {

@@ -3,8 +3,10 @@
 
 mod arrays;
 mod engine;
+mod ensemble;
 mod errors;
 mod images;
+mod video;
 
 use pyo3::prelude::*;
 

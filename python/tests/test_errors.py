@@ -36,9 +36,9 @@ def test_bad_weights(tmp_path):
         resnet_wgpu.Engine(tmp_path / "no-such.safetensors")
     with pytest.raises(ValueError, match="not a valid safetensors file"):
         resnet_wgpu.Engine(b"\x00" * 32)
-    with pytest.raises(ValueError, match="ensemble"):
-        resnet_wgpu.Engine([str(FIXTURES / "tiny.safetensors")])
-    with pytest.raises(ValueError, match="weights must be a path, bytes or None"):
+    with pytest.raises(ValueError, match="an ensemble's members are not lists"):
+        resnet_wgpu.Engine([[str(FIXTURES / "tiny.safetensors")]])
+    with pytest.raises(ValueError, match="weights must be a path, bytes, a list of them"):
         resnet_wgpu.Engine(3)
     with pytest.raises(ValueError, match="no GPU adapter matches"):
         resnet_wgpu.Engine(adapter="no adapter has this name")

@@ -32,6 +32,24 @@ def test_batch_job_predictions_equal_the_cli(tmp_path, cli_samples_json):
     assert sorted(lines, key=lambda p: p["image"]) == cli_samples_json
 
 
+def test_batch_job_on_a_video_folder_equals_the_cli(tmp_path, cli):
+    # samples_video/ holds animated GIFs: the embedded default video model, as the CLI picks.
+    output = tmp_path / "videos.jsonl"
+    job = [sys.executable, str(EXAMPLES / "ray_batch.py"), "samples_video", "--output", str(output)]
+    job += ["--actors", "1", "--batch-size", "4", "--num-cpus", "2", "--clips", "2"]
+    subprocess.run(job, cwd=ROOT, env=local_env(), check=True, timeout=900)
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    want = subprocess.run(
+        [str(cli), "classify", "--json", "--clips", "2", "samples_video"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert sorted(lines, key=lambda p: p["image"]) == json.loads(want.stdout)
+    assert len(lines) == 8
+
+
 @pytest.fixture(scope="module")
 def serve_url():
     import ray

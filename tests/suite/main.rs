@@ -10,6 +10,7 @@ mod common;
 mod default_model;
 mod end_to_end;
 mod ensemble;
+mod ensemble_tools;
 mod family;
 mod full_width;
 mod gl_backend;

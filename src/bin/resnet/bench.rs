@@ -12,14 +12,17 @@ use resnet_wgpu::model::synthetic::{synthetic_video_weights, synthetic_weights};
 use resnet_wgpu::model::video_standard::{standard_video, STANDARD_VIDEO};
 use resnet_wgpu::{Engine, Error, GpuContext, GpuOptions, Network, Output, WeightsFile};
 
+use crate::ensemble::EnsembleArgs;
+use crate::ensemble_tools;
 use crate::inputs::{at_least, check_output_path, check_weights, parse_size, run_size};
 
 /// Where the weights come from: a file, or synthetic weights for a named architecture.
 #[derive(clap::Args, Clone)]
 pub struct ModelSource {
-    /// safetensors weights.
+    /// safetensors weights. Given several times (bench and profile): an ensemble, each
+    /// member at its preset's crop unless --size is given.
     #[arg(long, conflicts_with = "arch")]
-    weights: Option<PathBuf>,
+    weights: Vec<PathBuf>,
     /// A standard architecture with synthetic weights: resnet18/34/50/101/152, or the video
     /// ResNets r3d_18, mc3_18, r2plus1d_18 (torchvision), slow_r50, c2d_r50, i3d_r50
     /// (pytorchvideo) with 400 classes.
@@ -41,9 +44,14 @@ pub struct SizeArgs {
 }
 
 impl ModelSource {
+    /// The `--weights` given (several: an ensemble).
+    pub fn weights(&self) -> &[PathBuf] {
+        &self.weights
+    }
+
     /// The weights and the network detected (and checked) from them, once.
     pub fn open(&self) -> anyhow::Result<(WeightsFile, Network)> {
-        match (&self.weights, &self.arch) {
+        match (self.weights.first(), &self.arch) {
             (Some(w), _) => {
                 let file = WeightsFile::open(w)?;
                 let network = check_weights(&file)?;
@@ -75,6 +83,8 @@ impl ModelSource {
 pub struct ProfileArgs {
     #[command(flatten)]
     model: ModelSource,
+    #[command(flatten)]
+    ensemble: EnsembleArgs,
     #[arg(long, default_value_t = 1)]
     batch: usize,
     #[command(flatten)]
@@ -93,6 +103,8 @@ pub struct ProfileArgs {
 pub struct BenchArgs {
     #[command(flatten)]
     model: ModelSource,
+    #[command(flatten)]
+    ensemble: EnsembleArgs,
     /// Batch sizes, comma separated.
     #[arg(long, default_value = "1", value_delimiter = ',')]
     batch: Vec<usize>,
@@ -138,6 +150,21 @@ pub fn input(size: InputSize) -> anyhow::Result<Vec<f32>> {
 pub fn profile(args: ProfileArgs, options: &GpuOptions) -> anyhow::Result<()> {
     at_least("--batch", args.batch, 1)?;
     at_least("--iters", args.iters, 1)?;
+    if args.model.weights.len() > 1 {
+        if args.chart.is_some() || args.size.frames.is_some() {
+            bail!(Error::Usage(
+                "--chart and --frames take one --weights, not an ensemble".into()
+            ));
+        }
+        let what = (args.batch, args.iters, args.json);
+        return ensemble_tools::profile(
+            &args.model.weights,
+            &args.ensemble,
+            args.size.size,
+            what,
+            options,
+        );
+    }
     if let Some(path) = &args.chart {
         check_output_path(
             path,
@@ -165,7 +192,7 @@ pub fn profile(args: ProfileArgs, options: &GpuOptions) -> anyhow::Result<()> {
 }
 
 /// The profile as a table: a row per dispatch, the totals, the five slowest.
-fn print_profile(p: &Profile, size: InputSize, note: &str) -> anyhow::Result<()> {
+pub(crate) fn print_profile(p: &Profile, size: InputSize, note: &str) -> anyhow::Result<()> {
     outln!(
         "adapter: {}  timing: {:?}  input: {}{note}",
         p.adapter,
@@ -285,6 +312,21 @@ pub fn bench(args: BenchArgs, options: &GpuOptions) -> anyhow::Result<()> {
         at_least("--batch", n, 1)?;
     }
     at_least("--iters", args.iters, 1)?;
+    if args.model.weights.len() > 1 {
+        if args.size.frames.is_some() {
+            bail!(Error::Usage(
+                "--frames takes one --weights, not an ensemble".into()
+            ));
+        }
+        let what = (&args.batch[..], args.iters, args.json);
+        return ensemble_tools::bench(
+            &args.model.weights,
+            &args.ensemble,
+            args.size.size,
+            what,
+            options,
+        );
+    }
     let (weights, network) = args.model.open()?;
     let one = args.size.resolve(&weights, &network, 1)?;
     let start = Instant::now();

@@ -9,6 +9,7 @@ mod classify;
 mod classify_ensemble;
 mod classify_video;
 mod ensemble;
+mod ensemble_tools;
 mod info;
 mod info_video;
 mod inputs;
@@ -92,9 +93,12 @@ enum Command {
     Classify(classify::ClassifyArgs),
     /// Describe the network in a weights file: architecture, parameters, FLOPs, plan.
     Info {
-        /// safetensors weights; without it, the embedded default model.
+        /// safetensors weights; without it, the embedded default model. Given several
+        /// times: an ensemble, its members (each at its preset's crop unless --size) and blend.
         #[arg(long)]
-        weights: Option<PathBuf>,
+        weights: Vec<PathBuf>,
+        #[command(flatten)]
+        ensemble: EnsembleArgs,
         /// Input size for the plan statistics, HxW (default 224x224; for video weights,
         /// the crop of their preset).
         #[arg(long, value_parser = parse_size)]
@@ -300,11 +304,28 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Tune(args) => tune::tune(args, &options),
         Command::Info {
             weights,
+            ensemble,
             size,
             frames,
             batch,
             json,
-        } => info::info(weights.as_deref(), size, frames, batch, json),
+        } => match &weights[..] {
+            [] | [_] => info::info(
+                weights.first().map(PathBuf::as_path),
+                size,
+                frames,
+                batch,
+                json,
+            ),
+            members => {
+                if frames.is_some() {
+                    bail!(Error::Usage(
+                        "--frames takes one --weights, not an ensemble".into()
+                    ));
+                }
+                ensemble_tools::info(members, &ensemble, size, json)
+            }
+        },
         Command::Adapters { json } => {
             let list = resnet_wgpu::gpu::context::list_adapters(&options.adapter)?;
             if json {

@@ -37,6 +37,7 @@ pub fn tune(args: TuneArgs, options: &GpuOptions) -> anyhow::Result<()> {
     // The tuner's minimums (a median of fewer runs is noise), refused like every tool's.
     at_least("--warmup", args.warmup, TuneOptions::default().warmup)?;
     at_least("--iters", args.iters, TuneOptions::default().iters)?;
+    crate::ensemble_tools::refuse(args.model.weights(), "tune")?;
     let (weights, network) = args.model.open()?;
     let size = args.size.resolve(&weights, &network, args.batch)?;
     let engine = Engine::load_network(network, &weights, options)?;
