@@ -16,6 +16,7 @@ mod gl_backend;
 mod gpu_errors;
 mod kernels;
 mod kernels_family;
+mod kernels_gemm;
 mod kernels_preact;
 mod pipeline_cache;
 mod preact;
