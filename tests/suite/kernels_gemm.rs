@@ -229,3 +229,58 @@ fn gemm_check_refuses_ineligible_problems() {
         assert!(c.check(&ok, &fit).is_err(), "{c:?} accepted");
     }
 }
+
+/// The ResNet-50 fixture (bottlenecks: 1×1 convs at stride 1 and the stride-2 downsample
+/// shortcuts) with every eligible conv on a GEMM kernel — `gemm` unchecked, `gemm_tiled`
+/// checked — against PyTorch's logits, within 1e-4.
+#[test]
+fn resnet50_fixture_through_the_gemm_kernels() {
+    use resnet_wgpu::gpu::ops::conv::gemm::{default_gemm, problem_error};
+    use resnet_wgpu::npy::read_f32;
+    use resnet_wgpu::WeightsFile;
+    let weights = WeightsFile::open(common::fixture("resnet50.safetensors")).unwrap();
+    let x = read_f32(&common::fixture("resnet50.input.npy")).unwrap();
+    let want = read_f32(&common::fixture("resnet50.logits.npy")).unwrap();
+    let [n, _, h, w] = x.shape[..] else {
+        panic!("NCHW input expected")
+    };
+    let size = InputSize::image(n, h, w);
+    for checked in MODES {
+        let Some(ctx) = common::gpu(checked) else {
+            return;
+        };
+        let config = match checked {
+            false => default_gemm(),
+            true => ConvConfig {
+                algo: ConvAlgo::GemmTiled,
+                tiles: ConvTiles {
+                    tile_m: 32,
+                    tile_n: 32,
+                    tile_k: 16,
+                },
+                split_k: 1,
+            },
+        };
+        let engine = Engine::load_on(ctx, &weights).unwrap();
+        let eligible: Vec<ConvProblem> = engine
+            .conv_problems(size)
+            .unwrap()
+            .into_iter()
+            .map(|(_, p)| p)
+            .filter(|p| problem_error(p).is_none())
+            .collect();
+        assert!(eligible.iter().any(|p| p.stride == 2) && eligible.len() >= 30);
+        let table = eligible.iter().map(|p| (p.key(), config)).collect();
+        engine.set_conv_configs(table).unwrap();
+        for p in &eligible {
+            assert_eq!(engine.conv_config(p), config, "{p:?}");
+        }
+        let got = engine.run(&x.data, n, h, w, Output::Logits).unwrap();
+        let err = relative_error(&got, &want.data);
+        eprintln!(
+            "resnet50 on {} (checked {checked}): {err:.2e}",
+            config.describe()
+        );
+        assert!(err <= 1e-4, "relative error {err:.2e}");
+    }
+}

@@ -69,7 +69,7 @@ impl ConvConfig {
             Self::heuristic(p, false, gpu, fit),
         ];
         if gemm::problem_error(p).is_none() {
-            out.push(gemm::default_gemm(p));
+            out.push(gemm::default_gemm());
             out.push(ConvConfig {
                 algo: ConvAlgo::GemmTiled,
                 ..Self::heuristic(p, false, false, fit)

@@ -67,13 +67,13 @@ pub fn gemm_tiles(block_m: u32, block_n: u32) -> ConvTiles {
 /// Register blocks the tuner tries (pixels × channels per thread).
 pub const GEMM_BLOCKS: [(u32, u32); 6] = [(4, 4), (8, 4), (2, 8), (4, 8), (8, 8), (1, 8)];
 
-/// The default blocking of `gemm`: 4 pixels × 8 channels per thread (measured on lavapipe
-/// against 4×4, 8×4 and 8×8 on ResNet-50's 1×1 shapes; see BENCHMARKS.md).
-pub fn default_gemm(p: &ConvProblem) -> ConvConfig {
-    let block_n = if p.out_c >= 8 { 8 } else { 4 };
+/// The default blocking of `gemm`: 8 pixels × 4 channels per thread, 64×32 per workgroup
+/// (on lavapipe, the fastest or within noise of it on 6 of ResNet-50's 8 1×1 shapes against
+/// 4×4, 4×8 and 8×8; see BENCHMARKS.md). Any C_out that is a multiple of 4 fills the block.
+pub fn default_gemm() -> ConvConfig {
     ConvConfig {
         algo: ConvAlgo::Gemm,
-        tiles: gemm_tiles(4, block_n),
+        tiles: gemm_tiles(8, 4),
         split_k: 1,
     }
 }

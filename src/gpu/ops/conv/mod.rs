@@ -315,7 +315,7 @@ impl ConvConfig {
         }
         if registers {
             if gemm::problem_error(p).is_none() {
-                return gemm::default_gemm(p);
+                return gemm::default_gemm();
             }
             return tiles(ConvAlgo::Registers, ConvTiles::for_registers(p.out_c));
         }
