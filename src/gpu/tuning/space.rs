@@ -227,10 +227,16 @@ mod tests {
             workgroup_storage: 4096,
             ..fit()
         };
-        let p = ConvProblem::same_size(4, 28, 128, 128, 3);
-        for c in ConvConfig::candidates(&p, &small) {
-            if c.algo == ConvAlgo::Tiled {
-                assert!(c.tiles.workgroup_bytes() <= 4096);
+        for kernel in [3, 1] {
+            let p = ConvProblem::same_size(4, 28, 128, 128, kernel);
+            let cands = ConvConfig::candidates(&p, &small);
+            // The 1×1 gets the GEMM kernels too, within the limit like the tiled conv.
+            let gemm_tiled = cands.iter().filter(|c| c.algo == ConvAlgo::GemmTiled);
+            assert_eq!(kernel == 1, gemm_tiled.count() > 0);
+            for c in cands {
+                if matches!(c.algo, ConvAlgo::Tiled | ConvAlgo::GemmTiled) {
+                    assert!(c.tiles.workgroup_bytes() <= 4096, "{c:?}");
+                }
             }
         }
     }

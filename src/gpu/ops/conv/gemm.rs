@@ -68,8 +68,8 @@ pub fn gemm_tiles(block_m: u32, block_n: u32) -> ConvTiles {
 pub const GEMM_BLOCKS: [(u32, u32); 6] = [(4, 4), (8, 4), (2, 8), (4, 8), (8, 8), (1, 8)];
 
 /// The default blocking of `gemm`: 8 pixels × 4 channels per thread, 64×32 per workgroup
-/// (on lavapipe, the fastest or within noise of it on 6 of ResNet-50's 8 1×1 shapes against
-/// 4×4, 4×8 and 8×8; see BENCHMARKS.md). Any C_out that is a multiple of 4 fills the block.
+/// (on lavapipe, against 4×4, 4×8 and 8×8 on ResNet-50's eight 1×1 shapes: the fastest on 5
+/// at batch 1 and 6 at batch 8, within 8 % on the others but one; see BENCHMARKS.md). Any C_out that is a multiple of 4 fills the block.
 pub fn default_gemm() -> ConvConfig {
     ConvConfig {
         algo: ConvAlgo::Gemm,
