@@ -12,11 +12,20 @@
 //! space) against the 2-D 3×3 conv of the same GEMM: the frames as a batch of images
 //! (M = T·H·W), N = C and K = 27·C — i.e. 3·C input channels.
 //!
+//!     cargo run --release --example conv_bench -- gemm    [batch] [reps] [rounds]
+//!
+//! `gemm`: each 1×1 conv shape of ResNet-50 (stride 1) on the register-only conv kernel
+//! (`registers`, the CPU adapters' default before the GEMM kernels) against `gemm` with each
+//! register block, and the same GEMM sizes without the epilogue (no BatchNorm bias, no ReLU:
+//! a plain SGEMM, the ceiling of the kernel).
+//!
 //! Timing: `Engine::profile` (GPU timestamps per dispatch, median of `reps` runs), the kernels
-//! of a layer interleaved for `rounds` rounds, best time of each.
+//! of a layer interleaved for `rounds` rounds, the median round of each (and the best).
 
 use std::sync::Arc;
 
+use resnet_wgpu::gpu::ops::conv::gemm::gemm_tiles;
+use resnet_wgpu::gpu::ops::conv::{ConvAlgo, ConvConfig, ConvTiles};
 use resnet_wgpu::gpu::profile::LayerProfile;
 use resnet_wgpu::graph::{Conv, Graph, InputSize, Op, Window};
 use resnet_wgpu::weights::serialize_f32;
@@ -34,10 +43,12 @@ fn conv_engine(ctx: &Arc<GpuContext>, conv: Conv) -> Engine {
         conv.group_in_channels(),
         conv.temporal.kernel,
     );
+    let k = conv.kernel;
     let dims = match conv.temporal.is_point() {
-        true => vec![cout, cin, 3, 3],
-        false => vec![cout, cin, kt, 3, 3],
+        true => vec![cout, cin, k, k],
+        false => vec![cout, cin, kt, k, k],
     };
+    let bn = conv.bn.clone();
     g.output = g.push("conv", Op::Conv(conv), vec![g.input]);
     g.features = g.output;
     let mut seed = 0x2545_F491_4F6C_DD1Du64;
@@ -53,8 +64,10 @@ fn conv_engine(ctx: &Arc<GpuContext>, conv: Conv) -> Engine {
     };
     let numel = dims.iter().product();
     let mut t = vec![("c.weight".to_string(), dims, rand(numel))];
-    for p in ["weight", "bias", "running_mean", "running_var"] {
-        t.push((format!("c.bn.{p}"), vec![cout], rand(cout)));
+    if !bn.is_empty() {
+        for p in ["weight", "bias", "running_mean", "running_var"] {
+            t.push((format!("c.bn.{p}"), vec![cout], rand(cout)));
+        }
     }
     let w = WeightsFile::from_bytes("bench", serialize_f32(&t, None).unwrap()).unwrap();
     Engine::from_graph(ctx.clone(), g, &w).unwrap()
@@ -78,35 +91,114 @@ fn conv3x3(cin: usize, cout: usize, groups: usize, temporal: Window) -> Conv {
     }
 }
 
+/// A 1×1 conv, stride 1, with BatchNorm and ReLU, or (`plain`) neither: a bare GEMM.
+fn conv1x1(cin: usize, cout: usize, plain: bool) -> Conv {
+    Conv {
+        kernel: 1,
+        pad: 0,
+        relu: !plain,
+        bn: if plain { String::new() } else { "c.bn".into() },
+        ..conv3x3(cin, cout, 1, Window::POINT)
+    }
+}
+
+/// `engine` with every conv on `config` (through the tuning table, as a tuned plan would).
+fn forced(engine: Engine, size: InputSize, config: ConvConfig) -> Engine {
+    let table = engine
+        .conv_problems(size)
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| (p.key(), config))
+        .collect();
+    engine.set_conv_configs(table).unwrap();
+    engine
+}
+
+/// ResNet-50's 1×1 shapes: `registers` against `gemm`'s register blocks and the bare GEMM;
+/// returns best gemm / registers.
+fn gemm(ctx: &Arc<GpuContext>, batch: usize, reps: usize, rounds: usize) -> Vec<f64> {
+    let registers = |cout| ConvConfig {
+        algo: ConvAlgo::Registers,
+        tiles: ConvTiles::for_registers(cout),
+        split_k: 1,
+    };
+    let block = |bm, bn| ConvConfig {
+        algo: ConvAlgo::Gemm,
+        tiles: gemm_tiles(bm, bn),
+        split_k: 1,
+    };
+    // Every block at batch 1; at larger batches (8× the time) the two fastest at batch 1.
+    let blocks = match batch {
+        1 => vec![(8, 4), (4, 4), (4, 8), (8, 8)],
+        _ => vec![(8, 4), (4, 4)],
+    };
+    let mut ratios = Vec::new();
+    for (hw, cin, cout) in [
+        (56, 64, 256),
+        (56, 256, 64),
+        (28, 512, 128),
+        (28, 128, 512),
+        (14, 1024, 256),
+        (14, 256, 1024),
+        (7, 2048, 512),
+        (7, 512, 2048),
+    ] {
+        let size = InputSize::image(batch, hw, hw);
+        let engine =
+            |plain, config| forced(conv_engine(ctx, conv1x1(cin, cout, plain)), size, config);
+        let mut candidates = vec![(
+            format!("registers {hw}², {cin} → {cout}"),
+            engine(false, registers(cout)),
+            size,
+        )];
+        for &(bm, bn) in &blocks {
+            candidates.push((
+                format!("gemm {bm}x{bn} {hw}², {cin} → {cout}"),
+                engine(false, block(bm, bn)),
+                size,
+            ));
+        }
+        candidates.push((
+            format!("bare GEMM 8x4 {hw}², {cin} → {cout}"),
+            engine(true, block(8, 4)),
+            size,
+        ));
+        let rates = race(&candidates, reps, rounds);
+        let best = rates[1..=blocks.len()].iter().copied().fold(0.0, f64::max);
+        ratios.push(best / rates[0]);
+    }
+    ratios
+}
+
 /// One row of a comparison: its label, engine and input size.
 type Candidate = (String, Engine, InputSize);
 
 /// Profiles each candidate `rounds` times, interleaved (robust against other load on the
-/// machine), prints the best of each and returns their GFLOP/s.
+/// machine), prints the median round of each (and the best) and returns their median GFLOP/s.
 fn race(candidates: &[Candidate], reps: usize, rounds: usize) -> Vec<f64> {
-    let mut best: Vec<Option<LayerProfile>> = vec![None; candidates.len()];
+    let mut all: Vec<Vec<LayerProfile>> = vec![Vec::new(); candidates.len()];
     for _ in 0..rounds {
         for (i, (_, e, size)) in candidates.iter().enumerate() {
             let cin = e.graph.input_channels;
             let x = vec![0.5f32; size.n * size.t * size.h * size.w * cin];
-            let t = e.profile(&x, *size, 1, reps).unwrap().layers.remove(0);
-            if best[i].as_ref().is_none_or(|b| t.gpu_ms < b.gpu_ms) {
-                best[i] = Some(t);
-            }
+            all[i].push(e.profile(&x, *size, 1, reps).unwrap().layers.remove(0));
         }
     }
-    for ((label, _, _), t) in candidates.iter().zip(best.iter().flatten()) {
+    let mut medians = Vec::new();
+    for ((label, _, _), runs) in candidates.iter().zip(all.iter_mut()) {
+        runs.sort_by(|a, b| a.gpu_ms.total_cmp(&b.gpu_ms));
+        let (t, best) = (&runs[runs.len() / 2], &runs[0]);
         println!(
-            "{label:<40} {:>9.1} {:>10.3} {:>11.2}   {}",
+            "{label:<40} {:>9.1} {:>10.3} {:>11.2} {:>9.2}   {}",
             t.gflop * 1e3,
             t.gpu_ms,
             t.gflops,
+            best.gflops,
             t.config
         );
+        medians.push(t.gflops);
     }
-    best.iter()
-        .map(|t| t.as_ref().map_or(0.0, |t| t.gflops))
-        .collect()
+    medians
 }
 
 /// ResNeXt-50's grouped 3×3 convs against dense ones of equal FLOPs; returns dense/grouped.
@@ -172,12 +264,12 @@ fn main() {
     let rounds = numbers.get(2).copied().unwrap_or(3);
     let ctx = Arc::new(GpuContext::new(&GpuOptions::default()).expect("adapter"));
     println!(
-        "adapter: {}; {which}, {reps} reps per kernel, best of {rounds} rounds",
+        "adapter: {}; {which}, {reps} reps per kernel, median of {rounds} rounds",
         ctx.info
     );
     println!(
-        "{:<40} {:>9} {:>10} {:>11} {:>8}",
-        "layer", "MFLOP", "ms", "GFLOP/s", "config"
+        "{:<40} {:>9} {:>10} {:>11} {:>9}   config",
+        "layer", "MFLOP", "median ms", "GFLOP/s", "best"
     );
     let (ratios, what) = match which.as_str() {
         "grouped" => (
@@ -185,7 +277,11 @@ fn main() {
             "dense/grouped",
         ),
         "video" => (video(&ctx, first.unwrap_or(4), reps, rounds), "3-D/2-D"),
-        other => panic!("unknown comparison `{other}`: grouped or video"),
+        "gemm" => (
+            gemm(&ctx, first.unwrap_or(1), reps, rounds),
+            "best gemm/registers",
+        ),
+        other => panic!("unknown comparison `{other}`: grouped, video or gemm"),
     };
     let ratios: Vec<String> = ratios.iter().map(|r| format!("{r:.2}×")).collect();
     println!("{what} GFLOP/s on the same FLOPs: {}", ratios.join(", "));

@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 use crate::platform::Instant;
 
 /// Shader files, compiled into the binary.
-pub const SHADER_FILES: [(&str, &str); 5] = [
+pub const SHADER_FILES: [(&str, &str); 6] = [
     ("conv.wgsl", include_str!("../../shaders/conv.wgsl")),
+    ("gemm.wgsl", include_str!("../../shaders/gemm.wgsl")),
     ("fold_bn.wgsl", include_str!("../../shaders/fold_bn.wgsl")),
     ("pool.wgsl", include_str!("../../shaders/pool.wgsl")),
     ("linear.wgsl", include_str!("../../shaders/linear.wgsl")),

@@ -17,6 +17,7 @@ mod gl_backend;
 mod gpu_errors;
 mod kernels;
 mod kernels_family;
+mod kernels_gemm;
 mod kernels_preact;
 mod pipeline_cache;
 mod preact;

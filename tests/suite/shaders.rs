@@ -4,7 +4,7 @@
 
 use crate::common::specialisations::{
     all_conv_tiles, conv_reduce_constants, dense_conv_constants, fold_bn_constants, fold_constants,
-    parse, specialised, spirv, tuning_candidates,
+    gemm_specialisations, parse, specialised, spirv, tuning_candidates,
 };
 use naga::back::PipelineConstants;
 use naga::{AddressSpace, ShaderStage, StorageAccess};
@@ -56,7 +56,7 @@ fn specialise(kernel: Kernel, constants: &Constants) -> ([u32; 3], u32) {
 
 #[test]
 fn every_shader_file_parses_and_validates() {
-    assert_eq!(SHADER_FILES.len(), 5);
+    assert_eq!(SHADER_FILES.len(), 6);
     for (file, _) in SHADER_FILES {
         let (module, _) = parse(file);
         assert!(!module.entry_points.is_empty(), "{file}: no entry point");
@@ -296,6 +296,30 @@ fn unknown_constants_are_rejected() {
     .is_err());
 }
 
+/// Every GEMM configuration the tuner may try, in every flag combination (residual, ReLU,
+/// stride, pre-activation): specialised and emitted, with its workgroup size and memory.
+#[test]
+fn every_gemm_specialisation_compiles() {
+    use resnet_wgpu::gpu::ops::conv::ConvAlgo;
+    let all = gemm_specialisations();
+    assert!(
+        all.len() >= 16 * 20,
+        "only {} GEMM specialisations",
+        all.len()
+    );
+    for (c, kernel, constants) in &all {
+        let (size, shared) = specialise(*kernel, constants);
+        let (threads, budget) = match c.algo {
+            ConvAlgo::Gemm => ([8, 8, 1], 0),
+            _ => (
+                [c.tiles.tile_n / 4, c.tiles.tile_m / 4, 1],
+                c.tiles.workgroup_bytes(),
+            ),
+        };
+        assert_eq!((size, shared), (threads, budget), "{c:?} {constants:?}");
+    }
+}
+
 /// Every configuration `resnet tune` may try (both kernels, every tile size, split-K), on
 /// shapes from a stem to a late grouped layer: specialised, validated, emitted as SPIR-V,
 /// with the workgroup size and memory the plan budgets. The split-K sum in each epilogue too.
@@ -305,10 +329,14 @@ fn every_tuning_candidate_compiles() {
     let candidates = tuning_candidates();
     for (c, _, kernel, constants) in &candidates {
         let (size, shared) = specialise(*kernel, constants);
-        assert_eq!(size, [c.tiles.tile_n / 4, c.tiles.tile_m / 4, 1], "{c:?}");
+        let threads = match c.algo {
+            ConvAlgo::Gemm => [8, 8, 1],
+            _ => [c.tiles.tile_n / 4, c.tiles.tile_m / 4, 1],
+        };
+        assert_eq!(size, threads, "{c:?}");
         let budget = match c.algo {
-            ConvAlgo::Tiled => c.tiles.workgroup_bytes(),
-            ConvAlgo::Registers => 0,
+            ConvAlgo::Tiled | ConvAlgo::GemmTiled => c.tiles.workgroup_bytes(),
+            ConvAlgo::Registers | ConvAlgo::Gemm => 0,
         };
         assert_eq!(shared, budget, "{c:?}: workgroup memory");
     }

@@ -81,7 +81,7 @@ impl Row {
     }
 }
 
-const ROWS: [Row; 7] = [
+const ROWS: [Row; 8] = [
     // A late layer at batch 1 (few output tiles: split-K territory), odd channels. K = 1179
     // gives every tile depth its splits; 33 outputs still allow every tile width (up to twice
     // the next power of two) at a quarter of the work of 130.
@@ -92,6 +92,9 @@ const ROWS: [Row; 7] = [
     row((1, 13, 13), 3, 17, 7, 2, 3, 1, true, false),
     // 1×1 stride 2 projection with a residual.
     row((3, 5, 6), 64, 50, 1, 2, 0, 1, false, true),
+    // 1×1 stride 2 with channels in multiples of 4 (not of 8 or of any tile): the GEMM
+    // kernels' blockings join the space (the row gather of a downsample shortcut).
+    row((2, 7, 9), 20, 36, 1, 2, 0, 1, false, true),
     // Grouped, 4 channels per group (register kernel allowed).
     row((1, 8, 8), 32, 32, 3, 1, 1, 8, false, true),
     // Grouped, 6 channels per group (tiled kernel only).
@@ -194,6 +197,14 @@ fn check_row(
     // The late layer and the clip layer are the split-K cases: they must get splits.
     let splits = space.iter().filter(|c| c.split_k > 1).count();
     assert!((row != 0 && r.t == 1) || splits >= 3, "{r:?}: {space:?}");
+    // A 1×1 conv with channels in multiples of 4 gets both GEMM kernels' blockings.
+    let gemm = space.iter().filter(|c| c.algo == ConvAlgo::Gemm).count();
+    let gemm_tiled = space
+        .iter()
+        .filter(|c| c.algo == ConvAlgo::GemmTiled)
+        .count();
+    let eligible = r.kernel == 1 && r.cin % 4 == 0 && r.cout % 4 == 0;
+    assert_eq!(eligible, gemm >= 5 && gemm_tiled >= 10, "{r:?}: {space:?}");
     for config in space {
         if !seen.insert(config) && ctx.checked_shaders {
             continue;
@@ -258,13 +269,18 @@ fn every_tuning_candidate_matches_the_reference_projection_with_residual() {
 }
 
 #[test]
+fn every_tuning_candidate_matches_the_reference_gemm() {
+    check_rows(false, 4..5);
+}
+
+#[test]
 fn every_tuning_candidate_matches_the_reference_grouped() {
-    check_rows(false, 4..6);
+    check_rows(false, 5..7);
 }
 
 #[test]
 fn every_tuning_candidate_matches_the_reference_over_frames() {
-    check_rows(false, 6..7);
+    check_rows(false, 7..8);
 }
 
 /// Checked shaders: every configuration of the rows' search spaces (kernel, tiles, split-K)

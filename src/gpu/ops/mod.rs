@@ -83,6 +83,8 @@ pub enum Kernel {
     ConvTiled,
     ConvRegisters,
     ConvReduce,
+    ConvGemm,
+    ConvGemmTiled,
     FoldBn,
     MaxPool,
     AvgPool,
@@ -93,10 +95,12 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 10] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::ConvTiled,
         Kernel::ConvRegisters,
         Kernel::ConvReduce,
+        Kernel::ConvGemm,
+        Kernel::ConvGemmTiled,
         Kernel::FoldBn,
         Kernel::MaxPool,
         Kernel::AvgPool,
@@ -117,6 +121,8 @@ impl Kernel {
             Kernel::ConvTiled => conv::TILED,
             Kernel::ConvRegisters => conv::REGISTERS,
             Kernel::ConvReduce => conv::SPLIT_K_SUM,
+            Kernel::ConvGemm => conv::gemm::GEMM,
+            Kernel::ConvGemmTiled => conv::gemm::GEMM_TILED,
             Kernel::FoldBn => fold_bn::FOLD_BN,
             Kernel::MaxPool => pool::MAX_POOL,
             Kernel::AvgPool => pool::AVG_POOL,
@@ -156,8 +162,9 @@ pub fn all_kernels() -> Vec<KernelSpec> {
 }
 
 /// Every uniform struct with where its fields sit, for the reflection test.
-pub const UNIFORMS: [UniformLayout; 5] = [
+pub const UNIFORMS: [UniformLayout; 6] = [
     conv::CONV_UNIFORM,
+    conv::gemm::GEMM_UNIFORM,
     pool::POOL_UNIFORM,
     linear::LINEAR_UNIFORM,
     fold_bn::FOLD_UNIFORM,

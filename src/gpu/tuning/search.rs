@@ -454,17 +454,13 @@ impl Search<'_> {
         self.consider_all(splits)
     }
 
-    /// From each kernel's heuristic choice: measure every neighbour of the current point,
+    /// From each kernel's starting point ([`ConvConfig::starting_points`]): measure every neighbour of the current point,
     /// move to the fastest while it gains, stop at a local optimum.
     fn local(&mut self) -> Result<()> {
         let bench = self.bench;
         let (p, fit) = (bench.p, &bench.fit);
         let gpu = !bench.engine.ctx.is_cpu();
-        for registers in [true, false] {
-            let start = ConvConfig::heuristic(p, registers, gpu, fit);
-            if start.check(p, fit).is_err() {
-                continue;
-            }
+        for start in ConvConfig::starting_points(p, gpu, fit) {
             self.consider(start)?;
             let mut current = start;
             for _ in 0..MAX_MOVES {

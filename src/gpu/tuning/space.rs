@@ -2,6 +2,7 @@
 //! the one-step neighbours the local search walks, and the split-K variants of a tiled
 //! configuration. Every configuration returned passes [`ConvConfig::check`].
 
+use crate::gpu::ops::conv::gemm::{self, gemm_tiles, GEMM_BLOCKS};
 use crate::gpu::ops::conv::{ConvAlgo, ConvConfig, ConvProblem, ConvTiles, DeviceFit, SPLITS};
 
 impl ConvConfig {
@@ -9,10 +10,7 @@ impl ConvConfig {
     /// the heuristic choices first. Split-K variants of the best tiled ones come after (see
     /// [`ConvConfig::splits_of`]), so the search stays linear in the tile space.
     pub fn candidates(p: &ConvProblem, fit: &DeviceFit) -> Vec<ConvConfig> {
-        let mut out = vec![
-            Self::heuristic(p, true, false, fit),
-            Self::heuristic(p, false, false, fit),
-        ];
+        let mut out = Self::starting_points(p, false, fit);
         let m_cap = (p.m().next_power_of_two() * 2).max(32);
         let n_cap = (p.group_out_c().next_power_of_two() * 2).max(32);
         for (tm, tn) in [
@@ -52,12 +50,72 @@ impl ConvConfig {
                 }
             }
         }
+        out.extend(Self::gemm_candidates(p));
         let mut seen = Vec::new();
         out.retain(|c| {
             let keep = c.check(p, fit).is_ok() && !seen.contains(c);
             seen.push(*c);
             keep
         });
+        out
+    }
+
+    /// Where the local search starts: each kernel's heuristic choice (register-only, and
+    /// tiled on `gpu`'s terms), and for a GEMM-eligible 1×1 conv both GEMM kernels' defaults
+    /// and the register-only conv kernel, so the tuner chooses the algorithm per shape.
+    pub fn starting_points(p: &ConvProblem, gpu: bool, fit: &DeviceFit) -> Vec<ConvConfig> {
+        let mut out = vec![
+            Self::heuristic(p, true, gpu, fit),
+            Self::heuristic(p, false, gpu, fit),
+        ];
+        if gemm::problem_error(p).is_none() {
+            out.push(gemm::default_gemm());
+            out.push(ConvConfig {
+                algo: ConvAlgo::GemmTiled,
+                ..Self::heuristic(p, false, false, fit)
+            });
+            out.push(ConvConfig {
+                algo: ConvAlgo::Registers,
+                tiles: ConvTiles::for_registers(p.out_c),
+                split_k: 1,
+            });
+        }
+        let mut seen = Vec::new();
+        out.retain(|c| {
+            let keep = c.check(p, fit).is_ok() && !seen.contains(c);
+            seen.push(*c);
+            keep
+        });
+        out
+    }
+
+    /// The GEMM kernels' blockings for a 1×1 conv (none for other problems: `check` drops
+    /// them): every `gemm` register block, and `gemm_tiled` over the tiled kernel's tiles.
+    fn gemm_candidates(p: &ConvProblem) -> Vec<ConvConfig> {
+        if gemm::problem_error(p).is_some() {
+            return Vec::new();
+        }
+        let config = |algo, tiles| ConvConfig {
+            algo,
+            tiles,
+            split_k: 1,
+        };
+        let mut out: Vec<ConvConfig> = GEMM_BLOCKS
+            .iter()
+            .map(|&(bm, bn)| config(ConvAlgo::Gemm, gemm_tiles(bm, bn)))
+            .collect();
+        for tile_m in [32, 64, 128] {
+            for tile_n in [32, 64, 128] {
+                for tile_k in [8, 16, 32] {
+                    let tiles = ConvTiles {
+                        tile_m,
+                        tile_n,
+                        tile_k,
+                    };
+                    out.push(config(ConvAlgo::GemmTiled, tiles));
+                }
+            }
+        }
         out
     }
 
@@ -79,7 +137,7 @@ impl ConvConfig {
                     ..t
                 },
             ];
-            if self.algo == ConvAlgo::Tiled {
+            if matches!(self.algo, ConvAlgo::Tiled | ConvAlgo::GemmTiled) {
                 variants.push(ConvTiles {
                     tile_k: step(t.tile_k, up),
                     ..t
@@ -169,10 +227,16 @@ mod tests {
             workgroup_storage: 4096,
             ..fit()
         };
-        let p = ConvProblem::same_size(4, 28, 128, 128, 3);
-        for c in ConvConfig::candidates(&p, &small) {
-            if c.algo == ConvAlgo::Tiled {
-                assert!(c.tiles.workgroup_bytes() <= 4096);
+        for kernel in [3, 1] {
+            let p = ConvProblem::same_size(4, 28, 128, 128, kernel);
+            let cands = ConvConfig::candidates(&p, &small);
+            // The 1×1 gets the GEMM kernels too, within the limit like the tiled conv.
+            let gemm_tiled = cands.iter().filter(|c| c.algo == ConvAlgo::GemmTiled);
+            assert_eq!(kernel == 1, gemm_tiled.count() > 0);
+            for c in cands {
+                if matches!(c.algo, ConvAlgo::Tiled | ConvAlgo::GemmTiled) {
+                    assert!(c.tiles.workgroup_bytes() <= 4096, "{c:?}");
+                }
             }
         }
     }

@@ -8,7 +8,7 @@ use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 use naga::{Module, ShaderStage};
 use resnet_wgpu::gpu::kernels::{Constants, SHADER_FILES};
 use resnet_wgpu::gpu::ops::conv::{
-    conv_constants, grouped_conv_constants, ConvConfig, ConvProblem, ConvTiles, DeviceFit,
+    conv_constants, grouped_conv_constants, ConvAlgo, ConvConfig, ConvProblem, ConvTiles, DeviceFit,
 };
 use resnet_wgpu::gpu::ops::Kernel;
 
@@ -159,6 +159,32 @@ pub fn fold_bn_constants() -> Vec<Constants> {
     all
 }
 
+/// Every GEMM configuration the tuner tries on a 1×1 conv (all `gemm` register blocks and
+/// `gemm_tiled` tiles), in each of the 16 flag combinations a plan can produce: residual,
+/// ReLU, stride 2 (a row gather) and pre-activation.
+pub fn gemm_specialisations() -> Vec<(ConvConfig, Kernel, Constants)> {
+    let fit = DeviceFit::of(&wgpu::Limits::default());
+    let base = problem(2, 14, 256, 64, 1, 1, 1, false);
+    let mut all = Vec::new();
+    for bits in 0..16u32 {
+        let [residual, relu, strided, pre_act] = [0, 1, 2, 3].map(|b| bits & (1 << b) != 0);
+        let stride = if strided { 2 } else { 1 };
+        let p = ConvProblem {
+            residual,
+            relu,
+            pre_act,
+            ..problem(2, 14, 256, 64, 1, stride, 1, false)
+        };
+        for c in ConvConfig::candidates(&base, &fit) {
+            if matches!(c.algo, ConvAlgo::Gemm | ConvAlgo::GemmTiled) {
+                let kernel = Kernel::named(c.kernel().name).expect("a listed kernel");
+                all.push((c, kernel, c.constants(&p)));
+            }
+        }
+    }
+    all
+}
+
 /// The split-K sum's epilogues.
 pub fn conv_reduce_constants() -> Vec<Constants> {
     (0..4u32)
@@ -292,6 +318,7 @@ pub fn every_specialisation() -> Vec<(Kernel, Constants)> {
             .map(|c| (Kernel::ConvReduce, c)),
     );
     all.extend(tuning_candidates().into_iter().map(|(_, _, k, c)| (k, c)));
+    all.extend(gemm_specialisations().into_iter().map(|(_, k, c)| (k, c)));
     for kernel in [
         Kernel::MaxPool,
         Kernel::Linear,

@@ -2,18 +2,20 @@
 //! solves, the configurations the kernels accept for it (one validity check), the heuristic
 //! default, its pipeline constants and `Params` uniform. [`steps`] turns a (problem,
 //! configuration) into dispatches; the tuner's search space over configurations is in
-//! `gpu::tuning::space`. Kernels: `tiled`, `registers` and `split_k_reduce` in conv.wgsl.
+//! `gpu::tuning::space`. Kernels: `tiled`, `registers` and `split_k_reduce` in conv.wgsl;
+//! 1×1 convs also as plain GEMMs ([`gemm`], gemm.wgsl).
 
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::kernels::{Binding, Constants, KernelSpec, UniformLayout};
 pub use crate::graph::problem::ConvProblem;
 
+pub mod gemm;
 pub mod steps;
 
 // params, input, weight, bias, residual, output, pre-activation (the split-K sum reads the
 // partial sums as `input` and never touches `weight` or the pre-activation)
-const CONV_BINDINGS: &[Binding] = &[
+pub(crate) const CONV_BINDINGS: &[Binding] = &[
     Binding::Uniform,
     Binding::Read,
     Binding::Read,
@@ -248,6 +250,11 @@ pub enum ConvAlgo {
     /// Older spellings are read, never written.
     #[serde(alias = "register", alias = "direct")]
     Registers,
+    /// `gemm` (gemm.wgsl): 1×1 convs as plain GEMMs, vec4 loads, register blocks of up to
+    /// 8×8 per thread, no barriers (CPU adapters). Tiles: 8×8 threads × the block.
+    Gemm,
+    /// `gemm_tiled` (gemm.wgsl): 1×1 convs as GEMMs with workgroup-memory tiles (GPUs).
+    GemmTiled,
 }
 
 /// How one conv runs: kernel, tiles, and how many slices its reduction is split into.
@@ -307,6 +314,9 @@ impl ConvConfig {
             };
         }
         if registers {
+            if gemm::problem_error(p).is_none() {
+                return gemm::default_gemm();
+            }
             return tiles(ConvAlgo::Registers, ConvTiles::for_registers(p.out_c));
         }
         let mut config = tiles(ConvAlgo::Tiled, ConvTiles::for_shape(p.m(), p.out_c));
@@ -345,7 +355,7 @@ impl ConvConfig {
     pub fn channel_tiles(&self, p: &ConvProblem) -> usize {
         let tn = self.tiles.tile_n as usize;
         match self.algo {
-            ConvAlgo::Registers => p.out_c.div_ceil(tn),
+            ConvAlgo::Registers | ConvAlgo::Gemm | ConvAlgo::GemmTiled => p.out_c.div_ceil(tn),
             ConvAlgo::Tiled => p.groups * p.group_out_c().div_ceil(tn),
         }
     }
@@ -370,6 +380,9 @@ impl ConvConfig {
     /// and every plan.
     pub fn check(&self, p: &ConvProblem, fit: &DeviceFit) -> Result<(), String> {
         let t = self.tiles;
+        if t.tile_m == 0 || t.tile_n == 0 {
+            return Err("tiles must be at least 1".into());
+        }
         if let Some(why) = t.block_error() {
             return Err(why);
         }
@@ -384,6 +397,7 @@ impl ConvConfig {
         match self.algo {
             ConvAlgo::Registers => self.registers_error(p),
             ConvAlgo::Tiled => self.tiled_error(p, fit),
+            ConvAlgo::Gemm | ConvAlgo::GemmTiled => gemm::gemm_error(self, p, fit),
         }
     }
 
@@ -436,12 +450,17 @@ impl ConvConfig {
         match self.algo {
             ConvAlgo::Tiled => TILED,
             ConvAlgo::Registers => REGISTERS,
+            ConvAlgo::Gemm => gemm::GEMM,
+            ConvAlgo::GemmTiled => gemm::GEMM_TILED,
         }
     }
 
     /// Specialisation constants of the conv dispatch. Under split-K the epilogue moves to
     /// the reduction, so the conv itself writes raw partial sums.
     pub fn constants(&self, p: &ConvProblem) -> Constants {
+        if matches!(self.algo, ConvAlgo::Gemm | ConvAlgo::GemmTiled) {
+            return gemm::gemm_constants(self, p);
+        }
         let split = self.split_k > 1;
         let (residual, relu) = (p.residual && !split, p.relu && !split);
         let mut c = if p.grouped() {
@@ -483,6 +502,14 @@ impl ConvConfig {
         let mut s = match self.algo {
             ConvAlgo::Tiled => format!("tiled {}x{}x{}", t.tile_m, t.tile_n, t.tile_k),
             ConvAlgo::Registers => format!("registers {}x{}", t.tile_m, t.tile_n),
+            ConvAlgo::Gemm => format!(
+                "gemm {}x{} (block {}x{})",
+                t.tile_m,
+                t.tile_n,
+                t.tile_m / 8,
+                t.tile_n / 8
+            ),
+            ConvAlgo::GemmTiled => format!("gemm_tiled {}x{}x{}", t.tile_m, t.tile_n, t.tile_k),
         };
         if self.split_k > 1 {
             s += &format!(" split-K {}", self.split_k);

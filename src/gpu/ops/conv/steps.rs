@@ -2,7 +2,8 @@
 //! its partial sums and applies the epilogue. Shared by plans (through [`ConvNode`]) and the
 //! tuner, so what `resnet tune` times is exactly what a plan runs.
 
-use super::{ConvConfig, ConvProblem, ConvUniform, DeviceFit, SPLIT_K_SUM};
+use super::gemm::gemm_steps;
+use super::{ConvAlgo, ConvConfig, ConvProblem, ConvUniform, DeviceFit, SPLIT_K_SUM};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Constants, KernelSpec};
 use crate::gpu::limits::{flat_dispatch, u32_of};
@@ -116,6 +117,9 @@ pub fn conv_steps(
                 config.describe()
             ))
         })?;
+    if matches!(config.algo, ConvAlgo::Gemm | ConvAlgo::GemmTiled) {
+        return gemm_steps(env, name, p, config, b);
+    }
     let split = config.split_k > 1;
     let scratch = match (split, b.scratch) {
         (false, _) => None,
@@ -268,7 +272,7 @@ fn split_k_sum(
 }
 
 /// `conv 3x3/s2`, `conv 3x3/s1 g32`, `conv 3x3x3/s1x2` (T×H×W, over frames).
-fn describe_shape(p: &ConvProblem) -> String {
+pub(super) fn describe_shape(p: &ConvProblem) -> String {
     let groups = match p.grouped() {
         true => format!(" g{}", p.groups),
         false => String::new(),
@@ -283,7 +287,7 @@ fn describe_shape(p: &ConvProblem) -> String {
 }
 
 /// ` +res relu`, as far as the epilogue has them.
-fn epilogue(p: &ConvProblem) -> String {
+pub(super) fn epilogue(p: &ConvProblem) -> String {
     format!(
         "{}{}",
         if p.residual { " +res" } else { "" },
