@@ -14,12 +14,13 @@ use crate::error::{Error, Result};
 use crate::platform::Instant;
 
 /// Shader files, compiled into the binary.
-pub const SHADER_FILES: [(&str, &str); 5] = [
+pub const SHADER_FILES: [(&str, &str); 6] = [
     ("conv.wgsl", include_str!("../../shaders/conv.wgsl")),
     ("fold_bn.wgsl", include_str!("../../shaders/fold_bn.wgsl")),
     ("pool.wgsl", include_str!("../../shaders/pool.wgsl")),
     ("linear.wgsl", include_str!("../../shaders/linear.wgsl")),
     ("se.wgsl", include_str!("../../shaders/se.wgsl")),
+    ("winograd.wgsl", include_str!("../../shaders/winograd.wgsl")),
 ];
 
 /// What the generic machinery needs to know of one kernel: its shader file, entry point and

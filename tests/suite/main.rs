@@ -17,6 +17,7 @@ mod gpu_errors;
 mod kernels;
 mod kernels_family;
 mod kernels_preact;
+mod kernels_winograd;
 mod pipeline_cache;
 mod preact;
 mod robust_cli;

@@ -90,10 +90,14 @@ pub enum Kernel {
     Linear,
     SqueezeExcite,
     SeApply,
+    WinogradWeights,
+    WinogradInput,
+    WinogradGemm,
+    WinogradOutput,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 10] = [
+    pub const ALL: [Kernel; 14] = [
         Kernel::ConvTiled,
         Kernel::ConvRegisters,
         Kernel::ConvReduce,
@@ -104,6 +108,10 @@ impl Kernel {
         Kernel::Linear,
         Kernel::SqueezeExcite,
         Kernel::SeApply,
+        Kernel::WinogradWeights,
+        Kernel::WinogradInput,
+        Kernel::WinogradGemm,
+        Kernel::WinogradOutput,
     ];
 
     /// The kernel whose spec has this name.
@@ -124,6 +132,10 @@ impl Kernel {
             Kernel::Linear => linear::LINEAR,
             Kernel::SqueezeExcite => se::SQUEEZE_EXCITE,
             Kernel::SeApply => se::SE_APPLY,
+            Kernel::WinogradWeights => conv::winograd::WEIGHT_TRANSFORM,
+            Kernel::WinogradInput => conv::winograd::INPUT_TRANSFORM,
+            Kernel::WinogradGemm => conv::winograd::GEMM,
+            Kernel::WinogradOutput => conv::winograd::OUTPUT_TRANSFORM,
         }
     }
 
@@ -156,10 +168,11 @@ pub fn all_kernels() -> Vec<KernelSpec> {
 }
 
 /// Every uniform struct with where its fields sit, for the reflection test.
-pub const UNIFORMS: [UniformLayout; 5] = [
+pub const UNIFORMS: [UniformLayout; 6] = [
     conv::CONV_UNIFORM,
     pool::POOL_UNIFORM,
     linear::LINEAR_UNIFORM,
     fold_bn::FOLD_UNIFORM,
     se::SE_UNIFORM,
+    conv::winograd::WINOGRAD_UNIFORM,
 ];

@@ -95,7 +95,7 @@ impl Engine {
         let bench = Bench::new(self, p, &node)?;
         let fit = &bench.fit;
         let ctx = &self.ctx;
-        let default = ConvConfig::heuristic(p, ctx.prefer_registers, !ctx.is_cpu(), fit);
+        let default = ConvConfig::default_for(p, ctx, fit);
         let default_ms = bench
             .measure(&default, options.warmup, options.iters)?
             .ok_or_else(|| {
@@ -237,6 +237,7 @@ impl<'a> Bench<'a> {
             scratch: self.scratch.as_ref(),
             pre_act: self.pre_act,
             unused: &self.unused,
+            winograd: Some(&self.layer.winograd),
         };
         let env = StepEnv {
             ctx: &self.engine.ctx,
