@@ -351,23 +351,25 @@ impl ConvConfig {
     }
 
     /// The default on this device without a tuning result: [`ConvConfig::heuristic`]'s
-    /// direct kernel, or Winograd where the context asks for it or
-    /// [`winograd::preferred`] picks it, when it can run the problem.
+    /// direct kernel, or Winograd where the context asks for it or [`winograd::preferred`]
+    /// picks it, when it can run the problem.
     pub fn default_for(p: &ConvProblem, ctx: &GpuContext, fit: &DeviceFit) -> Self {
         let direct = Self::heuristic(p, ctx.prefer_registers, !ctx.is_cpu(), fit);
-        let algo = match ctx.winograd {
-            WinogradChoice::Off => None,
-            WinogradChoice::Tile2 => Some(ConvAlgo::Winograd2),
-            WinogradChoice::Tile4 => Some(ConvAlgo::Winograd4),
+        let algos = match ctx.winograd {
+            WinogradChoice::Off => vec![],
+            WinogradChoice::Tile2 => vec![ConvAlgo::Winograd2],
+            WinogradChoice::Tile4 => vec![ConvAlgo::Winograd4],
             WinogradChoice::Auto => winograd::preferred(p, ctx.is_cpu()),
         };
-        algo.map(|algo| ConvConfig {
-            algo,
-            tiles: ConvTiles::for_registers(p.out_c),
-            split_k: 1,
-        })
-        .filter(|c| c.check(p, fit).is_ok())
-        .unwrap_or(direct)
+        algos
+            .into_iter()
+            .map(|algo| ConvConfig {
+                algo,
+                tiles: ConvTiles::for_registers(p.out_c),
+                split_k: 1,
+            })
+            .find(|c| c.check(p, fit).is_ok())
+            .unwrap_or(direct)
     }
 
     /// Output tiles (workgroups before any split).
