@@ -226,3 +226,39 @@ fn fixtures_match_pytorch_on_winograd() {
         );
     }
 }
+
+/// One case of `tests/fixtures/preact/manifest.json` (the fields this test reads).
+#[derive(serde::Deserialize)]
+struct PreActCase {
+    name: String,
+    input: String,
+    logits: String,
+    batch: usize,
+    height: usize,
+    width: usize,
+}
+
+/// The pre-activation fixtures (Wide ResNets and timm's ResNetV2: every 3×3 after the stem
+/// reads a BatchNorm + ReLU through the input transform) on both tile sizes, within 1e-4.
+#[test]
+fn preact_fixtures_match_pytorch_on_winograd() {
+    use resnet_wgpu::Network;
+    let text = std::fs::read_to_string(common::fixture("preact/manifest.json")).unwrap();
+    let cases: Vec<PreActCase> = serde_json::from_str(&text).unwrap();
+    for tile in [2, 4] {
+        let Some(ctx) = gpu_winograd(false, tile) else {
+            return;
+        };
+        for case in &cases {
+            let path = |rel: &str| common::fixture(&format!("preact/{rel}"));
+            let w =
+                resnet_wgpu::WeightsFile::open(path(&format!("{}/model.safetensors", case.name)))
+                    .unwrap();
+            let network = Network::detect(&w).unwrap();
+            let size = InputSize::image(case.batch, case.height, case.width);
+            let what = format!("{} on Winograd F({tile}x{tile})", case.name);
+            let files = (path(&case.input), path(&case.logits));
+            common::network_matches_pytorch(&ctx, &what, network, &w, (&files.0, &files.1), size);
+        }
+    }
+}

@@ -396,7 +396,10 @@ pub fn steps(
                     false => format!("{name} ({what})"),
                 },
                 kernel,
-                config: format!("{describe} {what}"),
+                config: match kernel == GEMM {
+                    true => describe.to_string(),
+                    false => format!("{describe} ({what})"),
+                },
                 output_shape: p.output_shape(),
                 // The GEMM step carries the direct conv's FLOPs, so GFLOP/s compare across
                 // algorithms; the transforms report their own arithmetic.
