@@ -2,6 +2,7 @@
 //!
 //!     cargo run --release --example conv_bench -- grouped [batch] [reps] [rounds]
 //!     cargo run --release --example conv_bench -- video   [frames] [reps] [rounds]
+//!     cargo run --release --example conv_bench -- winograd [batch] [reps] [rounds]
 //!
 //! `grouped`: each 3×3 conv of ResNeXt-50 32x4d at 224×224 (C → C in 32 groups) against a
 //! dense 3×3 conv with the same GEMM sizes: M = N·H·W output pixels, N = C output channels and
@@ -19,6 +20,12 @@
 //! register block, and the same GEMM sizes without the epilogue (no BatchNorm bias, no ReLU:
 //! a plain SGEMM, the ceiling of the kernel).
 //!
+//! `winograd`: ResNet's stride-1 3×3 convs (56²×64, 28²×128, 14²×256, 7²×512, C → C: the
+//! same in ResNet-18/34 and in ResNet-50's bottlenecks) on the direct default (Winograd off),
+//! F(2×2, 3×3) and F(4×4, 3×3): the whole conv's GPU time (all its dispatches), alternating
+//! the three each round, medians; and each one's relative error against the CPU f64
+//! reference, with He-initialised weights, a folded BatchNorm and post-ReLU inputs.
+//!
 //! Timing: `Engine::profile` (GPU timestamps per dispatch, median of `reps` runs), the kernels
 //! of a layer interleaved for `rounds` rounds, the median round of each (and the best).
 
@@ -26,13 +33,22 @@ use std::sync::Arc;
 
 use resnet_wgpu::gpu::ops::conv::gemm::gemm_tiles;
 use resnet_wgpu::gpu::ops::conv::{ConvAlgo, ConvConfig, ConvTiles};
+use resnet_wgpu::gpu::context::WinogradChoice;
 use resnet_wgpu::gpu::profile::LayerProfile;
 use resnet_wgpu::graph::{Conv, Graph, InputSize, Op, Window};
+use resnet_wgpu::reference::{relative_error, run_graph};
 use resnet_wgpu::weights::serialize_f32;
-use resnet_wgpu::{Engine, GpuContext, GpuOptions, WeightsFile};
+use resnet_wgpu::{Engine, GpuContext, GpuOptions, Output, WeightsFile};
 
 /// A one-conv engine running `conv` (3×3, "same" padding) with random weights.
 fn conv_engine(ctx: &Arc<GpuContext>, conv: Conv) -> Engine {
+    let (g, w) = conv_network(conv, false);
+    Engine::from_graph(ctx.clone(), g, &w).unwrap()
+}
+
+/// The one-conv graph of `conv` and its weights: uniform in [0.5, 1.5), or with `realistic`,
+/// He-initialised weights (uniform, variance 2/fan-in) and a BatchNorm of typical ranges.
+fn conv_network(conv: Conv, realistic: bool) -> (Graph, WeightsFile) {
     let mut g = Graph {
         input_channels: conv.in_channels,
         ..Graph::default()
@@ -62,15 +78,28 @@ fn conv_engine(ctx: &Arc<GpuContext>, conv: Conv) -> Engine {
             })
             .collect()
     };
-    let numel = dims.iter().product();
+    let numel: usize = dims.iter().product();
+    let fan_in = (numel / cout) as f32;
+    let he = (6.0 / fan_in).sqrt();
     let mut t = vec![("c.weight".to_string(), dims, rand(numel))];
-    if !bn.is_empty() {
-        for p in ["weight", "bias", "running_mean", "running_var"] {
-            t.push((format!("c.bn.{p}"), vec![cout], rand(cout)));
+    // (scale, offset) of each BatchNorm tensor from [0.5, 1.5).
+    let bn_ranges = [(1.0, 0.0), (0.4, -0.4), (0.2, -0.2), (1.0, 0.0)];
+    if realistic {
+        t[0].2.iter_mut().for_each(|v| *v = (*v - 1.0) * 2.0 * he);
+    }
+    let params = ["weight", "bias", "running_mean", "running_var"];
+    for (p, (scale, offset)) in params.into_iter().zip(bn_ranges) {
+        if bn.is_empty() {
+            break;
         }
+        let mut v = rand(cout);
+        if realistic {
+            v.iter_mut().for_each(|v| *v = *v * scale + offset);
+        }
+        t.push((format!("c.bn.{p}"), vec![cout], v));
     }
     let w = WeightsFile::from_bytes("bench", serialize_f32(&t, None).unwrap()).unwrap();
-    Engine::from_graph(ctx.clone(), g, &w).unwrap()
+    (g, w)
 }
 
 /// A 3×3 conv, stride 1, padding 1, with `temporal` over frames.
@@ -255,6 +284,67 @@ fn video(ctx: &Arc<GpuContext>, frames: usize, reps: usize, rounds: usize) -> Ve
     ratios
 }
 
+/// The three ways to run ResNet's 3×3 convs: direct, F(2×2), F(4×4). Prints time and error.
+fn winograd(batch: usize, reps: usize, rounds: usize) {
+    let choices = [
+        ("direct", WinogradChoice::Off),
+        ("F(2x2)", WinogradChoice::Tile2),
+        ("F(4x4)", WinogradChoice::Tile4),
+    ];
+    let ctxs = choices.map(|(_, winograd)| {
+        Arc::new(
+            GpuContext::new(&GpuOptions {
+                winograd,
+                ..GpuOptions::default()
+            })
+            .expect("adapter"),
+        )
+    });
+    for (hw, c) in [(56, 64), (28, 128), (14, 256), (7, 512)] {
+        let size = InputSize::image(batch, hw, hw);
+        let (graph, weights) = conv_network(conv3x3(c, c, 1, Window::POINT), true);
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        // Post-ReLU activations: non-negative, mean about 0.5.
+        let x: Vec<f32> = (0..batch * hw * hw * c)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 40) as f32 / (1u64 << 24) as f32
+            })
+            .collect();
+        let (want, _) = run_graph(&graph, &weights, &x, batch, hw, hw).unwrap();
+        let engines: Vec<Engine> = ctxs
+            .iter()
+            .map(|ctx| Engine::from_graph(ctx.clone(), graph.clone(), &weights).unwrap())
+            .collect();
+        let mut ms = vec![Vec::new(); engines.len()];
+        for _ in 0..rounds {
+            for (i, e) in engines.iter().enumerate() {
+                let p = e.profile(&x, size, 1, reps).unwrap();
+                ms[i].push(p.layers.iter().map(|l| l.gpu_ms).sum::<f64>());
+            }
+        }
+        let direct = median(&mut ms[0]);
+        for (i, e) in engines.iter().enumerate() {
+            let got = e.run_at(&x, size, Output::Logits).unwrap();
+            let t = median(&mut ms[i]);
+            let config = e.profile(&x, size, 0, 1).unwrap().layers.remove(0).config;
+            println!(
+                "{hw:>3}²×{c:<4} n{batch} {:<7} {t:>9.3} ms  {:>5.2}×  error {:.2e}   {config}",
+                choices[i].0,
+                direct / t,
+                relative_error(&got, &want),
+            );
+        }
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "grouped".into());
@@ -262,6 +352,9 @@ fn main() {
     let first = numbers.first().copied();
     let reps = numbers.get(1).copied().unwrap_or(5);
     let rounds = numbers.get(2).copied().unwrap_or(3);
+    if which == "winograd" {
+        return winograd(first.unwrap_or(1), reps, rounds);
+    }
     let ctx = Arc::new(GpuContext::new(&GpuOptions::default()).expect("adapter"));
     println!(
         "adapter: {}; {which}, {reps} reps per kernel, median of {rounds} rounds",
@@ -281,7 +374,7 @@ fn main() {
             gemm(&ctx, first.unwrap_or(1), reps, rounds),
             "best gemm/registers",
         ),
-        other => panic!("unknown comparison `{other}`: grouped, video or gemm"),
+        other => panic!("unknown comparison `{other}`: grouped, video, gemm or winograd"),
     };
     let ratios: Vec<String> = ratios.iter().map(|r| format!("{r:.2}×")).collect();
     println!("{what} GFLOP/s on the same FLOPs: {}", ratios.join(", "));

@@ -33,8 +33,22 @@ pub struct GpuOptions {
     /// Force the `registers` conv kernel (`Some(true)`) or the `tiled` one (`Some(false)`);
     /// `None` picks by adapter type (`registers` on CPU adapters).
     pub prefer_registers: Option<bool>,
+    /// Whether stride-1 3×3 convs run Winograd (see [`WinogradChoice`]).
+    pub winograd: WinogradChoice,
     /// Where tuning results and compiled pipelines are cached between runs.
     pub disk_cache: super::disk_cache::DiskCache,
+}
+
+/// Whether stride-1 3×3 dense convs run Winograd: as the heuristic (and tuning) decide,
+/// never, or wherever it can with output tiles of 2×2 or 4×4. Forcing the conv kernel
+/// (`prefer_registers`) turns `Auto` into `Off`; anything but `Auto` ignores tuning results.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WinogradChoice {
+    #[default]
+    Auto,
+    Off,
+    Tile2,
+    Tile4,
 }
 
 /// One line about an adapter, for `resnet adapters` and logs.
@@ -151,6 +165,8 @@ pub struct GpuContext {
     /// The user named the conv kernel (`GpuOptions::prefer_registers`): tuning results are
     /// not used.
     pub conv_kernel_forced: bool,
+    /// Winograd as asked (`Off` where the conv kernel was forced and Winograd not named).
+    pub winograd: WinogradChoice,
     /// Where tuning results and compiled pipelines are kept between runs.
     pub disk_cache: super::disk_cache::DiskCache,
     /// Why the device can no longer be used (lost, or a wait timed out); set once, by the
@@ -372,7 +388,12 @@ impl GpuContext {
             limits,
             checked_shaders: options.checked_shaders,
             prefer_registers,
-            conv_kernel_forced: options.prefer_registers.is_some(),
+            conv_kernel_forced: options.prefer_registers.is_some()
+                || options.winograd != WinogradChoice::Auto,
+            winograd: match (options.winograd, options.prefer_registers) {
+                (WinogradChoice::Auto, Some(_)) => WinogradChoice::Off,
+                (w, _) => w,
+            },
             disk_cache: options.disk_cache.clone(),
             broken,
             uncaptured,

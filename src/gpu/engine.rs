@@ -377,7 +377,7 @@ impl Engine {
                 None => {}
             }
         }
-        ConvConfig::heuristic(p, ctx.prefer_registers, !ctx.is_cpu(), &fit)
+        ConvConfig::default_for(p, ctx, &fit)
     }
 
     /// Replaces the tuned conv configurations (by [`ConvProblem::key`]) and drops the plans

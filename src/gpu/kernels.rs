@@ -14,13 +14,14 @@ use crate::error::{Error, Result};
 use crate::platform::Instant;
 
 /// Shader files, compiled into the binary.
-pub const SHADER_FILES: [(&str, &str); 6] = [
+pub const SHADER_FILES: [(&str, &str); 7] = [
     ("conv.wgsl", include_str!("../../shaders/conv.wgsl")),
     ("gemm.wgsl", include_str!("../../shaders/gemm.wgsl")),
     ("fold_bn.wgsl", include_str!("../../shaders/fold_bn.wgsl")),
     ("pool.wgsl", include_str!("../../shaders/pool.wgsl")),
     ("linear.wgsl", include_str!("../../shaders/linear.wgsl")),
     ("se.wgsl", include_str!("../../shaders/se.wgsl")),
+    ("winograd.wgsl", include_str!("../../shaders/winograd.wgsl")),
 ];
 
 /// What the generic machinery needs to know of one kernel: its shader file, entry point and

@@ -19,6 +19,7 @@ mod kernels;
 mod kernels_family;
 mod kernels_gemm;
 mod kernels_preact;
+mod kernels_winograd;
 mod pipeline_cache;
 mod preact;
 mod robust_cli;

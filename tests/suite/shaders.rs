@@ -4,7 +4,7 @@
 
 use crate::common::specialisations::{
     all_conv_tiles, conv_reduce_constants, dense_conv_constants, fold_bn_constants, fold_constants,
-    gemm_specialisations, parse, specialised, spirv, tuning_candidates,
+    gemm_specialisations, parse, specialised, spirv, tuning_candidates, winograd_specialisations,
 };
 use naga::back::PipelineConstants;
 use naga::{AddressSpace, ShaderStage, StorageAccess};
@@ -336,7 +336,7 @@ fn every_tuning_candidate_compiles() {
         assert_eq!(size, threads, "{c:?}");
         let budget = match c.algo {
             ConvAlgo::Tiled | ConvAlgo::GemmTiled => c.tiles.workgroup_bytes(),
-            ConvAlgo::Registers | ConvAlgo::Gemm => 0,
+            ConvAlgo::Registers | ConvAlgo::Gemm | ConvAlgo::Winograd2 | ConvAlgo::Winograd4 => 0,
         };
         assert_eq!(shared, budget, "{c:?}: workgroup memory");
     }
@@ -348,5 +348,31 @@ fn every_tuning_candidate_compiles() {
     for constants in conv_reduce_constants() {
         let (size, shared) = specialise(Kernel::ConvReduce, &constants);
         assert_eq!((size, shared), ([256, 1, 1], 0));
+    }
+}
+
+/// Every Winograd specialisation: validated, emitted as SPIR-V, no workgroup memory, and the
+/// GEMM's workgroup the size its tiles say (the transforms run 64 threads).
+#[test]
+fn winograd_every_specialisation_compiles() {
+    let all = winograd_specialisations();
+    // 2 sides × 7 GEMM tiles (2 heuristic, 5 tuner) × 4 epilogues × 2 pre-activations × 3
+    // kernels, and 2 weight transforms.
+    assert_eq!(all.len(), 2 * 7 * 4 * 2 * 3 + 2);
+    for (kernel, constants) in &all {
+        let (size, shared) = specialise(*kernel, constants);
+        assert_eq!(shared, 0, "{kernel:?} {constants:?}: workgroup memory");
+        let value = |name: &str| {
+            constants
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| *v as u32)
+        };
+        let want = match (kernel, value("TILE_M"), value("TILE_N")) {
+            (Kernel::WinogradGemm, Some(tm), Some(tn)) => [tn / 4, tm / 4, 1],
+            (Kernel::WinogradGemm, ..) => panic!("{constants:?}: GEMM without tiles"),
+            _ => [64, 1, 1],
+        };
+        assert_eq!(size, want, "{kernel:?} {constants:?}: workgroup size");
     }
 }

@@ -148,6 +148,7 @@ fn gpu_options(cli: &Cli) -> GpuOptions {
             ConvKernelFlag::Tiled => Some(false),
             ConvKernelFlag::Registers => Some(true),
         },
+        winograd: Default::default(),
         disk_cache: match &cli.cache_dir {
             _ if cli.no_cache => DiskCache::Off,
             Some(dir) => DiskCache::Dir(dir.clone()),

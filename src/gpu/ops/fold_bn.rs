@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use wgpu::util::DeviceExt;
 
+use super::conv::winograd::TransformedWeights;
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::{Binding, Constants, KernelSpec, Kernels, UniformLayout};
@@ -53,6 +54,8 @@ pub struct LayerWeights {
     pub weight: wgpu::Buffer,
     /// `(C_out)` f32.
     pub bias: wgpu::Buffer,
+    /// The Winograd-transformed weights, made when a plan first runs the node with Winograd.
+    pub winograd: TransformedWeights,
 }
 
 impl LayerWeights {
@@ -204,6 +207,7 @@ fn encode_fold(
     let layer = LayerWeights {
         weight: output(format!("{node} weight (K, C_out)"), total * 4),
         bias: output(format!("{node} bias (C_out)"), source.out_c * 4),
+        winograd: TransformedWeights::default(),
     };
     let uniform = ctx
         .device

@@ -92,10 +92,14 @@ pub enum Kernel {
     Linear,
     SqueezeExcite,
     SeApply,
+    WinogradWeights,
+    WinogradInput,
+    WinogradGemm,
+    WinogradOutput,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 16] = [
         Kernel::ConvTiled,
         Kernel::ConvRegisters,
         Kernel::ConvReduce,
@@ -108,6 +112,10 @@ impl Kernel {
         Kernel::Linear,
         Kernel::SqueezeExcite,
         Kernel::SeApply,
+        Kernel::WinogradWeights,
+        Kernel::WinogradInput,
+        Kernel::WinogradGemm,
+        Kernel::WinogradOutput,
     ];
 
     /// The kernel whose spec has this name.
@@ -130,6 +138,10 @@ impl Kernel {
             Kernel::Linear => linear::LINEAR,
             Kernel::SqueezeExcite => se::SQUEEZE_EXCITE,
             Kernel::SeApply => se::SE_APPLY,
+            Kernel::WinogradWeights => conv::winograd::WEIGHT_TRANSFORM,
+            Kernel::WinogradInput => conv::winograd::INPUT_TRANSFORM,
+            Kernel::WinogradGemm => conv::winograd::GEMM,
+            Kernel::WinogradOutput => conv::winograd::OUTPUT_TRANSFORM,
         }
     }
 
@@ -162,11 +174,12 @@ pub fn all_kernels() -> Vec<KernelSpec> {
 }
 
 /// Every uniform struct with where its fields sit, for the reflection test.
-pub const UNIFORMS: [UniformLayout; 6] = [
+pub const UNIFORMS: [UniformLayout; 7] = [
     conv::CONV_UNIFORM,
     conv::gemm::GEMM_UNIFORM,
     pool::POOL_UNIFORM,
     linear::LINEAR_UNIFORM,
     fold_bn::FOLD_UNIFORM,
     se::SE_UNIFORM,
+    conv::winograd::WINOGRAD_UNIFORM,
 ];

@@ -3,7 +3,8 @@
 //! the CPU reference.
 //!
 //! Search, per shape: a local search from the heuristic choice of each kernel (register-only
-//! and tiled) over tile sizes and split-K, one step (halve or double a dimension) at a time;
+//! and tiled) and, for stride-1 3×3 dense convs, from Winograd F(2×2) and F(4×4), over tile
+//! sizes, split-K and the Winograd tile side, one step (halve or double a dimension) at a time;
 //! or, with `exhaustive`, every tile configuration and then split-K of the three fastest tiled
 //! ones. Each candidate is screened with one warm-up and one timed run; those within
 //! `SCREEN_FACTOR` of the best so far get the full measurement (≥ 3 warm-ups, median of ≥ 5).
@@ -95,7 +96,7 @@ impl Engine {
         let bench = Bench::new(self, p, &node)?;
         let fit = &bench.fit;
         let ctx = &self.ctx;
-        let default = ConvConfig::heuristic(p, ctx.prefer_registers, !ctx.is_cpu(), fit);
+        let default = ConvConfig::default_for(p, ctx, fit);
         let default_ms = bench
             .measure(&default, options.warmup, options.iters)?
             .ok_or_else(|| {
@@ -174,7 +175,8 @@ impl<'a> Bench<'a> {
             .map(|&s| s as u64 * out_len as u64 * 4)
             .find(|&bytes| bytes <= fit.binding_bytes)
             .filter(|_| !p.grouped())
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .max(winograd_scratch(p, &fit));
         check_size(ctx, "tuning partial sums", max_scratch)?;
         let x = seeded(in_len, 1);
         let residual = p.residual.then(|| seeded(out_len, 2));
@@ -237,6 +239,7 @@ impl<'a> Bench<'a> {
             scratch: self.scratch.as_ref(),
             pre_act: self.pre_act,
             unused: &self.unused,
+            winograd: Some(&self.layer.winograd),
         };
         let env = StepEnv {
             ctx: &self.engine.ctx,
@@ -454,7 +457,8 @@ impl Search<'_> {
         self.consider_all(splits)
     }
 
-    /// From each kernel's starting point ([`ConvConfig::starting_points`]): measure every neighbour of the current point,
+    /// From each starting point ([`ConvConfig::starting_points`]: every kernel's default,
+    /// Winograd's tile sides included): measure every neighbour of the current point,
     /// move to the fastest while it gains, stop at a local optimum.
     fn local(&mut self) -> Result<()> {
         let bench = self.bench;
@@ -481,6 +485,16 @@ impl Search<'_> {
         }
         Ok(())
     }
+}
+
+/// Scratch for the largest Winograd configuration of `p` that fits a binding (0 when `p`
+/// is not eligible).
+fn winograd_scratch(p: &ConvProblem, fit: &DeviceFit) -> u64 {
+    ConvConfig::winograd_starts(p, fit)
+        .iter()
+        .map(|c| c.scratch_bytes(p))
+        .max()
+        .unwrap_or(0)
 }
 
 /// Deterministic values in [-1, 1) (a 64-bit LCG), so tuning runs are repeatable.

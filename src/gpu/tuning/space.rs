@@ -3,6 +3,7 @@
 //! configuration. Every configuration returned passes [`ConvConfig::check`].
 
 use crate::gpu::ops::conv::gemm::{self, gemm_tiles, GEMM_BLOCKS};
+use crate::gpu::ops::conv::winograd::{self, TUNING_TILES};
 use crate::gpu::ops::conv::{ConvAlgo, ConvConfig, ConvProblem, ConvTiles, DeviceFit, SPLITS};
 
 impl ConvConfig {
@@ -51,6 +52,14 @@ impl ConvConfig {
             }
         }
         out.extend(Self::gemm_candidates(p));
+        for (tile_m, tile_n) in TUNING_TILES {
+            out.extend(Self::winograd_with(ConvTiles {
+                tile_m,
+                tile_n,
+                tile_k: 4,
+            }));
+        }
+        out.extend(Self::winograd_starts(p, fit));
         let mut seen = Vec::new();
         out.retain(|c| {
             let keep = c.check(p, fit).is_ok() && !seen.contains(c);
@@ -62,7 +71,8 @@ impl ConvConfig {
 
     /// Where the local search starts: each kernel's heuristic choice (register-only, and
     /// tiled on `gpu`'s terms), and for a GEMM-eligible 1×1 conv both GEMM kernels' defaults
-    /// and the register-only conv kernel, so the tuner chooses the algorithm per shape.
+    /// and the register-only conv kernel, and for a stride-1 3×3 both Winograd tile sides, so
+    /// the tuner chooses the algorithm per shape.
     pub fn starting_points(p: &ConvProblem, gpu: bool, fit: &DeviceFit) -> Vec<ConvConfig> {
         let mut out = vec![
             Self::heuristic(p, true, gpu, fit),
@@ -80,6 +90,7 @@ impl ConvConfig {
                 split_k: 1,
             });
         }
+        out.extend(Self::winograd_starts(p, fit));
         let mut seen = Vec::new();
         out.retain(|c| {
             let keep = c.check(p, fit).is_ok() && !seen.contains(c);
@@ -119,8 +130,26 @@ impl ConvConfig {
         out
     }
 
-    /// Valid configurations one step away: each tile dimension halved or doubled, and for
-    /// the tiled kernel the split-K factor halved or doubled. The tuner's local search walks
+    /// Both Winograd algorithms with the GEMM tiles `tiles`.
+    fn winograd_with(tiles: ConvTiles) -> [ConvConfig; 2] {
+        [ConvAlgo::Winograd2, ConvAlgo::Winograd4].map(|algo| ConvConfig {
+            algo,
+            tiles,
+            split_k: 1,
+        })
+    }
+
+    /// Where the local search starts on Winograd: both tile sides with the heuristic's GEMM
+    /// tiles, where `p` is eligible.
+    pub fn winograd_starts(p: &ConvProblem, fit: &DeviceFit) -> Vec<ConvConfig> {
+        let mut out = Self::winograd_with(ConvTiles::for_registers(p.out_c)).to_vec();
+        out.retain(|c| c.check(p, fit).is_ok());
+        out
+    }
+
+    /// Valid configurations one step away: each tile dimension halved or doubled, for
+    /// the tiled kernel the split-K factor halved or doubled, for Winograd the other tile
+    /// side. The tuner's local search walks
     /// these from the heuristic starting points.
     pub fn neighbours(&self, p: &ConvProblem, fit: &DeviceFit) -> Vec<ConvConfig> {
         let mut out = Vec::new();
@@ -154,6 +183,13 @@ impl ConvConfig {
                     ..*self
                 });
             }
+        }
+        if let Some(m) = winograd::tile_side(self.algo) {
+            let algo = match m {
+                2 => ConvAlgo::Winograd4,
+                _ => ConvAlgo::Winograd2,
+            };
+            out.push(ConvConfig { algo, ..*self });
         }
         out.retain(|c| c.check(p, fit).is_ok());
         out
@@ -219,6 +255,24 @@ mod tests {
             .neighbours(&p, &fit())
             .iter()
             .all(|c| c.algo == ConvAlgo::Registers && c.split_k == 1));
+    }
+
+    #[test]
+    fn winograd_is_a_candidate_for_eligible_problems_only() {
+        let wino = |p: &ConvProblem| {
+            ConvConfig::candidates(p, &fit())
+                .into_iter()
+                .filter(|c| c.algo.is_winograd())
+                .count()
+        };
+        assert!(wino(&ConvProblem::same_size(1, 56, 64, 64, 3)) >= 10);
+        assert_eq!(wino(&ConvProblem::same_size(1, 56, 64, 256, 1)), 0);
+        let start = ConvConfig::winograd_starts(&ConvProblem::same_size(1, 14, 30, 30, 3), &fit());
+        assert_eq!(start.len(), 2);
+        let p = ConvProblem::same_size(1, 14, 30, 30, 3);
+        let n = start[0].neighbours(&p, &fit());
+        assert!(n.iter().any(|c| c.algo == ConvAlgo::Winograd4), "{n:?}");
+        assert!(n.iter().all(|c| c.algo.is_winograd()));
     }
 
     #[test]

@@ -279,6 +279,55 @@ fn problem(
     }
 }
 
+/// Every Winograd specialisation a plan or the tuner can make: both tile sides, the GEMM
+/// tiles of the heuristic and the tuner, every epilogue with and without the
+/// pre-activation, for the three per-inference kernels; and the weight transform per side.
+pub fn winograd_specialisations() -> Vec<(Kernel, Constants)> {
+    use resnet_wgpu::gpu::ops::conv::{winograd, ConvAlgo};
+    let mut all = Vec::new();
+    let mut tiles = register_tiles();
+    tiles.extend(
+        resnet_wgpu::gpu::ops::conv::winograd::TUNING_TILES.map(|(tile_m, tile_n)| ConvTiles {
+            tile_m,
+            tile_n,
+            tile_k: 4,
+        }),
+    );
+    tiles.dedup_by_key(|t| (t.tile_m, t.tile_n));
+    let mut seen = Vec::new();
+    tiles.retain(|t| {
+        !seen.contains(t) && {
+            seen.push(*t);
+            true
+        }
+    });
+    for algo in [ConvAlgo::Winograd2, ConvAlgo::Winograd4] {
+        for &tiles in &tiles {
+            for (residual, relu) in EPILOGUES {
+                for pre_act in [false, true] {
+                    let c = ConvConfig {
+                        algo,
+                        tiles,
+                        split_k: 1,
+                    };
+                    let p = ConvProblem {
+                        residual,
+                        relu,
+                        pre_act,
+                        ..problem(1, 14, 64, 64, 3, 1, 1, false)
+                    };
+                    for (spec, constants) in c.pipelines(&p) {
+                        all.push((Kernel::named(spec.name).expect("listed"), constants));
+                    }
+                }
+            }
+        }
+        let m = winograd::tile_side(algo).expect("a Winograd algorithm");
+        all.push((Kernel::WinogradWeights, winograd::weight_constants(m)));
+    }
+    all
+}
+
 /// Everything above, and the kernels the engine runs without constants: every (kernel,
 /// constants) pair a plan or the tuner can create a pipeline for.
 pub fn every_specialisation() -> Vec<(Kernel, Constants)> {
@@ -319,6 +368,7 @@ pub fn every_specialisation() -> Vec<(Kernel, Constants)> {
     );
     all.extend(tuning_candidates().into_iter().map(|(_, _, k, c)| (k, c)));
     all.extend(gemm_specialisations().into_iter().map(|(_, k, c)| (k, c)));
+    all.extend(winograd_specialisations());
     for kernel in [
         Kernel::MaxPool,
         Kernel::Linear,

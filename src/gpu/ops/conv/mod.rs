@@ -7,11 +7,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::gpu::context::{GpuContext, WinogradChoice};
 use crate::gpu::kernels::{Binding, Constants, KernelSpec, UniformLayout};
 pub use crate::graph::problem::ConvProblem;
 
 pub mod gemm;
 pub mod steps;
+pub mod winograd;
 
 // params, input, weight, bias, residual, output, pre-activation (the split-K sum reads the
 // partial sums as `input` and never touches `weight` or the pre-activation)
@@ -255,6 +257,19 @@ pub enum ConvAlgo {
     Gemm,
     /// `gemm_tiled` (gemm.wgsl): 1×1 convs as GEMMs with workgroup-memory tiles (GPUs).
     GemmTiled,
+    /// Winograd F(2×2, 3×3) (winograd.wgsl): stride-1 3×3 dense convs; 2.25× fewer
+    /// multiplies, plus transforms.
+    #[serde(rename = "winograd2x2")]
+    Winograd2,
+    /// Winograd F(4×4, 3×3): 4× fewer multiplies, larger transforms and rounding error.
+    #[serde(rename = "winograd4x4")]
+    Winograd4,
+}
+
+impl ConvAlgo {
+    pub fn is_winograd(self) -> bool {
+        winograd::tile_side(self).is_some()
+    }
 }
 
 /// How one conv runs: kernel, tiles, and how many slices its reduction is split into.
@@ -345,6 +360,28 @@ impl ConvConfig {
         config
     }
 
+    /// The default on this device without a tuning result: [`ConvConfig::heuristic`]'s
+    /// direct kernel, or Winograd where the context asks for it or [`winograd::preferred`]
+    /// picks it, when it can run the problem.
+    pub fn default_for(p: &ConvProblem, ctx: &GpuContext, fit: &DeviceFit) -> Self {
+        let direct = Self::heuristic(p, ctx.prefer_registers, !ctx.is_cpu(), fit);
+        let algos = match ctx.winograd {
+            WinogradChoice::Off => vec![],
+            WinogradChoice::Tile2 => vec![ConvAlgo::Winograd2],
+            WinogradChoice::Tile4 => vec![ConvAlgo::Winograd4],
+            WinogradChoice::Auto => winograd::preferred(p, ctx.is_cpu()),
+        };
+        algos
+            .into_iter()
+            .map(|algo| ConvConfig {
+                algo,
+                tiles: ConvTiles::for_registers(p.out_c),
+                split_k: 1,
+            })
+            .find(|c| c.check(p, fit).is_ok())
+            .unwrap_or(direct)
+    }
+
     /// Output tiles (workgroups before any split).
     pub fn output_tiles(&self, p: &ConvProblem) -> usize {
         self.channel_tiles(p) * p.m().div_ceil(self.tiles.tile_m as usize)
@@ -355,7 +392,11 @@ impl ConvConfig {
     pub fn channel_tiles(&self, p: &ConvProblem) -> usize {
         let tn = self.tiles.tile_n as usize;
         match self.algo {
-            ConvAlgo::Registers | ConvAlgo::Gemm | ConvAlgo::GemmTiled => p.out_c.div_ceil(tn),
+            ConvAlgo::Registers
+            | ConvAlgo::Gemm
+            | ConvAlgo::GemmTiled
+            | ConvAlgo::Winograd2
+            | ConvAlgo::Winograd4 => p.out_c.div_ceil(tn),
             ConvAlgo::Tiled => p.groups * p.group_out_c().div_ceil(tn),
         }
     }
@@ -369,6 +410,9 @@ impl ConvConfig {
 
     /// Bytes of the partial-sum buffer `(split_k, M, C_out)`; 0 without a split.
     pub fn scratch_bytes(&self, p: &ConvProblem) -> u64 {
+        if let Some(m) = winograd::tile_side(self.algo) {
+            return winograd::scratch_bytes(p, m);
+        }
         if self.split_k <= 1 {
             return 0;
         }
@@ -398,6 +442,7 @@ impl ConvConfig {
             ConvAlgo::Registers => self.registers_error(p),
             ConvAlgo::Tiled => self.tiled_error(p, fit),
             ConvAlgo::Gemm | ConvAlgo::GemmTiled => gemm::gemm_error(self, p, fit),
+            ConvAlgo::Winograd2 | ConvAlgo::Winograd4 => winograd::config_error(self, p, fit),
         }
     }
 
@@ -452,6 +497,7 @@ impl ConvConfig {
             ConvAlgo::Registers => REGISTERS,
             ConvAlgo::Gemm => gemm::GEMM,
             ConvAlgo::GemmTiled => gemm::GEMM_TILED,
+            ConvAlgo::Winograd2 | ConvAlgo::Winograd4 => winograd::GEMM,
         }
     }
 
@@ -460,6 +506,9 @@ impl ConvConfig {
     pub fn constants(&self, p: &ConvProblem) -> Constants {
         if matches!(self.algo, ConvAlgo::Gemm | ConvAlgo::GemmTiled) {
             return gemm::gemm_constants(self, p);
+        }
+        if self.algo.is_winograd() {
+            return winograd::constants(self, p);
         }
         let split = self.split_k > 1;
         let (residual, relu) = (p.residual && !split, p.relu && !split);
@@ -489,6 +538,9 @@ impl ConvConfig {
 
     /// Every pipeline this configuration runs: the conv, and under split-K the reduction.
     pub fn pipelines(&self, p: &ConvProblem) -> Vec<(KernelSpec, Constants)> {
+        if self.algo.is_winograd() {
+            return winograd::pipelines(self, p);
+        }
         let mut v = vec![(self.kernel(), self.constants(p))];
         if self.split_k > 1 {
             v.push((SPLIT_K_SUM, Self::reduce_constants(p)));
@@ -510,6 +562,8 @@ impl ConvConfig {
                 t.tile_n / 8
             ),
             ConvAlgo::GemmTiled => format!("gemm_tiled {}x{}x{}", t.tile_m, t.tile_n, t.tile_k),
+            ConvAlgo::Winograd2 => format!("winograd F(2x2,3x3) {}x{}", t.tile_m, t.tile_n),
+            ConvAlgo::Winograd4 => format!("winograd F(4x4,3x3) {}x{}", t.tile_m, t.tile_n),
         };
         if self.split_k > 1 {
             s += &format!(" split-K {}", self.split_k);

@@ -3,6 +3,7 @@
 //! tuner, so what `resnet tune` times is exactly what a plan runs.
 
 use super::gemm::gemm_steps;
+use super::winograd::{self, TransformedWeights};
 use super::{ConvAlgo, ConvConfig, ConvProblem, ConvUniform, DeviceFit, SPLIT_K_SUM};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Constants, KernelSpec};
@@ -30,6 +31,8 @@ pub struct ConvBuffers<'a> {
     pub pre_act: Option<&'a wgpu::Buffer>,
     /// Bound where a layout has a slot the specialisation never reads.
     pub unused: &'a wgpu::Buffer,
+    /// Where the node's Winograd weights are made and kept, for Winograd configurations.
+    pub winograd: Option<&'a TransformedWeights>,
 }
 
 /// A graph conv node (BatchNorm folded, epilogue fused) as an op of the plan.
@@ -95,12 +98,13 @@ impl NodeOp for ConvNode<'_> {
             scratch: b.scratch,
             pre_act: b.pre_act,
             unused: b.unused,
+            winograd: Some(&weights.winograd),
         };
         conv_steps(env, name, p, config, &buffers)
     }
 }
 
-/// Builds the dispatches of conv `name` (one, or two under split-K).
+/// Builds the dispatches of conv `name` (one, two under split-K, three for Winograd).
 pub fn conv_steps(
     env: StepEnv<'_>,
     name: &str,
@@ -120,7 +124,7 @@ pub fn conv_steps(
     if matches!(config.algo, ConvAlgo::Gemm | ConvAlgo::GemmTiled) {
         return gemm_steps(env, name, p, config, b);
     }
-    let split = config.split_k > 1;
+    let split = config.split_k > 1 && !config.algo.is_winograd();
     let scratch = match (split, b.scratch) {
         (false, _) => None,
         (true, Some(s)) if s.size() >= config.scratch_bytes(p) => Some(s),
@@ -144,6 +148,10 @@ pub fn conv_steps(
             )))
         }
     };
+    if config.algo.is_winograd() {
+        let describe = format!("{}{} {}", describe_shape(p), epilogue(p), config.describe());
+        return winograd::steps(env, name, p, config, b, pre_act, &describe);
+    }
     let uniform = env.uniform(name, &conv_uniform(name, p, config)?);
     let kernel = config.kernel();
     let conv_bind = env.kernels.bind(
