@@ -1,11 +1,14 @@
-//! What fusing a pre-activation (BatchNorm + ReLU applied as the conv reads its input, the
-//! conv kernel's `PRE_ACT` prologue) saves over an unfused standalone pass, on WRN-28-10's
-//! conv shapes.
+//! What the library's fusions save over unfused passes: a pre-activation (BatchNorm + ReLU
+//! applied as the conv reads its input, the conv kernel's `PRE_ACT` prologue) against a
+//! standalone pass (modes `wrn`, `resnetv2`), and squeeze-and-excitation's two dispatches
+//! against the unfused pool / fc1 / ReLU / fc2 / sigmoid / scale / add + ReLU chain (mode `se`,
+//! SE-ResNet-50's SE shapes; see `fusion_bench/se.rs`).
 //!
 //!     cargo run --release --example fusion_bench -- wrn      [batch] [reps] [rounds]
 //!     cargo run --release --example fusion_bench -- resnetv2 [batch] [reps] [rounds]
+//!     cargo run --release --example fusion_bench -- se       [batch] [reps] [rounds]
 //!
-//! Per distinct pre-activated conv shape of WRN-28-10 at 32×32 (every conv: each reads an
+//! Pre-activation modes: per distinct pre-activated conv shape of WRN-28-10 at 32×32 (every conv: each reads an
 //! activated input) or of timm's ResNetV2-50 at 224×224 (each block's conv1 and downsample
 //! read `norm1`'s output; `norm2`/`norm3` follow a conv and fold into it), two one-layer
 //! networks:
@@ -18,6 +21,9 @@
 //! standalone pass; from the fused one (a). The fusion's cost is a − b, what it saves
 //! (b + c) − a. The two networks alternate `rounds` times (robust against other load on the
 //! machine); each dispatch's best median over the rounds is kept.
+
+#[path = "fusion_bench/se.rs"]
+mod se;
 
 use std::sync::Arc;
 
@@ -171,13 +177,14 @@ fn main() {
             .nth(i)
             .map_or(default, |a| a.parse().expect("a count"))
     };
+    let (batch, reps, rounds) = (arg(2, 2), arg(3, 3), arg(4, 3));
+    let ctx = Arc::new(GpuContext::new(&GpuOptions::default()).unwrap());
     let (name, shapes) = match std::env::args().nth(1).as_deref() {
         Some("resnetv2") => ("ResNetV2-50 at 224x224", resnetv2_50()),
         Some("wrn") | None => ("WRN-28-10 at 32x32", wrn_28_10()),
-        Some(other) => panic!("unknown network {other}: wrn or resnetv2"),
+        Some("se") => return se::run(&ctx, batch, reps, rounds),
+        Some(other) => panic!("unknown mode {other}: wrn, resnetv2 or se"),
     };
-    let (batch, reps, rounds) = (arg(2, 2), arg(3, 3), arg(4, 3));
-    let ctx = Arc::new(GpuContext::new(&GpuOptions::default()).unwrap());
     println!(
         "{name}, batch {batch}, on {} (best of {rounds} rounds of medians of {reps})",
         ctx.info
