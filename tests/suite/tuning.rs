@@ -203,7 +203,7 @@ fn check_row(
         .iter()
         .filter(|c| c.algo == ConvAlgo::GemmTiled)
         .count();
-    let eligible = r.kernel == 1 && r.cin % 4 == 0 && r.cout % 4 == 0;
+    let eligible = r.kernel == 1 && r.cin.is_multiple_of(4) && r.cout.is_multiple_of(4);
     assert_eq!(eligible, gemm >= 5 && gemm_tiled >= 10, "{r:?}: {space:?}");
     for config in space {
         if !seen.insert(config) && ctx.checked_shaders {
