@@ -31,9 +31,9 @@
 
 use std::sync::Arc;
 
+use resnet_wgpu::gpu::context::WinogradChoice;
 use resnet_wgpu::gpu::ops::conv::gemm::gemm_tiles;
 use resnet_wgpu::gpu::ops::conv::{ConvAlgo, ConvConfig, ConvTiles};
-use resnet_wgpu::gpu::context::WinogradChoice;
 use resnet_wgpu::gpu::profile::LayerProfile;
 use resnet_wgpu::graph::{Conv, Graph, InputSize, Op, Window};
 use resnet_wgpu::reference::{relative_error, run_graph};

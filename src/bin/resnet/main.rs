@@ -128,10 +128,12 @@ enum Command {
 /// Which convolution kernel runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum ConvKernelFlag {
-    /// `registers` on CPU adapters, `tiled` (workgroup memory) on GPUs.
+    /// On CPU adapters: Winograd F(4×4) for stride-1 3×3 convs, `gemm` for 1×1 convs,
+    /// `registers` for the rest; on GPUs: `tiled` (workgroup memory), split-K where few tiles.
     Auto,
     Tiled,
-    /// Register-only, no barriers (`register` is accepted too).
+    /// Register-only direct kernel, no barriers, Winograd off (1×1 convs still take the
+    /// register-only `gemm`; `register` is accepted too).
     #[value(alias = "register")]
     Registers,
 }

@@ -3,7 +3,8 @@
 //! the CPU reference.
 //!
 //! Search, per shape: a local search from the heuristic choice of each kernel (register-only
-//! and tiled) and, for stride-1 3×3 dense convs, from Winograd F(2×2) and F(4×4), over tile
+//! and tiled), for eligible 1×1 convs from both GEMM kernels' defaults, and for stride-1 3×3
+//! dense convs from Winograd F(2×2) and F(4×4) — so the algorithm is chosen per shape — over tile
 //! sizes, split-K and the Winograd tile side, one step (halve or double a dimension) at a time;
 //! or, with `exhaustive`, every tile configuration and then split-K of the three fastest tiled
 //! ones. Each candidate is screened with one warm-up and one timed run; those within
