@@ -45,6 +45,11 @@ impl Shape {
     pub fn numel(&self) -> usize {
         self.n * self.t * self.h * self.w * self.c
     }
+    /// Bytes of this shape stored with `element_bytes` per value.
+    pub fn bytes_as(&self, element_bytes: u64) -> u64 {
+        self.numel() as u64 * element_bytes
+    }
+
     pub fn bytes(&self) -> u64 {
         self.numel() as u64 * 4
     }

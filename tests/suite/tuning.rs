@@ -311,7 +311,7 @@ fn tune_picks_verified_winners_and_the_cache_carries_them() {
     // Into a cache directory, and out again in a new engine on this adapter.
     let dir = common::scratch("tuning-cache");
     let mut cache = TuneCache::empty();
-    cache.record(&ctx.info, &report);
+    cache.record(&ctx.info, ctx.precision, &report);
     cache.save(&TuneCache::path(&dir)).unwrap();
     let options = GpuOptions {
         disk_cache: DiskCache::Dir(dir.clone()),

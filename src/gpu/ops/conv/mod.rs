@@ -11,8 +11,11 @@ pub use crate::graph::problem::ConvProblem;
 
 pub mod steps;
 
-// params, input, weight, bias, residual, output, pre-activation (the split-K sum reads the
-// partial sums as `input` and never touches `weight` or the pre-activation)
+// params, input, weight, bias, residual, output, pre-activation, partial sums. The partial
+// sums of split-K have their own binding because they stay f32 in every precision while
+// activations are stored as `Act`; a conv that does not split binds its output there too (two
+// writable bindings of one buffer are allowed; only one is used). The split-K sum reads
+// `partials` and never touches `input`, `weight` or the pre-activation.
 const CONV_BINDINGS: &[Binding] = &[
     Binding::Uniform,
     Binding::Read,
@@ -21,6 +24,7 @@ const CONV_BINDINGS: &[Binding] = &[
     Binding::Read,
     Binding::ReadWrite,
     Binding::Read,
+    Binding::ReadWrite,
 ];
 
 /// Implicit GEMM with workgroup-memory tiles and 4×4 register blocks (GPUs).

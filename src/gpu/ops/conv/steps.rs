@@ -152,8 +152,9 @@ pub fn conv_steps(
             b.weight,
             b.bias,
             b.residual.filter(|_| !split).unwrap_or(b.unused),
-            scratch.unwrap_or(b.output),
+            b.output,
             pre_act,
+            scratch.unwrap_or(b.output),
         ],
     )?;
     let out_bytes = p.output_shape().bytes();
@@ -239,12 +240,13 @@ fn split_k_sum(
         name,
         &[
             &uniform,
-            scratch,
+            b.unused,
             b.unused,
             b.bias,
             b.residual.unwrap_or(b.unused),
             b.output,
             b.unused,
+            scratch,
         ],
     )?;
     let elements = (p.m() * p.out_c) as u64;
