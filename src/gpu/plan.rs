@@ -118,12 +118,8 @@ impl GpuPlan {
     ) -> Result<Self> {
         let PlanInputs { ctx, graph, .. } = *inputs;
         let shapes = graph.shapes_for(size)?;
-        let memory = MemoryPlan::with_element_bytes(
-            graph,
-            &shapes,
-            true,
-            ctx.precision.element_bytes(),
-        );
+        let memory =
+            MemoryPlan::with_element_bytes(graph, &shapes, true, ctx.precision.element_bytes());
         check_limits(ctx, size, &shapes, &memory)?;
         let node_ops: Vec<Box<dyn NodeOp + '_>> =
             graph.nodes.iter().map(|node| ops::of(&node.op)).collect();

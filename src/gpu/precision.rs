@@ -171,7 +171,10 @@ mod tests {
             f16,
             "// a kernel\n\n// more\nenable f16;\nalias Act = f16;\n@group(0) @binding(0) var<storage> x: array<Act>;\n"
         );
-        assert_eq!(Precision::F32.shader_source("k.wgsl", SOURCE).unwrap(), SOURCE);
+        assert_eq!(
+            Precision::F32.shader_source("k.wgsl", SOURCE).unwrap(),
+            SOURCE
+        );
     }
 
     #[test]

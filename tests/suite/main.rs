@@ -19,6 +19,7 @@ mod kernels_family;
 mod kernels_preact;
 mod pipeline_cache;
 mod preact;
+mod precision;
 mod robust_cli;
 mod robust_inputs;
 mod robust_weights;

@@ -382,7 +382,7 @@ fn info_plans_a_wide_resnet_at_32_and_says_why_it_cannot_run_at_224() {
 
 /// Every fixture through the engine at its PyTorch input, in `mode`: logits and the pooled
 /// features against the CPU reference's.
-fn fixtures_match_pytorch(mode: Mode) {
+pub(crate) fn fixtures_match_pytorch(mode: Mode) {
     let Some(ctx) = common::gpu_mode(mode) else {
         return;
     };

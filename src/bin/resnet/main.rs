@@ -327,7 +327,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             frames,
             batch,
             json,
-        } => info::info(weights.as_deref(), size, frames, batch, json),
+        } => info::info(
+            weights.as_deref(),
+            size,
+            frames,
+            batch,
+            json,
+            cli.precision.into(),
+        ),
         Command::Adapters { json } => {
             let list = resnet_wgpu::gpu::context::list_adapters(&options.adapter)?;
             if json {

@@ -157,8 +157,9 @@ pub fn conv_steps(
             scratch.unwrap_or(b.output),
         ],
     )?;
-    let out_bytes = p.output_shape().bytes();
-    let input_bytes = p.input_numel() as u64 * 4;
+    let element = ctx.precision.element_bytes();
+    let out_bytes = p.output_shape().bytes_as(element);
+    let input_bytes = p.input_numel() as u64 * element;
     let written = match split {
         true => config.scratch_bytes(p),
         false => out_bytes * if p.residual { 2 } else { 1 },
@@ -250,7 +251,7 @@ fn split_k_sum(
         ],
     )?;
     let elements = (p.m() * p.out_c) as u64;
-    let out_bytes = p.output_shape().bytes();
+    let out_bytes = p.output_shape().bytes_as(ctx.precision.element_bytes());
     Ok(Step {
         name: format!("{name} (split-K sum)"),
         kernel: SPLIT_K_SUM,
