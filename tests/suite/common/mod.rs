@@ -437,8 +437,24 @@ pub fn network_matches_pytorch(
     what: &str,
     network: resnet_wgpu::Network,
     weights: &resnet_wgpu::WeightsFile,
+    files: (&std::path::Path, &std::path::Path),
+    size: resnet_wgpu::graph::InputSize,
+) {
+    let tol = end_to_end_tolerance(ctx);
+    network_matches_pytorch_within(ctx, what, (network, weights), files, size, tol);
+}
+
+/// [`network_matches_pytorch`] with the logits' bound `tol`. In f16 the pooled features
+/// (compared with the CPU reference) may be twice as far: they are the last stage's f16
+/// activations averaged, without the head's sum over 2048 features that averages the
+/// rounding out of the logits (measured: up to 1.15e-2, seresnet50, whose logits are 7e-3).
+pub fn network_matches_pytorch_within(
+    ctx: &Arc<GpuContext>,
+    what: &str,
+    (network, weights): (resnet_wgpu::Network, &resnet_wgpu::WeightsFile),
     (input, logits): (&std::path::Path, &std::path::Path),
     size: resnet_wgpu::graph::InputSize,
+    tol: f64,
 ) {
     use resnet_wgpu::reference::{relative_error, run_clip_graph};
     use resnet_wgpu::{npy, Engine, Output};
@@ -449,7 +465,6 @@ pub fn network_matches_pytorch(
     let got = engine.run_at(&x.data, size, Output::Logits).unwrap();
     assert!(got.iter().all(|v| v.is_finite()), "{what}: NaN");
     let err = relative_error(&got, &want.data);
-    let tol = end_to_end_tolerance(ctx);
     eprintln!("{what}: relative error {err:.2e}");
     assert!(err <= tol, "{what}: relative error {err:.2e}");
     if ctx.precision == resnet_wgpu::Precision::F16 {
@@ -460,7 +475,15 @@ pub fn network_matches_pytorch(
     let (_, want_features) = run_clip_graph(&graph, weights, &x.data, dims).unwrap();
     let features = engine.run_at(&x.data, size, Output::Features).unwrap();
     let err = relative_error(&features, &want_features);
-    assert!(err <= tol, "{what} features: relative error {err:.2e}");
+    let features_tol = match ctx.precision {
+        resnet_wgpu::Precision::F32 => tol,
+        resnet_wgpu::Precision::F16 => 2.0 * tol,
+    };
+    eprintln!("{what} features: relative error {err:.2e}");
+    assert!(
+        err <= features_tol,
+        "{what} features: relative error {err:.2e}"
+    );
 }
 
 /// `conv` (and with `residual`, the 1×1 shortcut [`one_conv`] adds) on a seeded input of
