@@ -27,7 +27,12 @@
 // (7×7 and 14×14 layers at batch 1), K is cut into slices of p.k_split: workgroup
 // x = slice·group_tiles + channel tile, and each slice writes its raw partial sums to
 // `output`, bound to a scratch buffer (slices, M, C_out). `split_k_reduce` then adds the
-// slices in order and applies bias, residual and ReLU.
+// slices in order and applies bias, residual and ReLU. The partial sums stay f32 in any
+// precision, in their own binding `partials`.
+//
+// Precision: activations and weights are stored as `Act` (f32, or f16 in the f16 module;
+// see src/gpu/precision.rs); every load converts to f32 and all arithmetic is f32.
+alias Act = f32;
 
 override TILE_M: u32 = 64u;     // output pixels per workgroup, multiple of THREAD_M
 override TILE_N: u32 = 64u;     // output channels per workgroup, multiple of THREAD_N
@@ -70,13 +75,13 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> input: array<f32>;        // (N, [T,] H, W, C_in), or (N, C_in, [T,] H, W) if INPUT_NCHW;
-                                                                   // split_k_reduce: partial sums (slices, M, C_out)
-@group(0) @binding(2) var<storage, read> weight: array<f32>;       // (kH·kW·C_in/G, C_out)
+@group(0) @binding(1) var<storage, read> input: array<Act>;        // (N, [T,] H, W, C_in), or (N, C_in, [T,] H, W) if INPUT_NCHW
+@group(0) @binding(2) var<storage, read> weight: array<Act>;       // (kH·kW·C_in/G, C_out)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;         // (C_out)
-@group(0) @binding(4) var<storage, read> residual: array<f32>;     // (N, H_out, W_out, C_out), read only if HAS_RESIDUAL
-@group(0) @binding(5) var<storage, read_write> output: array<f32>; // (N, H_out, W_out, C_out); SPLIT_K: (slices, M, C_out)
+@group(0) @binding(4) var<storage, read> residual: array<Act>;     // (N, H_out, W_out, C_out), read only if HAS_RESIDUAL
+@group(0) @binding(5) var<storage, read_write> output: array<Act>; // (N, H_out, W_out, C_out); unused under SPLIT_K
 @group(0) @binding(6) var<storage, read> pre_act: array<f32>;      // [scale; C_in] ++ [shift; C_in], read only if PRE_ACT
+@group(0) @binding(7) var<storage, read_write> partials: array<f32>; // SPLIT_K and split_k_reduce: (slices, M, C_out)
 
 // Stored as vec4 so each thread reads its THREAD_M rows and THREAD_N columns in one load.
 var<workgroup> a_tile: array<vec4<f32>, TILE_K * TILE_M / 4u>; // [kk][mm / 4][mm % 4]
@@ -115,9 +120,9 @@ fn load_input(n: u32, it: i32, iy: i32, ix: i32, ci: u32) -> f32 {
         plane = plane * p.in_t + u32(it);
     }
     if (INPUT_NCHW) {
-        return activate(input[(plane * p.in_h + u32(iy)) * p.in_w + u32(ix)], ci);
+        return activate(f32(input[(plane * p.in_h + u32(iy)) * p.in_w + u32(ix)]), ci);
     }
-    return activate(input[((plane * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + ci], ci);
+    return activate(f32(input[((plane * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + ci]), ci);
 }
 
 // Output pixel m as (n, frame, y, x) of (N, T_out, H_out, W_out); frame is 0 unless TEMPORAL.
@@ -216,7 +221,7 @@ fn tiled(
                 if (POINTWISE) {
                     let m = m0 + mm;
                     if (m < p.m) {
-                        v = activate(input[m * p.in_c + k], k);
+                        v = activate(f32(input[m * p.in_c + k]), k);
                     }
                 } else {
                     let it = it0[j] + i32(tap.x);
@@ -233,7 +238,7 @@ fn tiled(
             let o = n0 + nn;
             var v = 0.0;
             if (k < k_end && o < n_end) {
-                v = weight[k * p.out_c + o];
+                v = f32(weight[k * p.out_c + o]);
             }
             b_tile[(kk * TILE_N + nn) / 4u][nn % 4u] = v;
         }
@@ -257,16 +262,16 @@ fn tiled(
         for (var c = 0u; c < THREAD_N; c++) {
             let o = n0 + lid.x * THREAD_N + c;
             if (SPLIT_K && o < n_end) {
-                output[(slice * p.m + m) * p.out_c + o] = acc[r][c];
+                partials[(slice * p.m + m) * p.out_c + o] = acc[r][c];
             } else if (o < n_end) {
                 var v = acc[r][c] + bias[o];
                 if (HAS_RESIDUAL) {
-                    v += residual[m * p.out_c + o];
+                    v += f32(residual[m * p.out_c + o]);
                 }
                 if (RELU) {
                     v = max(v, 0.0);
                 }
-                output[m * p.out_c + o] = v;
+                output[m * p.out_c + o] = Act(v);
             }
         }
     }
@@ -357,16 +362,18 @@ fn registers(
                     }
                     var b = vec4<f32>(0.0);
                     if (cols == THREAD_N) {
-                        b = vec4<f32>(weight[w], weight[w + 1u], weight[w + 2u], weight[w + 3u]);
+                        b = vec4<f32>(
+                            f32(weight[w]), f32(weight[w + 1u]), f32(weight[w + 2u]), f32(weight[w + 3u])
+                        );
                     } else {
                         for (var c = 0u; c < cols; c++) {
-                            b[c] = weight[w + c];
+                            b[c] = f32(weight[w + c]);
                         }
                     }
                     for (var r = 0u; r < THREAD_M; r++) {
                         var a = 0.0;
                         if (off[r] >= 0) {
-                            a = input[u32(off[r]) + ci * ci_stride];
+                            a = f32(input[u32(off[r]) + ci * ci_stride]);
                             if (PRE_ACT) {
                                 a = max(fma(a, scale, shift), 0.0);
                             }
@@ -386,12 +393,12 @@ fn registers(
             let o = o0 + c;
             var v = acc[r][c] + bias[o];
             if (HAS_RESIDUAL) {
-                v += residual[m * p.out_c + o];
+                v += f32(residual[m * p.out_c + o]);
             }
             if (RELU) {
                 v = max(v, 0.0);
             }
-            output[m * p.out_c + o] = v;
+            output[m * p.out_c + o] = Act(v);
         }
     }
 }
@@ -413,14 +420,14 @@ fn split_k_reduce(
     let slices = (p.k + p.k_split - 1u) / p.k_split;
     var v = 0.0;
     for (var s = 0u; s < slices; s++) {
-        v += input[s * total + i];
+        v += partials[s * total + i];
     }
     v += bias[i % p.out_c];
     if (HAS_RESIDUAL) {
-        v += residual[i];
+        v += f32(residual[i]);
     }
     if (RELU) {
         v = max(v, 0.0);
     }
-    output[i] = v;
+    output[i] = Act(v);
 }

@@ -6,6 +6,9 @@
 //   b'[o]  = β[o] − mean[o] · s[o]
 // With HAS_BN off it only converts and re-lays (the fully connected head: W is (C_out, C_in),
 // the `beta` binding holds its bias).
+// The fold is computed in f32 and the folded weight stored as `Act`, the precision the
+// kernels read (see src/gpu/precision.rs); the bias stays f32.
+alias Act = f32;
 
 override W_DTYPE: u32 = 0u;     // 0 = F32, 1 = F16, 2 = BF16
 override GAMMA_DTYPE: u32 = 0u;
@@ -28,7 +31,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> beta: array<u32>;        // (C_out) as stored; the fc bias without BN
 @group(0) @binding(4) var<storage, read> mean: array<u32>;        // (C_out) as stored
 @group(0) @binding(5) var<storage, read> variance: array<u32>;    // (C_out) as stored
-@group(0) @binding(6) var<storage, read_write> w_out: array<f32>; // (kH·kW·C_in, C_out)
+@group(0) @binding(6) var<storage, read_write> w_out: array<Act>; // (kH·kW·C_in, C_out)
 @group(0) @binding(7) var<storage, read_write> b_out: array<f32>; // (C_out)
 
 // Word holding element i: 32-bit types one per word, 16-bit types two per word.
@@ -74,7 +77,7 @@ fn main(
     let ci = k - tap * p.in_c;
     let src = (o * p.in_c + ci) * p.area + tap;
     let s = scale(o);
-    w_out[idx] = decode(w_raw[word_index(src, W_DTYPE)], src, W_DTYPE) * s;
+    w_out[idx] = Act(decode(w_raw[word_index(src, W_DTYPE)], src, W_DTYPE) * s);
     if (idx < p.out_c) {
         let b = decode(beta[word_index(o, BETA_DTYPE)], o, BETA_DTYPE);
         if (HAS_BN) {

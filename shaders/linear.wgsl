@@ -1,6 +1,9 @@
 // The fully connected head: y = x·Wᵀ + b. One thread per (sample, class); the workgroup
 // stages the sample's features in workgroup memory 256 at a time, and consecutive threads
 // read consecutive classes of the re-laid weight (C_in, C_out), so loads are coalesced.
+// Features, weights and logits are stored as `Act` (see src/gpu/precision.rs); the dot
+// products are f32.
+alias Act = f32;
 
 const WG: u32 = 256u;
 
@@ -11,10 +14,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;            // (N, C_in)
-@group(0) @binding(2) var<storage, read> weight: array<f32>;       // (C_in, C_out)
+@group(0) @binding(1) var<storage, read> x: array<Act>;            // (N, C_in)
+@group(0) @binding(2) var<storage, read> weight: array<Act>;       // (C_in, C_out)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;         // (C_out)
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;      // (N, C_out)
+@group(0) @binding(4) var<storage, read_write> y: array<Act>;      // (N, C_out)
 
 var<workgroup> x_tile: array<f32, WG>;
 
@@ -28,19 +31,19 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         let c = c0 + lid.x;
         var v = 0.0;
         if (c < p.in_features) {
-            v = x[n * p.in_features + c];
+            v = f32(x[n * p.in_features + c]);
         }
         x_tile[lid.x] = v;
         workgroupBarrier();
         let count = min(WG, p.in_features - c0);
         if (o < p.out_features) {
             for (var i = 0u; i < count; i++) {
-                acc = fma(x_tile[i], weight[(c0 + i) * p.out_features + o], acc);
+                acc = fma(x_tile[i], f32(weight[(c0 + i) * p.out_features + o]), acc);
             }
         }
         workgroupBarrier();
     }
     if (o < p.out_features) {
-        y[n * p.out_features + o] = acc + bias[o];
+        y[n * p.out_features + o] = Act(acc + bias[o]);
     }
 }

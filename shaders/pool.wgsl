@@ -3,7 +3,9 @@
 // (over T×H×W for clips). Activations are (N, T, H, W, C); ops that work frame by frame are
 // planned with the frames counted as images (in_t = out_t = 1).
 // One thread per output element; consecutive threads take consecutive channels, so every
-// load is coalesced.
+// load is coalesced. Activations are stored as `Act` (see src/gpu/precision.rs); sums and
+// maxima are taken in f32.
+alias Act = f32;
 
 override PRE_ACT: bool = false; // relu(x·scale + shift) on every input read (average pools)
 
@@ -27,14 +29,14 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> input: array<f32>;        // (N, T, H, W, C)
-@group(0) @binding(2) var<storage, read_write> output: array<f32>; // (N, T_out, H_out, W_out, C)
+@group(0) @binding(1) var<storage, read> input: array<Act>;        // (N, T, H, W, C)
+@group(0) @binding(2) var<storage, read_write> output: array<Act>; // (N, T_out, H_out, W_out, C)
 @group(0) @binding(3) var<storage, read> pre_act: array<f32>;      // [scale; C] ++ [shift; C], read only if PRE_ACT
 
 // Input element i of channel c, pre-activated (BatchNorm + ReLU) when the pool reads the
 // activated tensor: a pre-activation network's final norm, or ResNet-v2-D's shortcut pool.
 fn load(i: u32, c: u32) -> f32 {
-    let v = input[i];
+    let v = f32(input[i]);
     if (!PRE_ACT) {
         return v;
     }
@@ -89,11 +91,11 @@ fn max_pool(
                     continue;
                 }
                 let at = ((plane * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.channels + c;
-                m = max(m, input[at]);
+                m = max(m, f32(input[at]));
             }
         }
     }
-    output[idx] = m;
+    output[idx] = Act(m);
 }
 
 // Average pool with count_include_pad = false: the window [o·stride − pad, +kernel) is clipped
@@ -129,7 +131,7 @@ fn avg_pool(
         }
     }
     let count = max((y_hi - min(y_lo, y_hi)) * (x_hi - min(x_lo, x_hi)), 1u);
-    output[idx] = sum / f32(count);
+    output[idx] = Act(sum / f32(count));
 }
 
 // Windows of a head pool covering position i of an axis of `len` with a window `k` at
@@ -167,5 +169,5 @@ fn global_avg_pool(
         }
     }
     let windows = (p.in_t + 1u - p.kernel_t) * (p.in_h + 1u - p.kernel) * (p.in_w + 1u - p.kernel_w);
-    output[idx] = sum / f32(windows * p.kernel_t * p.kernel * p.kernel_w);
+    output[idx] = Act(sum / f32(windows * p.kernel_t * p.kernel * p.kernel_w));
 }

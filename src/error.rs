@@ -97,6 +97,12 @@ pub enum Error {
     AdapterNotFound { wanted: String, available: String },
     #[error("could not create a device on {adapter}: {msg}")]
     Device { adapter: String, msg: String },
+    #[error("{adapter} lacks the `{feature}` feature, which {what} needs")]
+    MissingFeature {
+        adapter: String,
+        feature: String,
+        what: String,
+    },
     #[error("GPU error: {0}")]
     Gpu(String),
     #[error("shader `{name}` failed validation: {msg}")]

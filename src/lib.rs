@@ -23,6 +23,7 @@ pub mod weights;
 pub use error::{Error, Result};
 pub use gpu::context::{AdapterChoice, GpuContext, GpuOptions};
 pub use gpu::engine::{Engine, Output};
+pub use gpu::precision::Precision;
 pub use gpu::tuning::{TuneOptions, TuneReport};
 pub use model::{Model, Network};
 pub use weights::WeightsFile;

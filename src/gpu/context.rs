@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use super::precision::Precision;
 use crate::error::{Error, Result};
 use crate::platform;
 
@@ -37,6 +38,9 @@ pub struct GpuOptions {
     pub winograd: WinogradChoice,
     /// Where tuning results and compiled pipelines are cached between runs.
     pub disk_cache: super::disk_cache::DiskCache,
+    /// How activations and weights are stored; f16 needs the adapter's `SHADER_F16` and is
+    /// refused (never silently dropped) where it is missing.
+    pub precision: Precision,
 }
 
 /// Whether stride-1 3×3 dense convs run Winograd: as the heuristic (and tuning) decide,
@@ -158,6 +162,8 @@ pub struct GpuContext {
     pub info: AdapterSummary,
     pub limits: wgpu::Limits,
     pub checked_shaders: bool,
+    /// How every engine on this device stores activations and weights.
+    pub precision: Precision,
     /// The `registers` conv kernel is the default here: CPU adapters (lavapipe, WARP), whose
     /// workgroup barriers are costly and caches make workgroup-memory tiles pointless, or
     /// forced (`GpuOptions::prefer_registers`).
@@ -290,12 +296,33 @@ async fn no_adapter(name: Option<String>, backends: wgpu::Backends) -> Error {
     }
 }
 
-/// The device with `limits` (the adapter's unless imposed), and the features we use where the
-/// adapter has them.
+/// The features `precision` requires: f16 storage needs `SHADER_F16`, and an adapter without
+/// it is an error naming both — never a silent fall back to f32.
+fn features_for(
+    precision: Precision,
+    adapter: &wgpu::Adapter,
+    info: &AdapterSummary,
+) -> Result<wgpu::Features> {
+    if precision == Precision::F32 {
+        return Ok(wgpu::Features::empty());
+    }
+    if !adapter.features().contains(wgpu::Features::SHADER_F16) {
+        return Err(Error::MissingFeature {
+            adapter: info.to_string(),
+            feature: "SHADER_F16".into(),
+            what: "--precision f16".into(),
+        });
+    }
+    Ok(wgpu::Features::SHADER_F16)
+}
+
+/// The device with `limits` (the adapter's unless imposed), the features `needed`, and the
+/// features we use where the adapter has them.
 async fn open_device(
     adapter: &wgpu::Adapter,
     info: &AdapterSummary,
     limits: &wgpu::Limits,
+    needed: wgpu::Features,
 ) -> Result<(wgpu::Device, wgpu::Queue)> {
     // Timestamps for the profiler, and a pipeline cache that can be kept on disk (see
     // `pipeline_cache`), where the adapter has them.
@@ -303,7 +330,8 @@ async fn open_device(
         & (wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
-            | wgpu::Features::PIPELINE_CACHE);
+            | wgpu::Features::PIPELINE_CACHE)
+        | needed;
     let (device, queue) = adapter
         .request_device(&wgpu::DeviceDescriptor {
             label: Some("resnet-wgpu"),
@@ -374,7 +402,8 @@ impl GpuContext {
         let adapter = choose_adapter(&options.adapter).await?;
         let info = AdapterSummary::of(&adapter.get_info());
         let limits = limits.unwrap_or_else(|| adapter.limits());
-        let (device, queue) = open_device(&adapter, &info, &limits).await?;
+        let needed = features_for(options.precision, &adapter, &info)?;
+        let (device, queue) = open_device(&adapter, &info, &limits, needed).await?;
         let (broken, uncaptured) = error_handlers(&device);
         log::info!("adapter: {info}");
         let prefer_registers = options
@@ -387,6 +416,7 @@ impl GpuContext {
             info,
             limits,
             checked_shaders: options.checked_shaders,
+            precision: options.precision,
             prefer_registers,
             conv_kernel_forced: options.prefer_registers.is_some()
                 || options.winograd != WinogradChoice::Auto,

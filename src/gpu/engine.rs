@@ -13,7 +13,8 @@ use super::ops::conv::{ConvConfig, ConvProblem, DeviceFit};
 use super::ops::fold_bn::{prepare, prepare_pre_acts, LayerWeights};
 use super::pipeline_cache::PipelineCacheState;
 use super::plan::{check_limits, conv_problems, GpuPlan, PlanInputs, PlanStats};
-use super::readback::{copy_out, read_pod};
+use super::precision::Precision;
+use super::readback::{copy_out, copy_out_stored, read_stored};
 use super::tuning::cache::TuneCache;
 use crate::error::{Error, Result};
 use crate::graph::plan::MemoryPlan;
@@ -243,7 +244,12 @@ impl Engine {
     /// alone; if not, the error names the limit.
     pub(crate) fn check_fits(&self, size: InputSize) -> Result<()> {
         let shapes = self.graph.shapes_for(size)?;
-        let memory = MemoryPlan::new(&self.graph, &shapes, true);
+        let memory = MemoryPlan::with_element_bytes(
+            &self.graph,
+            &shapes,
+            true,
+            self.ctx.precision.element_bytes(),
+        );
         check_limits(&self.ctx, size, &shapes, &memory)
     }
 
@@ -258,7 +264,7 @@ impl Engine {
         let plan = self.plan(size)?;
         let plan = platform::lock_across_await(&plan, "an inference on this engine")?;
         let ctx = &self.ctx;
-        let (submission, bytes) = ctx.scoped("running the network", || {
+        let (submission, stored) = ctx.scoped("running the network", || {
             let mut encoder = ctx
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -267,27 +273,35 @@ impl Engine {
             let bytes = self.encode_batch(&plan, input, output, &mut encoder);
             (ctx.queue.submit([encoder.finish()]), bytes)
         })?;
-        read_pod(ctx, &plan.readback, bytes, Some(submission)).await
+        read_stored(ctx, &plan.readback, stored, Some(submission)).await
     }
 
     /// Writes `input` into `plan`'s input buffer and records its pass and the copy of
-    /// `output` into its readback buffer; returns the bytes to read back once submitted. An
-    /// ensemble records every member's batch into one encoder: one submission for all.
+    /// `output` into its readback buffer; returns the bytes to read back once submitted and
+    /// the values they hold (stored in the context's precision: [`Precision::decode`]). The
+    /// input is converted to that precision here. An ensemble records every member's batch
+    /// into one encoder: one submission for all.
     pub(crate) fn encode_batch(
         &self,
         plan: &GpuPlan,
         input: &[f32],
         output: Output,
         encoder: &mut wgpu::CommandEncoder,
-    ) -> u64 {
+    ) -> (u64, usize) {
         let value = match output {
             Output::Logits => self.graph.output,
             Output::Features => self.graph.features,
         };
-        let bytes = plan.shapes[value].bytes();
+        let precision = self.ctx.precision;
+        let len = plan.shapes[value].numel();
+        let bytes = precision.bytes(len as u64);
+        let stored = match precision {
+            Precision::F32 => std::borrow::Cow::Borrowed(bytemuck::cast_slice(input)),
+            Precision::F16 => std::borrow::Cow::Owned(precision.encode(input)),
+        };
         self.ctx
             .queue
-            .write_buffer(&plan.slots[plan.input_slot], 0, bytemuck::cast_slice(input));
+            .write_buffer(&plan.slots[plan.input_slot], 0, &stored);
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("network"),
@@ -298,7 +312,7 @@ impl Engine {
             }
         }
         encoder.copy_buffer_to_buffer(plan.slot_of(value), 0, &plan.readback, 0, bytes);
-        bytes
+        (bytes, len)
     }
 
     /// The plan for `size`, built on first use.
@@ -415,7 +429,7 @@ impl Engine {
     pub fn layer_weights(&self, node: &str) -> Result<(Vec<f32>, Vec<f32>)> {
         let l = self.layer(node)?;
         Ok((
-            copy_out(&self.ctx, &l.weight)?,
+            copy_out_stored(&self.ctx, &l.weight, l.len)?,
             copy_out(&self.ctx, &l.bias)?,
         ))
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, MutexGuard};
 
 use super::engine::{Engine, Output};
 use super::plan::GpuPlan;
-use super::readback::read_pod;
+use super::readback::read_stored;
 use crate::error::{Error, Result};
 use crate::graph::InputSize;
 use crate::platform;
@@ -169,7 +169,7 @@ impl Ensemble {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("ensemble"),
                 });
-            let bytes: Vec<u64> = self
+            let bytes: Vec<(u64, usize)> = self
                 .members
                 .iter()
                 .zip(parts)
@@ -180,7 +180,7 @@ impl Ensemble {
         })?;
         let mut out = Vec::new();
         for (plan, bytes) in guards.iter().zip(bytes) {
-            out.push(read_pod(ctx, &plan.readback, bytes, Some(submission.clone())).await?);
+            out.push(read_stored(ctx, &plan.readback, bytes, Some(submission.clone())).await?);
         }
         Ok(out)
     }

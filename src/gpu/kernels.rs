@@ -90,13 +90,18 @@ impl Kernels {
     pub fn new(ctx: &GpuContext, kernels: &[KernelSpec]) -> Result<Self> {
         let device = &ctx.device;
         let start = Instant::now();
+        // One module per file, in the context's precision (see `precision`).
         let modules: BTreeMap<_, _> = SHADER_FILES
             .iter()
-            .map(|&(file, source)| (file, shader_module(ctx, file, source)))
-            .collect();
+            .map(|&(file, source)| {
+                let source = ctx.precision.shader_source(file, source)?;
+                Ok((file, shader_module(ctx, file, source)))
+            })
+            .collect::<Result<_>>()?;
         log::info!(
-            "{} shader modules created in {:.1} ms",
+            "{} {} shader modules created in {:.1} ms",
             modules.len(),
+            ctx.precision,
             start.elapsed().as_secs_f64() * 1e3
         );
         let (disk, disk_state) =
@@ -353,10 +358,14 @@ fn canonical(kernel: KernelSpec, mut constants: Constants) -> (PipelineKey, Cons
 }
 
 /// A shader module, created without runtime bounds checks unless `--checked-shaders`.
-fn shader_module(ctx: &GpuContext, file: &str, source: &'static str) -> wgpu::ShaderModule {
+fn shader_module(
+    ctx: &GpuContext,
+    file: &str,
+    source: std::borrow::Cow<'static, str>,
+) -> wgpu::ShaderModule {
     let desc = wgpu::ShaderModuleDescriptor {
         label: Some(file),
-        source: wgpu::ShaderSource::Wgsl(source.into()),
+        source: wgpu::ShaderSource::Wgsl(source),
     };
     if ctx.checked_shaders {
         return ctx.device.create_shader_module(desc);

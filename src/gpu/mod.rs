@@ -13,6 +13,7 @@ pub mod limits;
 pub mod ops;
 pub mod pipeline_cache;
 pub mod plan;
+pub mod precision;
 pub mod profile;
 pub mod readback;
 pub mod step;

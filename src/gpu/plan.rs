@@ -118,7 +118,8 @@ impl GpuPlan {
     ) -> Result<Self> {
         let PlanInputs { ctx, graph, .. } = *inputs;
         let shapes = graph.shapes_for(size)?;
-        let memory = MemoryPlan::new(graph, &shapes, true);
+        let memory =
+            MemoryPlan::with_element_bytes(graph, &shapes, true, ctx.precision.element_bytes());
         check_limits(ctx, size, &shapes, &memory)?;
         let node_ops: Vec<Box<dyn NodeOp + '_>> =
             graph.nodes.iter().map(|node| ops::of(&node.op)).collect();
@@ -167,9 +168,8 @@ fn allocate(
     convs: &[Option<ConvChoice>],
     node_ops: &[Box<dyn NodeOp + '_>],
 ) -> Result<Buffers> {
-    let readback_bytes = shapes[graph.output]
-        .bytes()
-        .max(shapes[graph.features].bytes());
+    let stored = |v: usize| ctx.precision.bytes(shapes[v].numel() as u64);
+    let readback_bytes = stored(graph.output).max(stored(graph.features));
     // Split-K convs and SE nodes share one scratch buffer (nodes run in order), sized for
     // the largest.
     let split_k = convs

@@ -13,20 +13,6 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::platform;
 
-/// Maps `buffer` (MAP_READ) once `submission` (or all work) has finished and copies out its
-/// first `bytes` as f32.
-pub(crate) fn read_buffer(
-    ctx: &GpuContext,
-    buffer: &wgpu::Buffer,
-    bytes: u64,
-    submission: Option<wgpu::SubmissionIndex>,
-) -> Result<Vec<f32>> {
-    platform::block_on(
-        read_pod(ctx, buffer, bytes, submission),
-        "Engine::run_async",
-    )
-}
-
 /// Maps `buffer` (MAP_READ) and copies out its first `bytes` as u64 (timestamps).
 pub(crate) fn read_u64(
     ctx: &GpuContext,
@@ -68,6 +54,18 @@ pub(crate) async fn read_pod<T: bytemuck::Pod>(
     drop(view);
     buffer.unmap();
     Ok(out)
+}
+
+/// Reads back `len` values stored in the context's precision in the first `bytes` of `buffer`
+/// (MAP_READ), as f32, once `submission` has finished.
+pub(crate) async fn read_stored(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    (bytes, len): (u64, usize),
+    submission: Option<wgpu::SubmissionIndex>,
+) -> Result<Vec<f32>> {
+    let words: Vec<u32> = read_pod(ctx, buffer, bytes, submission).await?;
+    Ok(ctx.precision.decode(bytemuck::cast_slice(&words), len))
 }
 
 /// The outcome of a `map_async`, as a future.
@@ -126,8 +124,20 @@ impl Future for Mapped {
     }
 }
 
-/// Copies a whole storage buffer (COPY_SRC) back to the host.
+/// Copies a storage buffer (COPY_SRC) of activations or weights stored in the context's
+/// precision back to the host: its first `len` values, as f32.
+pub fn copy_out_stored(ctx: &GpuContext, src: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+    let words: Vec<u32> = copy_out_pod(ctx, src)?;
+    Ok(ctx.precision.decode(bytemuck::cast_slice(&words), len))
+}
+
+/// Copies a whole f32 storage buffer (COPY_SRC) back to the host.
 pub fn copy_out(ctx: &GpuContext, src: &wgpu::Buffer) -> Result<Vec<f32>> {
+    copy_out_pod(ctx, src)
+}
+
+/// Copies a whole storage buffer (COPY_SRC) back to the host as `T`.
+fn copy_out_pod<T: bytemuck::Pod>(ctx: &GpuContext, src: &wgpu::Buffer) -> Result<Vec<T>> {
     let (staging, submission) = ctx.scoped("copying a buffer back", || {
         let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("staging"),
@@ -144,5 +154,8 @@ pub fn copy_out(ctx: &GpuContext, src: &wgpu::Buffer) -> Result<Vec<f32>> {
         let submission = ctx.queue.submit([encoder.finish()]);
         (staging, submission)
     })?;
-    read_buffer(ctx, &staging, src.size(), Some(submission))
+    platform::block_on(
+        read_pod(ctx, &staging, src.size(), Some(submission)),
+        "Engine::run_async",
+    )
 }

@@ -45,6 +45,11 @@ impl Shape {
     pub fn numel(&self) -> usize {
         self.n * self.t * self.h * self.w * self.c
     }
+    /// Bytes of this shape stored with `element_bytes` per value.
+    pub fn bytes_as(&self, element_bytes: u64) -> u64 {
+        self.numel() as u64 * element_bytes
+    }
+
     pub fn bytes(&self) -> u64 {
         self.numel() as u64 * 4
     }
@@ -536,14 +541,27 @@ impl Graph {
 
     /// Bytes of the prepared f32 weights and biases (what the GPU holds after folding).
     pub fn folded_weight_bytes(&self) -> u64 {
+        self.folded_weight_bytes_as(4)
+    }
+
+    /// [`Graph::folded_weight_bytes`] with weights stored at `element_bytes` per value (2 in
+    /// f16); biases stay f32.
+    pub fn folded_weight_bytes_as(&self, element_bytes: u64) -> u64 {
         self.nodes
             .iter()
-            .map(|n| match &n.op {
-                Op::Conv(c) => (c.taps() + 1) * c.out_channels,
-                Op::Linear { in_features, out_features, .. } => (in_features + 1) * out_features,
-                Op::SqueezeExcite(se) => se.macs_per_image() + se.reduced + se.channels,
-                _ => 0,
-            } as u64 * 4)
+            .map(|n| {
+                let (weights, biases) = match &n.op {
+                    Op::Conv(c) => (c.taps() * c.out_channels, c.out_channels),
+                    Op::Linear {
+                        in_features,
+                        out_features,
+                        ..
+                    } => (in_features * out_features, *out_features),
+                    Op::SqueezeExcite(se) => (se.macs_per_image(), se.reduced + se.channels),
+                    _ => (0, 0),
+                };
+                weights as u64 * element_bytes + biases as u64 * 4
+            })
             .sum()
     }
 

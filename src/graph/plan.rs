@@ -23,6 +23,16 @@ impl MemoryPlan {
     /// Plans slots for `shapes` (from `Graph::infer_shapes`). With `reuse` off every value
     /// gets its own slot — a switch to bisect aliasing bugs.
     pub fn new(graph: &Graph, shapes: &[Shape], reuse: bool) -> Self {
+        Self::with_element_bytes(graph, shapes, reuse, 4)
+    }
+
+    /// [`MemoryPlan::new`] for activations stored with `element_bytes` per value (2 for f16).
+    pub fn with_element_bytes(
+        graph: &Graph,
+        shapes: &[Shape],
+        reuse: bool,
+        element_bytes: u64,
+    ) -> Self {
         let n = graph.num_values;
         let mut last_use = vec![0usize; n];
         let mut first_def = vec![0usize; n];
@@ -40,9 +50,9 @@ impl MemoryPlan {
         // The input is written by the host before node 0, and kept intact so a plan can be
         // re-run or verified; the output has its own slot so readback never races reuse.
         slot_of[graph.input] = 0;
-        slot_bytes.push(shapes[graph.input].bytes());
+        slot_bytes.push(shapes[graph.input].bytes_as(element_bytes));
         for (i, node) in graph.nodes.iter().enumerate() {
-            let need = shapes[node.output].bytes();
+            let need = shapes[node.output].bytes_as(element_bytes);
             let pick = if reuse && node.output != graph.output {
                 best_fit(&free, &slot_bytes, need)
             } else {

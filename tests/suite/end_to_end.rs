@@ -58,8 +58,9 @@ pub fn check_on(ctx: Arc<GpuContext>, name: &str, label: &str) -> Vec<f32> {
     assert_eq!(got.len(), case.batch * case.classes);
     let err = relative_error(&got, &want.data);
     eprintln!("{name} ({label}): relative error {err:.3e}");
-    // The bar: f32 end to end within 1e-4 of PyTorch (computed in f64).
-    assert!(err <= 1e-4, "{name}: relative error {err:.3e} > 1e-4");
+    // The bar: f32 end to end within 1e-4 of PyTorch (computed in f64); f16 1e-2.
+    let tol = common::end_to_end_tolerance(&engine.ctx);
+    assert!(err <= tol, "{name}: relative error {err:.3e} > {tol:e}");
     // Same top-1 for every sample.
     for n in 0..case.batch {
         let argmax = |v: &[f32]| {

@@ -22,6 +22,7 @@ mod kernels_preact;
 mod kernels_winograd;
 mod pipeline_cache;
 mod preact;
+mod precision;
 mod robust_cli;
 mod robust_inputs;
 mod robust_weights;

@@ -382,7 +382,16 @@ fn info_plans_a_wide_resnet_at_32_and_says_why_it_cannot_run_at_224() {
 
 /// Every fixture through the engine at its PyTorch input, in `mode`: logits and the pooled
 /// features against the CPU reference's.
-fn fixtures_match_pytorch(mode: Mode) {
+pub(crate) fn fixtures_match_pytorch(mode: Mode) {
+    fixtures_match_pytorch_within(mode, &|_, ctx| common::end_to_end_tolerance(ctx));
+}
+
+/// [`fixtures_match_pytorch`] with each case's bound on the logits from `tol` (case name,
+/// device).
+pub(crate) fn fixtures_match_pytorch_within(
+    mode: Mode,
+    tol: &dyn Fn(&str, &resnet_wgpu::GpuContext) -> f64,
+) {
     let Some(ctx) = common::gpu_mode(mode) else {
         return;
     };
@@ -392,7 +401,9 @@ fn fixtures_match_pytorch(mode: Mode) {
         let (input, logits) = (preact_fixture(&case.input), preact_fixture(&case.logits));
         let size = InputSize::image(case.batch, case.height, case.width);
         let what = format!("{} {mode:?}", case.name);
-        common::network_matches_pytorch(&ctx, &what, network, &w, (&input, &logits), size);
+        let files = (input.as_path(), logits.as_path());
+        let bound = tol(&case.name, &ctx);
+        common::network_matches_pytorch_within(&ctx, &what, (network, &w), files, size, bound);
     }
 }
 

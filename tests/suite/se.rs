@@ -282,7 +282,7 @@ fn se_kernels_match_the_reference_checked() {
     kernels_match_reference(ALL_MODES[2], 132, 8);
 }
 
-fn fixtures_match_pytorch(mode: Mode) {
+pub(crate) fn fixtures_match_pytorch(mode: Mode) {
     let Some(ctx) = common::gpu_mode(mode) else {
         return;
     };

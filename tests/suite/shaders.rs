@@ -4,19 +4,32 @@
 
 use crate::common::specialisations::{
     all_conv_tiles, conv_reduce_constants, dense_conv_constants, fold_bn_constants, fold_constants,
-    gemm_specialisations, parse, specialised, spirv, tuning_candidates, winograd_specialisations,
+    gemm_specialisations, parse, parse_in, specialised_in, spirv, tuning_candidates,
+    winograd_specialisations,
 };
 use naga::back::PipelineConstants;
 use naga::{AddressSpace, ShaderStage, StorageAccess};
 use resnet_wgpu::gpu::kernels::{Binding, Constants, SHADER_FILES};
 use resnet_wgpu::gpu::ops::conv::{conv_constants, ConvTiles};
 use resnet_wgpu::gpu::ops::Kernel;
+use resnet_wgpu::Precision;
 
-/// Applies `constants` for `kernel`'s entry point, re-validates, emits SPIR-V, and returns
-/// the workgroup size and the workgroup memory (bytes) of the specialised entry point.
+/// Applies `constants` for `kernel`'s entry point in both precisions, re-validates, emits
+/// SPIR-V, and returns the workgroup size and the workgroup memory (bytes) of the specialised
+/// entry point, which must not depend on the precision (workgroup memory stays f32).
 fn specialise(kernel: Kernel, constants: &Constants) -> ([u32; 3], u32) {
-    let (processed, processed_info) = specialised(kernel, constants);
-    let what = format!("{kernel:?} {constants:?}");
+    let f32 = specialise_in(kernel, constants, Precision::F32);
+    let f16 = specialise_in(kernel, constants, Precision::F16);
+    assert_eq!(
+        f32, f16,
+        "{kernel:?} {constants:?}: f16 changes the workgroup"
+    );
+    f32
+}
+
+fn specialise_in(kernel: Kernel, constants: &Constants, precision: Precision) -> ([u32; 3], u32) {
+    let (processed, processed_info) = specialised_in(kernel, constants, precision);
+    let what = format!("{kernel:?} {constants:?} ({precision})");
     // naga keeps the overrides, each now holding its resolved value.
     for (_, o) in processed.overrides.iter() {
         assert!(
@@ -87,6 +100,52 @@ fn every_shader_file_parses_and_validates() {
             "{kernel:?}: {} not compiled in",
             kernel.file()
         );
+    }
+}
+
+/// Whether `ty` is, or is an array or vector of, f16.
+fn holds_f16(module: &naga::Module, ty: naga::Handle<naga::Type>) -> bool {
+    use naga::{Scalar, TypeInner};
+    let half = |s: &Scalar| *s == Scalar::F16;
+    match &module.types[ty].inner {
+        TypeInner::Scalar(s) | TypeInner::Vector { scalar: s, .. } => half(s),
+        TypeInner::Array { base, .. } => holds_f16(module, *base),
+        TypeInner::Struct { members, .. } => members.iter().any(|m| holds_f16(module, m.ty)),
+        _ => false,
+    }
+}
+
+/// The precision convention, checked on what the engine compiles: every file's f16 module
+/// stores some of its storage arrays as f16 (the `Act` ones), while uniforms and workgroup
+/// memory stay f32; the f32 module has no f16 at all.
+#[test]
+fn f16_modules_store_act_arrays_as_f16_and_nothing_else() {
+    for (file, _) in SHADER_FILES {
+        let (f32_module, _) = parse_in(file, Precision::F32);
+        assert!(
+            f32_module
+                .types
+                .iter()
+                .all(|(h, _)| !holds_f16(&f32_module, h)),
+            "{file}: f16 in the f32 module"
+        );
+        let (module, _) = parse_in(file, Precision::F16);
+        let storage_f16 = module
+            .global_variables
+            .iter()
+            .filter(|(_, v)| matches!(v.space, AddressSpace::Storage { .. }))
+            .filter(|(_, v)| holds_f16(&module, v.ty))
+            .count();
+        assert!(storage_f16 > 0, "{file}: no storage array became f16");
+        for (_, v) in module.global_variables.iter() {
+            if matches!(v.space, AddressSpace::Uniform | AddressSpace::WorkGroup) {
+                assert!(
+                    !holds_f16(&module, v.ty),
+                    "{file}: {:?} must stay f32",
+                    v.name
+                );
+            }
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use resnet_wgpu::graph::{Conv, Graph, Op, Window};
 use resnet_wgpu::model::{arch, synthetic::synthetic_weights};
 use resnet_wgpu::reference::{conv_rows, relative_error};
 use resnet_wgpu::weights::serialize_f32;
-use resnet_wgpu::{Engine, GpuContext, GpuOptions, Output, TuneOptions, WeightsFile};
+use resnet_wgpu::{Engine, GpuContext, GpuOptions, Output, Precision, TuneOptions, WeightsFile};
 
 /// One conv layer the tuner is checked on (`t`, `temporal`: clips; 1 and a point for images).
 #[derive(Clone, Copy, Debug)]
@@ -168,6 +168,19 @@ fn search_space(engine: &Engine, r: &Row) -> Vec<ConvConfig> {
     space
 }
 
+/// The bound of [`check_row`]: f32 1e-5 (see `kernels`). In f16 the reference reads the very
+/// values the kernel reads (the input rounded to f16 as the upload rounds it, the weights read
+/// back as stored, the residual conv's output rounded as the GPU stores it), so what remains
+/// is the f16 rounding of the output (≤ 2⁻¹¹ ≈ 4.9e-4 of a value) plus, where the GPU's f32
+/// sum of the residual lands on the other side of a rounding boundary, one f16 step of the
+/// residual (≤ 9.8e-4): 2e-3. An indexing, layout or epilogue error is O(1).
+fn row_tolerance(ctx: &GpuContext) -> f64 {
+    match ctx.precision {
+        Precision::F32 => 1e-5,
+        Precision::F16 => 2e-3,
+    }
+}
+
 /// Runs conv `b` of row `r` under every configuration of its search space and checks each
 /// against the CPU reference; returns how many ran and the worst relative error. With checked
 /// shaders a configuration already in `seen` (run on an earlier row) is skipped.
@@ -177,11 +190,24 @@ fn check_row(
     row: usize,
     seen: &mut HashSet<ConvConfig>,
 ) -> (usize, f64) {
+    check_row_of(ctx, r, row, seen, &|space| space)
+}
+
+/// [`check_row`] under the configurations `pick` keeps of the search space.
+fn check_row_of(
+    ctx: &Arc<GpuContext>,
+    r: &Row,
+    row: usize,
+    seen: &mut HashSet<ConvConfig>,
+    pick: &dyn Fn(Vec<ConvConfig>) -> Vec<ConvConfig>,
+) -> (usize, f64) {
     let seed = 77 + row as u64;
     let mut rng = Rng::new(seed);
     let engine = engine(ctx, r, &mut rng);
     let size = r.size();
     let x = rng.vec(size.n * r.cin * size.t * size.h * size.w, -1.0, 1.0);
+    // What the kernels read in this precision (the identity in f32).
+    let x = ctx.precision.round(&x);
     let problems: BTreeMap<String, _> = engine.conv_problems(size).unwrap().into_iter().collect();
     let reference = |name: &str, residual: Option<&[f32]>| {
         let p = problems[name];
@@ -189,8 +215,11 @@ fn check_row(
         let rows: Vec<usize> = (0..p.m()).collect();
         conv_rows(&p, &x, &wk, &bias, residual, &rows)
     };
-    let a = r.residual.then(|| reference("a", None));
+    let a = r
+        .residual
+        .then(|| ctx.precision.round(&reference("a", None)));
     let want = reference("b", a.as_deref());
+    let tol = row_tolerance(ctx);
     let key = problems["b"].key();
     let (mut count, mut worst) = (0, 0f64);
     let space = search_space(&engine, r);
@@ -205,6 +234,7 @@ fn check_row(
         .count();
     let eligible = r.kernel == 1 && r.cin.is_multiple_of(4) && r.cout.is_multiple_of(4);
     assert_eq!(eligible, gemm >= 5 && gemm_tiled >= 10, "{r:?}: {space:?}");
+    let space = pick(space);
     for config in space {
         if !seen.insert(config) && ctx.checked_shaders {
             continue;
@@ -215,10 +245,11 @@ fn check_row(
         let got = engine.run_at(&x, size, Output::Logits).unwrap();
         let err = relative_error(&got, &want);
         assert!(
-            err <= 1e-5,
-            "{r:?} under {} (checked shaders: {}): relative error {err:.3e}",
+            err <= tol,
+            "{r:?} under {} (checked shaders: {}, {}): relative error {err:.3e}",
             config.describe(),
-            ctx.checked_shaders
+            ctx.checked_shaders,
+            ctx.precision
         );
         worst = worst.max(err);
         count += 1;
@@ -283,6 +314,49 @@ fn every_tuning_candidate_matches_the_reference_over_frames() {
     check_rows(false, 7..8);
 }
 
+/// A few configurations of a search space: its first (a `registers` one), three more spread
+/// over the rest, and its first two split-K ones, so every row checks both kernels and, where
+/// it has them, split-K's f32 partial sums.
+fn sample_of(space: Vec<ConvConfig>) -> Vec<ConvConfig> {
+    let (split, whole): (Vec<_>, Vec<_>) = space.into_iter().partition(|c| c.split_k > 1);
+    let step = whole.len().div_ceil(4).max(1);
+    let mut picked: Vec<ConvConfig> = whole.into_iter().step_by(step).collect();
+    picked.extend(split.into_iter().take(2));
+    picked
+}
+
+/// f16 (activations and weights stored as f16, f32 arithmetic): every row under a sample of
+/// its search space, in both f16 configurations (each conv kernel default, checked shaders on
+/// one of them), against the CPU reference on the same f16 values.
+#[test]
+fn tuning_candidates_match_the_reference_in_f16() {
+    let start = std::time::Instant::now();
+    let (mut count, mut worst, mut splits) = (0, 0f64, 0);
+    for mode in common::F16_MODES {
+        let Some(ctx) = common::gpu_mode(mode) else {
+            return;
+        };
+        assert_eq!(ctx.precision, Precision::F16);
+        for (i, r) in ROWS.iter().enumerate() {
+            let mut seen = HashSet::new();
+            let (c, e) = check_row_of(&ctx, r, i, &mut seen, &|space| sample_of(space));
+            splits += seen.iter().filter(|c| c.split_k > 1).count();
+            count += c;
+            worst = worst.max(e);
+        }
+    }
+    // The f16 path really ran: exact f32 would leave ~1e-7.
+    assert!(
+        worst > 1e-5,
+        "worst relative error {worst:.2e}: was this f16?"
+    );
+    assert!(splits >= 4, "split-K configurations checked: {splits}");
+    eprintln!(
+        "f16: {count} runs, {splits} split-K, worst relative error {worst:.2e}, {:.1?}",
+        start.elapsed()
+    );
+}
+
 /// Checked shaders: every configuration of the rows' search spaces (kernel, tiles, split-K)
 /// once, on the first row whose space has it. What the skipped repeats would add, a
 /// configuration on another row's layout (NCHW stem, 1×1, grouped, with or without a
@@ -327,7 +401,7 @@ fn tune_picks_verified_winners_and_the_cache_carries_them() {
     // Into a cache directory, and out again in a new engine on this adapter.
     let dir = common::scratch("tuning-cache");
     let mut cache = TuneCache::empty();
-    cache.record(&ctx.info, &report);
+    cache.record(&ctx.info, ctx.precision, &report);
     cache.save(&TuneCache::path(&dir)).unwrap();
     let options = GpuOptions {
         disk_cache: DiskCache::Dir(dir.clone()),

@@ -11,7 +11,7 @@ use resnet_wgpu::weights::serialize_f32;
 use resnet_wgpu::{Engine, Network, Output, WeightsFile};
 
 /// Every fixture through the engine at its PyTorch input, in `mode`: logits and features.
-fn fixtures_match_pytorch(mode: Mode) {
+pub(crate) fn fixtures_match_pytorch(mode: Mode) {
     let Some(ctx) = common::gpu_mode(mode) else {
         return;
     };

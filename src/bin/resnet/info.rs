@@ -11,7 +11,7 @@ use resnet_wgpu::metadata::{class_names_with, default_preprocess, LabelSource};
 use resnet_wgpu::model::preact::{PreActArch, PreActLayout};
 use resnet_wgpu::model::{Arch, Shortcut, SourceConfig, Stem};
 use resnet_wgpu::preprocess::{presets, Preprocess};
-use resnet_wgpu::{Error, Model, Network, WeightsFile};
+use resnet_wgpu::{Error, Model, Network, Precision, WeightsFile};
 
 use crate::info_video::{self as info_video, ClipChoice};
 use crate::inputs::{at_least, naming_file, open_weights};
@@ -29,6 +29,8 @@ struct Facts {
     labels_from: Option<String>,
     gflops_224: f64,
     gflops: f64,
+    /// The storage precision the plan's sizes are for (`--precision`).
+    precision: Precision,
 }
 
 pub fn info(
@@ -37,6 +39,7 @@ pub fn info(
     frames: Option<usize>,
     batch: usize,
     json: bool,
+    precision: Precision,
 ) -> anyhow::Result<()> {
     at_least("--batch", batch, 1)?;
     if let Some(t) = frames {
@@ -68,7 +71,7 @@ pub fn info(
     };
     refuse_frames(&file, frames)?;
     let (h, w) = size.unwrap_or((224, 224));
-    let facts = gather(file, config, arch, graph, batch, h, w)?;
+    let facts = gather(file, config, arch, graph, (batch, h, w), precision)?;
     if json {
         let value = to_json(&facts, batch, h, w);
         outln!("{}", serde_json::to_string_pretty(&value)?);
@@ -82,9 +85,8 @@ fn gather(
     config: Option<SourceConfig>,
     arch: Arch,
     graph: Graph,
-    batch: usize,
-    h: usize,
-    w: usize,
+    (batch, h, w): (usize, usize, usize),
+    precision: Precision,
 ) -> anyhow::Result<Facts> {
     let flops_at = |n, h, w| -> anyhow::Result<f64> {
         let shapes = graph.infer_shapes(n, h, w)?;
@@ -99,7 +101,7 @@ fn gather(
     let shapes = graph
         .infer_shapes(batch, h, w)
         .with_context(|| format!("planning for {batch}x3x{h}x{w}"))?;
-    let plan = MemoryPlan::new(&graph, &shapes, true);
+    let plan = MemoryPlan::with_element_bytes(&graph, &shapes, true, precision.element_bytes());
     let gflops = flops_at(batch, h, w)?;
     let (pre, pre_from) = default_preprocess(&file, Some(&arch), config.as_ref())?;
     let labels_from = match arch.num_classes {
@@ -120,6 +122,7 @@ fn gather(
         labels_from,
         gflops_224,
         gflops,
+        precision,
     })
 }
 
@@ -185,7 +188,8 @@ fn to_json(f: &Facts, batch: usize, h: usize, w: usize) -> serde_json::Value {
             "dispatches": f.graph.nodes.len(),
             "activation_buffers": f.plan.slot_bytes.len(),
             "peak_activation_bytes": f.plan.peak_bytes(),
-            "weight_bytes": f.graph.folded_weight_bytes(),
+            "weight_bytes": f.graph.folded_weight_bytes_as(f.precision.element_bytes()),
+            "precision": f.precision,
             "gflops": f.gflops,
         },
         "metadata": f.file.metadata,
@@ -238,11 +242,12 @@ fn print_text(f: &Facts, batch: usize, h: usize, w: usize) -> anyhow::Result<()>
         f.gflops_224
     );
     outln!(
-        "plan @ {batch}x3x{h}x{w}: {} dispatches, {} activation buffers ({:.1} MiB), {:.1} MiB folded weights",
+        "plan @ {batch}x3x{h}x{w}: {} dispatches, {} activation buffers ({:.1} MiB), {:.1} MiB folded weights ({})",
         f.graph.nodes.len(),
         f.plan.slot_bytes.len(),
         mib(f.plan.peak_bytes()),
-        mib(f.graph.folded_weight_bytes())
+        mib(f.graph.folded_weight_bytes_as(f.precision.element_bytes())),
+        f.precision
     );
     if let Some(d) = f.file.metadata.get("resnet.description") {
         outln!("description:  {d}");

@@ -27,7 +27,8 @@ use clap::{Parser, Subcommand};
 use resnet_wgpu::gpu::disk_cache::DiskCache;
 use resnet_wgpu::graph::InputSize;
 use resnet_wgpu::{
-    fsutil, npy, reference, AdapterChoice, Engine, Error, GpuOptions, Output, WeightsFile,
+    fsutil, npy, reference, AdapterChoice, Engine, Error, GpuOptions, Output, Precision,
+    WeightsFile,
 };
 
 #[derive(Parser)]
@@ -46,6 +47,11 @@ struct Cli {
     /// Create shaders with wgpu's runtime bounds checks (slower; a safety net).
     #[arg(long, global = true)]
     checked_shaders: bool,
+    /// Storage of activations and weights on the GPU: f32, or f16 (half the memory traffic,
+    /// f32 arithmetic, about 1e-2 from PyTorch; needs the adapter's SHADER_F16). Tuned
+    /// kernels are kept per precision.
+    #[arg(long, global = true, value_enum, default_value = "f32")]
+    precision: PrecisionFlag,
     /// Convolution kernel: auto, tiled (workgroup memory) or registers (no barriers).
     #[arg(long, global = true, value_enum, default_value = "auto")]
     conv_kernel: ConvKernelFlag,
@@ -138,6 +144,22 @@ enum ConvKernelFlag {
     Registers,
 }
 
+/// How activations and weights are stored (`resnet_wgpu::Precision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum PrecisionFlag {
+    F32,
+    F16,
+}
+
+impl From<PrecisionFlag> for Precision {
+    fn from(flag: PrecisionFlag) -> Self {
+        match flag {
+            PrecisionFlag::F32 => Precision::F32,
+            PrecisionFlag::F16 => Precision::F16,
+        }
+    }
+}
+
 fn gpu_options(cli: &Cli) -> GpuOptions {
     GpuOptions {
         adapter: AdapterChoice {
@@ -156,6 +178,7 @@ fn gpu_options(cli: &Cli) -> GpuOptions {
             Some(dir) => DiskCache::Dir(dir.clone()),
             None => DiskCache::User,
         },
+        precision: cli.precision.into(),
     }
 }
 
@@ -319,6 +342,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 frames,
                 batch,
                 json,
+                cli.precision.into(),
             ),
             members => {
                 if frames.is_some() {

@@ -50,8 +50,10 @@ pub const FOLD_UNIFORM: UniformLayout =
 
 /// Weight and bias of one conv or linear node, ready for its kernel.
 pub struct LayerWeights {
-    /// `(kT·kH·kW·C_in/G, C_out)` f32 (kT = 1 for images).
+    /// `(kT·kH·kW·C_in/G, C_out)` in the context's precision (kT = 1 for images).
     pub weight: wgpu::Buffer,
+    /// Values in `weight` (its size may be rounded up to 4 bytes).
+    pub len: usize,
     /// `(C_out)` f32.
     pub bias: wgpu::Buffer,
     /// The Winograd-transformed weights, made when a plan first runs the node with Winograd.
@@ -189,7 +191,8 @@ fn encode_fold(
     weights: &WeightsFile,
 ) -> Result<(LayerWeights, Vec<wgpu::Buffer>)> {
     let total = source.total();
-    check_size(ctx, &source.weight, total as u64 * 4)?;
+    let weight_bytes = ctx.precision.bytes(total as u64);
+    check_size(ctx, &source.weight, weight_bytes)?;
     let (w_raw, w_dtype) = raw_buffer(ctx, weights, &source.weight)?;
     let [g, b, m, v] = source.param_names().map(|name| match name.is_empty() {
         true => Ok(zero_bias(ctx, source.out_c)),
@@ -205,7 +208,8 @@ fn encode_fold(
         })
     };
     let layer = LayerWeights {
-        weight: output(format!("{node} weight (K, C_out)"), total * 4),
+        weight: output(format!("{node} weight (K, C_out)"), weight_bytes as usize),
+        len: total,
         bias: output(format!("{node} bias (C_out)"), source.out_c * 4),
         winograd: TransformedWeights::default(),
     };

@@ -106,7 +106,7 @@ impl NodeOp for Linear<'_> {
             config: format!("linear {}→{}", self.in_features, self.out_features),
             output_shape: y,
             flops: 2 * (y.numel() * self.in_features) as u64,
-            bytes: x.bytes() + y.bytes() + weights.bytes(),
+            bytes: (x.numel() + y.numel()) as u64 * ctx.precision.element_bytes() + weights.bytes(),
             pipeline: env.kernels.pipeline(&ctx.device, LINEAR, vec![])?,
             bind_group,
             workgroups: [self.out_features.div_ceil(256) as u32, n as u32, 1],

@@ -238,7 +238,7 @@ impl NodeOp for Pool {
             output_shape: y,
             // No multiply-adds (as `graph::Op::flops` counts them).
             flops: 0,
-            bytes: x.bytes() + y.bytes(),
+            bytes: (x.numel() + y.numel()) as u64 * ctx.precision.element_bytes(),
             pipeline: env
                 .kernels
                 .pipeline(&ctx.device, kernel, self.constants())?,

@@ -165,6 +165,7 @@ impl NodeOp for SqueezeExciteNode<'_> {
             })
         };
         let fc_bytes = fc1.bytes() + fc2.bytes();
+        let y_bytes = y.bytes_as(ctx.precision.element_bytes());
         let fc_flops = 2 * (images * se.macs_per_image()) as u64;
         Ok(vec![
             step(
@@ -172,14 +173,14 @@ impl NodeOp for SqueezeExciteNode<'_> {
                 squeeze,
                 flat_dispatch(images as u64, 1, &ctx.limits)?,
                 fc_flops,
-                y.bytes() + fc_bytes + scratch_bytes(se, y),
+                y_bytes + fc_bytes + scratch_bytes(se, y),
             )?,
             step(
                 SE_APPLY,
                 apply,
                 flat_dispatch(y.numel() as u64, 256, &ctx.limits)?,
                 0,
-                3 * y.bytes(),
+                3 * y_bytes,
             )?,
         ])
     }

@@ -22,7 +22,8 @@ use crate::gpu::ops::conv::steps::{conv_steps, ConvBuffers};
 use crate::gpu::ops::conv::{ConvAlgo, ConvConfig, ConvProblem, DeviceFit, SPLITS};
 use crate::gpu::ops::fold_bn::LayerWeights;
 use crate::gpu::ops::node_op::StepEnv;
-use crate::gpu::readback::copy_out;
+use crate::gpu::precision::Precision;
+use crate::gpu::readback::{copy_out, copy_out_stored};
 use crate::gpu::timing::{median, time_repeated, TimingMethod};
 use crate::graph::InputSize;
 use crate::reference::{conv_rows, relative_error, sample_rows, scale_shift_relu};
@@ -34,6 +35,10 @@ const SCREEN_FACTOR: f64 = 1.5;
 const VERIFY_ROWS: usize = 48;
 /// Largest `max|got − want| / max|want|` a winner may have (f32 against f64).
 const VERIFY_TOL: f64 = 1e-4;
+/// The same in f16: the reference reads the very f16 values the kernel reads (input,
+/// residual and weight rounded alike), so what remains is the f16 rounding of the output,
+/// at most 2⁻¹¹ ≈ 4.9e-4 of each value, and f32 summation order: twice that bound.
+const VERIFY_TOL_F16: f64 = 1e-3;
 /// Local search: most moves from a starting point, and the least gain worth a move.
 const MAX_MOVES: usize = 8;
 const MIN_GAIN: f64 = 0.02;
@@ -167,8 +172,9 @@ impl<'a> Bench<'a> {
         let (in_len, out_len) = (p.input_numel(), p.m() * p.out_c);
         // Sizes are checked before any host data is made: a shape too large for the
         // adapter is refused, not built in host memory first.
-        check_size(ctx, "tuning input", in_len as u64 * 4)?;
-        check_size(ctx, "tuning output", out_len as u64 * 4)?;
+        let stored = |len: usize| ctx.precision.bytes(len as u64);
+        check_size(ctx, "tuning input", stored(in_len))?;
+        check_size(ctx, "tuning output", stored(out_len))?;
         // The search may reach any split whatever the tiles; grouped convs never split.
         let max_scratch = SPLITS[1..]
             .iter()
@@ -179,8 +185,9 @@ impl<'a> Bench<'a> {
             .unwrap_or(0)
             .max(winograd_scratch(p, &fit));
         check_size(ctx, "tuning partial sums", max_scratch)?;
-        let x = seeded(in_len, 1);
-        let residual = p.residual.then(|| seeded(out_len, 2));
+        // Rounded to the stored precision, so the CPU reference reads what the kernel reads.
+        let x = ctx.precision.round(&seeded(in_len, 1));
+        let residual = p.residual.then(|| ctx.precision.round(&seeded(out_len, 2)));
         let storage = |label: &str, bytes: u64, data: Option<&[f32]>| {
             let b = ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -191,18 +198,18 @@ impl<'a> Bench<'a> {
                 mapped_at_creation: false,
             });
             if let Some(d) = data {
-                ctx.queue.write_buffer(&b, 0, bytemuck::cast_slice(d));
+                ctx.queue.write_buffer(&b, 0, &ctx.precision.encode(d));
             }
             b
         };
         let (input, residual_buffer, output, scratch, unused) =
             ctx.scoped("allocating tuning buffers", || {
                 (
-                    storage("tuning input", in_len as u64 * 4, Some(&x)),
+                    storage("tuning input", stored(in_len), Some(&x)),
                     residual
                         .as_deref()
-                        .map(|r| storage("tuning residual", out_len as u64 * 4, Some(r))),
-                    storage("tuning output", out_len as u64 * 4, None),
+                        .map(|r| storage("tuning residual", stored(out_len), Some(r))),
+                    storage("tuning output", stored(out_len), None),
                     (max_scratch > 0).then(|| storage("tuning partial sums", max_scratch, None)),
                     storage("unused binding", 16, None),
                 )
@@ -285,7 +292,7 @@ impl<'a> Bench<'a> {
         let ctx = &self.engine.ctx;
         let p = self.p;
         let (w_kc, bias) = (
-            copy_out(ctx, &self.layer.weight)?,
+            copy_out_stored(ctx, &self.layer.weight, self.layer.len)?,
             copy_out(ctx, &self.layer.bias)?,
         );
         let rows = sample_rows(p.m(), VERIFY_ROWS);
@@ -305,7 +312,11 @@ impl<'a> Bench<'a> {
             let Some(error) = self.error_against(&t.config, &rows, &want)? else {
                 continue;
             };
-            if error > VERIFY_TOL {
+            let tolerance = match ctx.precision {
+                Precision::F32 => VERIFY_TOL,
+                Precision::F16 => VERIFY_TOL_F16,
+            };
+            if error > tolerance {
                 log::error!(
                     "{}: {} is wrong on {} (relative error {error:.2e}); not used",
                     p.key(),
@@ -353,8 +364,8 @@ impl<'a> Bench<'a> {
         if self.measure(config, 0, 1)?.is_none() {
             return Ok(None);
         }
-        let out = copy_out(&self.engine.ctx, &self.output)?;
         let c = self.p.out_c;
+        let out = copy_out_stored(&self.engine.ctx, &self.output, self.p.m() * c)?;
         let got: Vec<f32> = rows
             .iter()
             .flat_map(|&m| out[m * c..(m + 1) * c].iter().copied())

@@ -11,6 +11,7 @@ use resnet_wgpu::gpu::ops::conv::{
     conv_constants, grouped_conv_constants, ConvAlgo, ConvConfig, ConvProblem, ConvTiles, DeviceFit,
 };
 use resnet_wgpu::gpu::ops::Kernel;
+use resnet_wgpu::Precision;
 
 pub fn validator() -> Validator {
     Validator::new(ValidationFlags::all(), Capabilities::all())
@@ -18,25 +19,44 @@ pub fn validator() -> Validator {
 
 /// One WGSL file of `SHADER_FILES`, parsed and validated.
 pub fn parse(file: &str) -> (Module, ModuleInfo) {
+    parse_in(file, Precision::F32)
+}
+
+/// One WGSL file of `SHADER_FILES` as the engine builds it in `precision`, parsed and
+/// validated.
+pub fn parse_in(file: &str, precision: Precision) -> (Module, ModuleInfo) {
     let source = SHADER_FILES
         .iter()
         .find(|(f, _)| *f == file)
         .unwrap_or_else(|| panic!("{file} not in SHADER_FILES"))
         .1;
-    let module = naga::front::wgsl::parse_str(source)
-        .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
+    let source = precision
+        .shader_source(file, source)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let what = format!("{file} ({precision})");
+    let module = naga::front::wgsl::parse_str(&source)
+        .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&source)));
     let info = validator()
         .validate(&module)
-        .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
+        .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&source)));
     (module, info)
 }
 
 /// `kernel`'s module with `constants` applied and compacted to its entry point, re-validated:
 /// what wgpu hands each back end when it creates the pipeline.
 pub fn specialised(kernel: Kernel, constants: &Constants) -> (Module, ModuleInfo) {
-    let (module, info) = parse(kernel.file());
+    specialised_in(kernel, constants, Precision::F32)
+}
+
+/// [`specialised`] for the module of `precision`.
+pub fn specialised_in(
+    kernel: Kernel,
+    constants: &Constants,
+    precision: Precision,
+) -> (Module, ModuleInfo) {
+    let (module, info) = parse_in(kernel.file(), precision);
     let map: PipelineConstants = constants.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-    let what = format!("{kernel:?} {constants:?}");
+    let what = format!("{kernel:?} {constants:?} ({precision})");
     let (processed, _) = naga::back::pipeline_constants::process_overrides(
         &module,
         &info,

@@ -4,19 +4,31 @@
 //! every activation and weight moves as a vec4, so C_in and C_out must be multiples of 4.
 
 use super::steps::{describe_shape, epilogue, ConvBuffers};
-use super::{ConvAlgo, ConvConfig, ConvProblem, ConvTiles, DeviceFit, CONV_BINDINGS};
+use super::{ConvAlgo, ConvConfig, ConvProblem, ConvTiles, DeviceFit};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{Constants, KernelSpec, UniformLayout};
+use crate::gpu::kernels::{Binding, Constants, KernelSpec, UniformLayout};
 use crate::gpu::limits::{flat_dispatch, u32_of};
 use crate::gpu::ops::node_op::StepEnv;
 use crate::gpu::step::Step;
+
+// params, input, weight, bias, residual, output, pre-activation: conv.wgsl's layout without
+// split-K's partial sums (a GEMM never splits K).
+const GEMM_BINDINGS: &[Binding] = &[
+    Binding::Uniform,
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Read,
+];
 
 /// Register-blocked GEMM without workgroup memory or barriers (CPU adapters).
 pub const GEMM: KernelSpec = KernelSpec {
     name: "ConvGemm",
     file: "gemm.wgsl",
     entry: "gemm",
-    bindings: CONV_BINDINGS,
+    bindings: GEMM_BINDINGS,
 };
 
 /// GEMM with workgroup-memory tiles and 4×4 register blocks (GPUs).
@@ -24,7 +36,7 @@ pub const GEMM_TILED: KernelSpec = KernelSpec {
     name: "ConvGemmTiled",
     file: "gemm.wgsl",
     entry: "gemm_tiled",
-    bindings: CONV_BINDINGS,
+    bindings: GEMM_BINDINGS,
 };
 
 /// `gemm`'s fixed workgroup, threads along channel quads × along pixels (gemm.wgsl's
@@ -175,8 +187,9 @@ pub fn gemm_steps(
     b: &ConvBuffers<'_>,
 ) -> Result<Vec<Step>> {
     let ctx = env.ctx;
-    let out_bytes = p.output_shape().bytes();
-    let input_bytes = p.input_numel() as u64 * 4;
+    let element = env.ctx.precision.element_bytes();
+    let out_bytes = p.output_shape().bytes_as(element);
+    let input_bytes = p.input_numel() as u64 * element;
     let too_small = |what: &str, buffer: &wgpu::Buffer, needed: u64| {
         (buffer.size() < needed).then(|| {
             Error::Gpu(format!(
@@ -187,7 +200,7 @@ pub fn gemm_steps(
     };
     let mut checks = vec![
         too_small("input", b.input, input_bytes),
-        too_small("weight", b.weight, (p.in_c * p.out_c) as u64 * 4),
+        too_small("weight", b.weight, (p.in_c * p.out_c) as u64 * element),
         too_small("bias", b.bias, p.out_c as u64 * 4),
         too_small("output", b.output, out_bytes),
     ];

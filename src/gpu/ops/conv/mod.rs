@@ -15,9 +15,12 @@ pub mod gemm;
 pub mod steps;
 pub mod winograd;
 
-// params, input, weight, bias, residual, output, pre-activation (the split-K sum reads the
-// partial sums as `input` and never touches `weight` or the pre-activation)
-pub(crate) const CONV_BINDINGS: &[Binding] = &[
+// params, input, weight, bias, residual, output, pre-activation, partial sums. The partial
+// sums of split-K have their own binding because they stay f32 in every precision while
+// activations are stored as `Act`; a conv that does not split binds its output there too (two
+// writable bindings of one buffer are allowed; only one is used). The split-K sum reads
+// `partials` and never touches `input`, `weight` or the pre-activation.
+const CONV_BINDINGS: &[Binding] = &[
     Binding::Uniform,
     Binding::Read,
     Binding::Read,
@@ -25,6 +28,7 @@ pub(crate) const CONV_BINDINGS: &[Binding] = &[
     Binding::Read,
     Binding::ReadWrite,
     Binding::Read,
+    Binding::ReadWrite,
 ];
 
 /// Implicit GEMM with workgroup-memory tiles and 4×4 register blocks (GPUs).

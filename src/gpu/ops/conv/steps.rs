@@ -164,12 +164,14 @@ pub fn conv_steps(
             b.weight,
             b.bias,
             b.residual.filter(|_| !split).unwrap_or(b.unused),
-            scratch.unwrap_or(b.output),
+            b.output,
             pre_act,
+            scratch.unwrap_or(b.output),
         ],
     )?;
-    let out_bytes = p.output_shape().bytes();
-    let input_bytes = p.input_numel() as u64 * 4;
+    let element = ctx.precision.element_bytes();
+    let out_bytes = p.output_shape().bytes_as(element);
+    let input_bytes = p.input_numel() as u64 * element;
     let written = match split {
         true => config.scratch_bytes(p),
         false => out_bytes * if p.residual { 2 } else { 1 },
@@ -251,16 +253,17 @@ fn split_k_sum(
         name,
         &[
             &uniform,
-            scratch,
+            b.unused,
             b.unused,
             b.bias,
             b.residual.unwrap_or(b.unused),
             b.output,
             b.unused,
+            scratch,
         ],
     )?;
     let elements = (p.m() * p.out_c) as u64;
-    let out_bytes = p.output_shape().bytes();
+    let out_bytes = p.output_shape().bytes_as(ctx.precision.element_bytes());
     Ok(Step {
         name: format!("{name} (split-K sum)"),
         kernel: SPLIT_K_SUM,

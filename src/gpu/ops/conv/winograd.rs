@@ -138,9 +138,10 @@ pub fn scratch_bytes(p: &ConvProblem, m: usize) -> u64 {
     (elements(m) * t * (p.in_c + p.out_c)) as u64 * 4
 }
 
-/// Bytes of the transformed weights U: E·C_in·C_out.
-fn transformed_bytes(p: &ConvProblem, m: usize) -> u64 {
-    (elements(m) * p.in_c * p.out_c) as u64 * 4
+/// Bytes of the transformed weights U: E·C_in·C_out elements of `element` bytes (stored as
+/// the weights are: `Act`). The check counts f32's 4, the most any precision stores.
+fn transformed_bytes(p: &ConvProblem, m: usize, element: u64) -> u64 {
+    (elements(m) * p.in_c * p.out_c) as u64 * element
 }
 
 /// The Winograd part of [`ConvConfig::check`]: the problem, the GEMM's tiles, and every
@@ -157,10 +158,10 @@ pub fn config_error(c: &ConvConfig, p: &ConvProblem, fit: &DeviceFit) -> Result<
     if scratch > fit.binding_bytes {
         return Err(format!("{scratch} bytes of transformed tiles"));
     }
-    if transformed_bytes(p, m) > fit.binding_bytes {
+    if transformed_bytes(p, m, 4) > fit.binding_bytes {
         return Err(format!(
             "{} bytes of transformed weights",
-            transformed_bytes(p, m)
+            transformed_bytes(p, m, 4)
         ));
     }
     // Indices are u32 (the scratch's, the tiles' and the transforms' thread counts).
@@ -221,12 +222,13 @@ impl TransformedWeights {
             .0
             .lock()
             .map_err(|_| Error::Gpu(format!("{name}: Winograd weights poisoned")))?;
+        let precision = env.ctx.precision;
         if let Some(u) = &cache[slot] {
-            if u.size() == transformed_bytes(p, m) {
+            if u.size() == transformed_bytes(p, m, precision.element_bytes()) {
                 return Ok(u.clone());
             }
         }
-        if weight.size() != 9 * (p.in_c * p.out_c) as u64 * 4 {
+        if weight.size() != precision.bytes(9 * (p.in_c * p.out_c) as u64) {
             return Err(Error::Gpu(format!(
                 "{name}: the weights are not (9·{}, {})",
                 p.in_c, p.out_c
@@ -257,7 +259,7 @@ fn transform_weights(
     };
     let u = storage(
         format!("{name} Winograd F({m}x{m}) weights (E, C_in, C_out)"),
-        transformed_bytes(p, m),
+        transformed_bytes(p, m, ctx.precision.element_bytes()),
     );
     // The layout's slots this entry never reads or writes: one small read-only buffer, and
     // a separate writable one (a buffer may not be both in one dispatch).
@@ -360,14 +362,15 @@ pub fn steps(
     let (t, in_c, out_c) = (t as u64, p.in_c as u64, p.out_c as u64);
     let v_bytes = e * t * in_c * 4;
     let m_bytes = e * t * out_c * 4;
-    let out_bytes = p.output_shape().bytes();
+    let element = ctx.precision.element_bytes();
+    let out_bytes = p.output_shape().bytes_as(element);
     let tn = config.tiles.tile_n as u64;
     let tm = config.tiles.tile_m as u64;
     let parts = [
         (
             INPUT_TRANSFORM,
             "input transform",
-            p.input_numel() as u64 * 4 + v_bytes,
+            p.input_numel() as u64 * element + v_bytes,
             flat_dispatch(t * in_c.div_ceil(4), GROUP, &ctx.limits)?,
             // Bᵀ·d·B: 2α³ adds per tile and channel, roughly.
             2 * e * (m as u64 + 2) * t * in_c,
