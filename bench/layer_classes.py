@@ -35,7 +35,10 @@ def main(path):
         c = classes.setdefault(layer_class(layer), [0, 0.0, 0.0])
         c[0] += 1
         c[1] += layer["gpu_ms"]
-        c[2] += layer["gflop"]
+        # A Winograd conv's transforms count in its class's time; its GEMM dispatch carries
+        # the direct conv's FLOPs, so GFLOP/s stay comparable across algorithms.
+        if not layer["config"].endswith("transform)"):
+            c[2] += layer["gflop"]
     print(f"{p['adapter']}, batch {p['batch']} at {p['height']}x{p['width']}, timing {p['method']}")
     print(f"{'class':<22} {'dispatches':>10} {'GPU ms':>10} {'share':>7} {'GFLOP':>8} {'GFLOP/s':>9}")
     for name, (n, ms, gflop) in sorted(classes.items(), key=lambda kv: -kv[1][1]):

@@ -106,6 +106,9 @@ struct Buffers {
     readback: wgpu::Buffer,
     /// Bound where a kernel's layout has a slot the specialisation never reads.
     unused: wgpu::Buffer,
+    /// Bound where a layout has a writable slot the specialisation never writes: WebGPU
+    /// forbids a writable binding that aliases any other binding of the same dispatch.
+    unused_writable: wgpu::Buffer,
     scratch: Option<wgpu::Buffer>,
 }
 
@@ -206,6 +209,7 @@ fn allocate(
             .collect(),
         readback: buffer("readback", readback_bytes.max(4), U::MAP_READ | U::COPY_DST),
         unused: buffer("unused binding", 16, U::STORAGE),
+        unused_writable: buffer("unused writable binding", 16, U::STORAGE),
         scratch: (scratch_bytes > 0).then(|| {
             buffer(
                 "scratch (split-K sums, SE scales)",
@@ -240,6 +244,7 @@ fn build_steps(
             pre_act: inputs.pre_acts.get(&node.name),
             scratch: buffers.scratch.as_ref(),
             unused: &buffers.unused,
+            unused_writable: &buffers.unused_writable,
         };
         let io = node_shapes(node, shapes);
         steps.extend(op.steps(env, &node.name, &io, conv.as_ref(), &node_buffers)?);

@@ -181,16 +181,19 @@ fn row_tolerance(ctx: &GpuContext) -> f64 {
     }
 }
 
-/// Runs conv `b` of row `r` under every configuration of its search space and checks each
-/// against the CPU reference; returns how many ran and the worst relative error. With checked
-/// shaders a configuration already in `seen` (run on an earlier row) is skipped.
+/// Runs conv `b` of row `r` under a wide sample of its search space (every algorithm, 16
+/// configurations spread over the tiles, 6 split-K ones; each compiles anew on a fresh
+/// machine's lavapipe, so the whole space would take many minutes) and checks each against the
+/// CPU reference; returns how many ran and the worst relative error. Every configuration of
+/// the space is compiled through naga (`shaders::every_tuning_candidate_compiles`), and the
+/// tuner checks its winner against the reference before keeping it.
 fn check_row(
     ctx: &Arc<GpuContext>,
     r: &Row,
     row: usize,
     seen: &mut HashSet<ConvConfig>,
 ) -> (usize, f64) {
-    check_row_of(ctx, r, row, seen, &|space| space)
+    check_row_of(ctx, r, row, seen, &|space| sample_of(space, 16, 6))
 }
 
 /// [`check_row`] under the configurations `pick` keeps of the search space.
@@ -257,11 +260,10 @@ fn check_row_of(
     (count, worst)
 }
 
-/// Rows `rows` under every configuration of their search spaces (with checked shaders, every
-/// configuration once; see [`check_row`]).
-fn check_rows(checked: bool, rows: std::ops::Range<usize>) {
+/// Rows `rows` under [`check_row`]'s sample of their search spaces, production shaders.
+fn check_rows(rows: std::ops::Range<usize>) {
     let start = std::time::Instant::now();
-    let Some(ctx) = gpu(checked) else { return };
+    let Some(ctx) = gpu(false) else { return };
     let (mut count, mut worst) = (0, 0f64);
     let mut seen = HashSet::new();
     for i in rows {
@@ -270,59 +272,71 @@ fn check_rows(checked: bool, rows: std::ops::Range<usize>) {
         worst = worst.max(e);
     }
     eprintln!(
-        "checked={checked}: {count} runs of {} configurations, worst relative error \
+        "{count} runs of {} configurations, worst relative error \
          {worst:.2e}, {:.1?}",
         seen.len(),
         start.elapsed()
     );
 }
 
-// Production shaders: every candidate on every row, a test per row so the two test threads
+// Production shaders: a wide sample of every row's space, a test per row so the two test threads
 // share the work (each row compiles its own specialisations: the suite's longest tests).
 #[test]
-fn every_tuning_candidate_matches_the_reference_late_layer_split_k() {
-    check_rows(false, 0..1);
+fn tuning_candidates_match_the_reference_late_layer_split_k() {
+    check_rows(0..1);
 }
 
 #[test]
-fn every_tuning_candidate_matches_the_reference_pointwise() {
-    check_rows(false, 1..2);
+fn tuning_candidates_match_the_reference_pointwise() {
+    check_rows(1..2);
 }
 
 #[test]
-fn every_tuning_candidate_matches_the_reference_stem() {
-    check_rows(false, 2..3);
+fn tuning_candidates_match_the_reference_stem() {
+    check_rows(2..3);
 }
 
 #[test]
-fn every_tuning_candidate_matches_the_reference_projection_with_residual() {
-    check_rows(false, 3..4);
+fn tuning_candidates_match_the_reference_projection_with_residual() {
+    check_rows(3..4);
 }
 
 #[test]
-fn every_tuning_candidate_matches_the_reference_gemm() {
-    check_rows(false, 4..5);
+fn tuning_candidates_match_the_reference_gemm() {
+    check_rows(4..5);
 }
 
 #[test]
-fn every_tuning_candidate_matches_the_reference_grouped() {
-    check_rows(false, 5..7);
+fn tuning_candidates_match_the_reference_grouped() {
+    check_rows(5..7);
 }
 
 #[test]
-fn every_tuning_candidate_matches_the_reference_over_frames() {
-    check_rows(false, 7..8);
+fn tuning_candidates_match_the_reference_over_frames() {
+    check_rows(7..8);
 }
 
-/// A few configurations of a search space: its first (a `registers` one), three more spread
-/// over the rest, and its first two split-K ones, so every row checks both kernels and, where
-/// it has them, split-K's f32 partial sums.
-fn sample_of(space: Vec<ConvConfig>) -> Vec<ConvConfig> {
+/// `spread` configurations of a search space spread over it, the first of each algorithm (the
+/// direct kernels, the GEMMs, Winograd's tile sides, whichever the row has) and the first
+/// `splits` split-K ones, so every row checks every algorithm and, where it has them,
+/// split-K's f32 partial sums.
+fn sample_of(space: Vec<ConvConfig>, spread: usize, splits: usize) -> Vec<ConvConfig> {
     let (split, whole): (Vec<_>, Vec<_>) = space.into_iter().partition(|c| c.split_k > 1);
-    let step = whole.len().div_ceil(4).max(1);
-    let mut picked: Vec<ConvConfig> = whole.into_iter().step_by(step).collect();
-    picked.extend(split.into_iter().take(2));
+    let step = whole.len().div_ceil(spread).max(1);
+    let mut picked: Vec<ConvConfig> = whole.iter().copied().step_by(step).collect();
+    for c in whole {
+        if !picked.iter().any(|p| p.algo == c.algo) {
+            picked.push(c);
+        }
+    }
+    let split_step = split.len().div_ceil(splits).max(1);
+    picked.extend(split.into_iter().step_by(split_step));
     picked
+}
+
+/// The few configurations the f16 and checked-shader tests run per row.
+fn few(space: Vec<ConvConfig>) -> Vec<ConvConfig> {
+    sample_of(space, 4, 2)
 }
 
 /// f16 (activations and weights stored as f16, f32 arithmetic): every row under a sample of
@@ -339,7 +353,7 @@ fn tuning_candidates_match_the_reference_in_f16() {
         assert_eq!(ctx.precision, Precision::F16);
         for (i, r) in ROWS.iter().enumerate() {
             let mut seen = HashSet::new();
-            let (c, e) = check_row_of(&ctx, r, i, &mut seen, &|space| sample_of(space));
+            let (c, e) = check_row_of(&ctx, r, i, &mut seen, &few);
             splits += seen.iter().filter(|c| c.split_k > 1).count();
             count += c;
             worst = worst.max(e);
@@ -357,15 +371,26 @@ fn tuning_candidates_match_the_reference_in_f16() {
     );
 }
 
-/// Checked shaders: every configuration of the rows' search spaces (kernel, tiles, split-K)
-/// once, on the first row whose space has it. What the skipped repeats would add, a
-/// configuration on another row's layout (NCHW stem, 1×1, grouped, with or without a
-/// residual), is covered by the test above under every configuration with production
-/// shaders, and by the `kernels` and `kernels_family` modules, which run each of those
-/// layouts with checked shaders under both kernels.
+/// Checked shaders: every row under a sample of its search space ([`sample_of`]: every
+/// algorithm, spread tiles, split-K). Every configuration runs above with production shaders,
+/// and checked shaders only add wgpu's own guards to the same code: a sample shows the
+/// kernels stay in bounds under them, at a fraction of the compiles (on a fresh machine each
+/// configuration compiles anew on lavapipe: every one of them would add minutes).
 #[test]
-fn every_tuning_configuration_matches_the_reference_with_checked_shaders() {
-    check_rows(true, 0..ROWS.len());
+fn tuning_configurations_match_the_reference_with_checked_shaders() {
+    let start = std::time::Instant::now();
+    let Some(ctx) = gpu(true) else { return };
+    let (mut count, mut worst) = (0, 0f64);
+    for (i, r) in ROWS.iter().enumerate() {
+        let mut seen = HashSet::new();
+        let (c, e) = check_row_of(&ctx, r, i, &mut seen, &few);
+        count += c;
+        worst = worst.max(e);
+    }
+    eprintln!(
+        "checked: {count} runs, worst relative error {worst:.2e}, {:.1?}",
+        start.elapsed()
+    );
 }
 
 #[test]

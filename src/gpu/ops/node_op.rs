@@ -39,6 +39,9 @@ pub struct NodeBuffers<'a> {
     pub scratch: Option<&'a wgpu::Buffer>,
     /// Bound where a kernel's layout has a slot the specialisation never reads.
     pub unused: &'a wgpu::Buffer,
+    /// Bound where a layout has a writable slot the specialisation never writes: WebGPU
+    /// forbids a writable binding that aliases any other binding of the same dispatch.
+    pub unused_writable: &'a wgpu::Buffer,
 }
 
 /// The device and kernels steps are built with.

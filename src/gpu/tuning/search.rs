@@ -163,6 +163,7 @@ struct Bench<'a> {
     output: wgpu::Buffer,
     scratch: Option<wgpu::Buffer>,
     unused: wgpu::Buffer,
+    unused_writable: wgpu::Buffer,
 }
 
 impl<'a> Bench<'a> {
@@ -202,7 +203,7 @@ impl<'a> Bench<'a> {
             }
             b
         };
-        let (input, residual_buffer, output, scratch, unused) =
+        let (input, residual_buffer, output, scratch, unused, unused_writable) =
             ctx.scoped("allocating tuning buffers", || {
                 (
                     storage("tuning input", stored(in_len), Some(&x)),
@@ -212,6 +213,7 @@ impl<'a> Bench<'a> {
                     storage("tuning output", stored(out_len), None),
                     (max_scratch > 0).then(|| storage("tuning partial sums", max_scratch, None)),
                     storage("unused binding", 16, None),
+                    storage("unused writable binding", 16, None),
                 )
             })?;
         Ok(Bench {
@@ -229,6 +231,7 @@ impl<'a> Bench<'a> {
             output,
             scratch,
             unused,
+            unused_writable,
         })
     }
 
@@ -247,6 +250,7 @@ impl<'a> Bench<'a> {
             scratch: self.scratch.as_ref(),
             pre_act: self.pre_act,
             unused: &self.unused,
+            unused_writable: &self.unused_writable,
             winograd: Some(&self.layer.winograd),
         };
         let env = StepEnv {

@@ -60,13 +60,7 @@ impl ConvConfig {
             }));
         }
         out.extend(Self::winograd_starts(p, fit));
-        let mut seen = Vec::new();
-        out.retain(|c| {
-            let keep = c.check(p, fit).is_ok() && !seen.contains(c);
-            seen.push(*c);
-            keep
-        });
-        out
+        valid_and_unique(out, p, fit)
     }
 
     /// Where the local search starts: each kernel's heuristic choice (register-only, and
@@ -91,13 +85,7 @@ impl ConvConfig {
             });
         }
         out.extend(Self::winograd_starts(p, fit));
-        let mut seen = Vec::new();
-        out.retain(|c| {
-            let keep = c.check(p, fit).is_ok() && !seen.contains(c);
-            seen.push(*c);
-            keep
-        });
-        out
+        valid_and_unique(out, p, fit)
     }
 
     /// The GEMM kernels' blockings for a 1×1 conv (none for other problems: `check` drops
@@ -206,6 +194,21 @@ impl ConvConfig {
             .filter(|c| c.check(p, fit).is_ok())
             .collect()
     }
+}
+
+/// `configs` without those `p` cannot run on this device and without repeats, in order.
+fn valid_and_unique(
+    mut configs: Vec<ConvConfig>,
+    p: &ConvProblem,
+    fit: &DeviceFit,
+) -> Vec<ConvConfig> {
+    let mut seen = Vec::new();
+    configs.retain(|c| {
+        let keep = c.check(p, fit).is_ok() && !seen.contains(c);
+        seen.push(*c);
+        keep
+    });
+    configs
 }
 
 #[cfg(test)]

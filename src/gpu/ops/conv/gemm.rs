@@ -4,24 +4,16 @@
 //! every activation and weight moves as a vec4, so C_in and C_out must be multiples of 4.
 
 use super::steps::{describe_shape, epilogue, ConvBuffers};
-use super::{ConvAlgo, ConvConfig, ConvProblem, ConvTiles, DeviceFit};
+use super::{ConvAlgo, ConvConfig, ConvProblem, ConvTiles, DeviceFit, CONV_BINDINGS};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Binding, Constants, KernelSpec, UniformLayout};
 use crate::gpu::limits::{flat_dispatch, u32_of};
 use crate::gpu::ops::node_op::StepEnv;
 use crate::gpu::step::Step;
 
-// params, input, weight, bias, residual, output, pre-activation: conv.wgsl's layout without
-// split-K's partial sums (a GEMM never splits K).
-const GEMM_BINDINGS: &[Binding] = &[
-    Binding::Uniform,
-    Binding::Read,
-    Binding::Read,
-    Binding::Read,
-    Binding::Read,
-    Binding::ReadWrite,
-    Binding::Read,
-];
+// conv.wgsl's layout without split-K's partial sums (a GEMM never splits K): params, input,
+// weight, bias, residual, output, pre-activation.
+const GEMM_BINDINGS: &[Binding] = CONV_BINDINGS.split_at(7).0;
 
 /// Register-blocked GEMM without workgroup memory or barriers (CPU adapters).
 pub const GEMM: KernelSpec = KernelSpec {

@@ -17,10 +17,10 @@ pub mod winograd;
 
 // params, input, weight, bias, residual, output, pre-activation, partial sums. The partial
 // sums of split-K have their own binding because they stay f32 in every precision while
-// activations are stored as `Act`; a conv that does not split binds its output there too (two
-// writable bindings of one buffer are allowed; only one is used). The split-K sum reads
+// activations are stored as `Act`; a conv that does not split binds a small unused buffer
+// there (WebGPU refuses a writable binding that aliases another one). The split-K sum reads
 // `partials` and never touches `input`, `weight` or the pre-activation.
-const CONV_BINDINGS: &[Binding] = &[
+pub(super) const CONV_BINDINGS: &[Binding] = &[
     Binding::Uniform,
     Binding::Read,
     Binding::Read,

@@ -31,6 +31,9 @@ pub struct ConvBuffers<'a> {
     pub pre_act: Option<&'a wgpu::Buffer>,
     /// Bound where a layout has a slot the specialisation never reads.
     pub unused: &'a wgpu::Buffer,
+    /// Bound where a layout has a writable slot the specialisation never writes: WebGPU
+    /// forbids a writable binding that aliases any other binding of the same dispatch.
+    pub unused_writable: &'a wgpu::Buffer,
     /// Where the node's Winograd weights are made and kept, for Winograd configurations.
     pub winograd: Option<&'a TransformedWeights>,
 }
@@ -98,6 +101,7 @@ impl NodeOp for ConvNode<'_> {
             scratch: b.scratch,
             pre_act: b.pre_act,
             unused: b.unused,
+            unused_writable: b.unused_writable,
             winograd: Some(&weights.winograd),
         };
         conv_steps(env, name, p, config, &buffers)
@@ -166,7 +170,7 @@ pub fn conv_steps(
             b.residual.filter(|_| !split).unwrap_or(b.unused),
             b.output,
             pre_act,
-            scratch.unwrap_or(b.output),
+            scratch.unwrap_or(b.unused_writable),
         ],
     )?;
     let element = ctx.precision.element_bytes();
