@@ -357,39 +357,7 @@ pub fn steps(
             ],
         )
     };
-    let (_, _, t) = tiles(p, m);
-    let e = elements(m) as u64;
-    let (t, in_c, out_c) = (t as u64, p.in_c as u64, p.out_c as u64);
-    let v_bytes = e * t * in_c * 4;
-    let m_bytes = e * t * out_c * 4;
-    let element = ctx.precision.element_bytes();
-    let out_bytes = p.output_shape().bytes_as(element);
-    let tn = config.tiles.tile_n as u64;
-    let tm = config.tiles.tile_m as u64;
-    let parts = [
-        (
-            INPUT_TRANSFORM,
-            "input transform",
-            p.input_numel() as u64 * element + v_bytes,
-            flat_dispatch(t * in_c.div_ceil(4), GROUP, &ctx.limits)?,
-            // Bᵀ·d·B: 2α³ adds per tile and channel, roughly.
-            2 * e * (m as u64 + 2) * t * in_c,
-        ),
-        (
-            GEMM,
-            "GEMMs",
-            v_bytes + u.size() + m_bytes,
-            [out_c.div_ceil(tn) as u32, t.div_ceil(tm) as u32, e as u32],
-            2 * e * t * in_c * out_c,
-        ),
-        (
-            OUTPUT_TRANSFORM,
-            "output transform",
-            m_bytes + out_bytes * if p.residual { 2 } else { 1 } + b.bias.size(),
-            flat_dispatch(t * out_c.div_ceil(4), GROUP, &ctx.limits)?,
-            2 * e * m as u64 * t * out_c,
-        ),
-    ];
+    let parts = dispatches(env.ctx, p, config, m, u.size(), b.bias.size())?;
     parts
         .into_iter()
         .map(|(kernel, what, bytes, workgroups, flops)| {
@@ -420,4 +388,52 @@ pub fn steps(
             })
         })
         .collect()
+}
+
+/// One of Winograd's dispatches: kernel, what it does, bytes moved, workgroups and its own
+/// arithmetic (for profiles).
+type Dispatch = (KernelSpec, &'static str, u64, [u32; 3], u64);
+
+/// Winograd's three dispatches.
+fn dispatches(
+    ctx: &GpuContext,
+    p: &ConvProblem,
+    config: &ConvConfig,
+    m: usize,
+    u_bytes: u64,
+    bias_bytes: u64,
+) -> Result<[Dispatch; 3]> {
+    let (_, _, t) = tiles(p, m);
+    let e = elements(m) as u64;
+    let (t, in_c, out_c) = (t as u64, p.in_c as u64, p.out_c as u64);
+    let v_bytes = e * t * in_c * 4;
+    let m_bytes = e * t * out_c * 4;
+    let element = ctx.precision.element_bytes();
+    let out_bytes = p.output_shape().bytes_as(element);
+    let tn = config.tiles.tile_n as u64;
+    let tm = config.tiles.tile_m as u64;
+    Ok([
+        (
+            INPUT_TRANSFORM,
+            "input transform",
+            p.input_numel() as u64 * element + v_bytes,
+            flat_dispatch(t * in_c.div_ceil(4), GROUP, &ctx.limits)?,
+            // Bᵀ·d·B: 2α³ adds per tile and channel, roughly.
+            2 * e * (m as u64 + 2) * t * in_c,
+        ),
+        (
+            GEMM,
+            "GEMMs",
+            v_bytes + u_bytes + m_bytes,
+            [out_c.div_ceil(tn) as u32, t.div_ceil(tm) as u32, e as u32],
+            2 * e * t * in_c * out_c,
+        ),
+        (
+            OUTPUT_TRANSFORM,
+            "output transform",
+            m_bytes + out_bytes * if p.residual { 2 } else { 1 } + bias_bytes,
+            flat_dispatch(t * out_c.div_ceil(4), GROUP, &ctx.limits)?,
+            2 * e * m as u64 * t * out_c,
+        ),
+    ])
 }
