@@ -39,15 +39,8 @@ pub struct ConvProblem {
 
 impl ConvProblem {
     /// A dense stride-1 "same" conv with a residual and ReLU, on a square map (unit tests of
-    /// the configuration rules).
-    #[cfg(test)]
-    pub(crate) fn same_size(
-        batch: usize,
-        hw: usize,
-        in_c: usize,
-        out_c: usize,
-        kernel: usize,
-    ) -> Self {
+    /// the configuration rules, kernel tests).
+    pub fn same_size(batch: usize, hw: usize, in_c: usize, out_c: usize, kernel: usize) -> Self {
         ConvProblem {
             batch,
             in_t: 1,

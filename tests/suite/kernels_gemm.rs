@@ -141,28 +141,7 @@ fn gemm_random_shapes_cover_the_edges() {
 
 /// A 1×1 conv of 2 images of 7×7 pixels.
 fn pointwise(in_c: usize, out_c: usize) -> ConvProblem {
-    ConvProblem {
-        batch: 2,
-        in_t: 1,
-        out_t: 1,
-        in_h: 7,
-        in_w: 7,
-        in_c,
-        out_h: 7,
-        out_w: 7,
-        out_c,
-        kernel: 1,
-        stride: 1,
-        pad: 0,
-        kernel_t: 1,
-        stride_t: 1,
-        pad_t: 0,
-        groups: 1,
-        input_nchw: false,
-        residual: true,
-        relu: true,
-        pre_act: false,
-    }
+    ConvProblem::same_size(2, 7, in_c, out_c, 1)
 }
 
 /// The one check refuses what the GEMM kernels cannot compute, and GEMM tiles that are no

@@ -117,26 +117,8 @@ fn config(algo: ConvAlgo) -> ConvConfig {
 
 fn problem(in_c: usize, out_c: usize, hw: usize) -> ConvProblem {
     ConvProblem {
-        batch: 1,
-        in_t: 1,
-        out_t: 1,
-        in_h: hw,
-        in_w: hw,
-        in_c,
-        out_h: hw,
-        out_w: hw,
-        out_c,
-        kernel: 3,
-        stride: 1,
-        pad: 1,
-        kernel_t: 1,
-        stride_t: 1,
-        pad_t: 0,
-        groups: 1,
-        input_nchw: false,
-        residual: true,
-        relu: true,
         pre_act: true,
+        ..ConvProblem::same_size(1, hw, in_c, out_c, 3)
     }
 }
 
