@@ -165,22 +165,25 @@ fn engines(ctx: &Arc<GpuContext>, s: &Shape) -> (Engine, Engine) {
     )
 }
 
+/// Every dispatch of one profiled run (median of `reps`).
+fn profiled(e: &Engine, size: InputSize, reps: usize) -> Vec<LayerProfile> {
+    let x = vec![0.5f32; size.n * size.h * size.w * e.graph.input_channels];
+    e.profile(&x, size, 1, reps).unwrap().layers
+}
+
 /// Per-dispatch GPU ms of one profiled run (median of `reps`).
 fn dispatch_ms(e: &Engine, size: InputSize, reps: usize) -> Vec<f64> {
-    let x = vec![0.5f32; size.n * size.h * size.w * e.graph.input_channels];
-    let p = e.profile(&x, size, 1, reps).unwrap();
-    p.layers.iter().map(|l| l.gpu_ms).collect()
+    profiled(e, size, reps).iter().map(|l| l.gpu_ms).collect()
 }
 
 /// GPU ms of one profiled run (median of `reps`): the standalone pass's dispatches (none in
 /// the fused network) and the conv's, all of them (Winograd runs three: input transform,
 /// GEMM, output transform).
 fn pass_and_conv_ms(e: &Engine, size: InputSize, reps: usize) -> (f64, f64) {
-    let x = vec![0.5f32; size.n * size.h * size.w * e.graph.input_channels];
-    let p = e.profile(&x, size, 1, reps).unwrap();
+    let layers = profiled(e, size, reps);
     let pass = |l: &&LayerProfile| l.name.starts_with("bn_relu");
     let sum = |v: Vec<&LayerProfile>| v.iter().map(|l| l.gpu_ms).sum::<f64>();
-    let (pass, conv) = p.layers.iter().partition(pass);
+    let (pass, conv) = layers.iter().partition(pass);
     (sum(pass), sum(conv))
 }
 
